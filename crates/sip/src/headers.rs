@@ -1,0 +1,361 @@
+//! Header names, the header-section scanner shared by [`crate::Message::parse`] and
+//! [`crate::frame`], and comma-list splitting.
+
+use crate::bytes::{find_byte, is_wsp, trim_end};
+
+/// Header names the parser knows (and keeps a direct slot for). Compact forms map to the same id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub(crate) enum Hdr {
+    CallId,
+    From,
+    To,
+    Via,
+    Contact,
+    ContentLength,
+    ContentType,
+    CSeq,
+    Supported,
+    Subject,
+    ContentEncoding,
+    Event,
+    ReferTo,
+    ReferredBy,
+    AllowEvents,
+    SessionExpires,
+    Identity,
+    IdentityInfo,
+    AcceptContact,
+    RejectContact,
+    RequestDisposition,
+    UserAgent,
+    Server,
+    Reason,
+    XCid,
+    SessionId,
+    PChargingVector,
+    /// Any other name; compared by bytes.
+    Other,
+}
+
+/// Number of known ids (everything but [`Hdr::Other`]).
+pub(crate) const KNOWN: usize = Hdr::Other as usize;
+
+/// (full name, compact form, id). Compact form `0` means none.
+const NAMES: [(&[u8], u8, Hdr); KNOWN] = [
+    (b"call-id", b'i', Hdr::CallId),
+    (b"from", b'f', Hdr::From),
+    (b"to", b't', Hdr::To),
+    (b"via", b'v', Hdr::Via),
+    (b"contact", b'm', Hdr::Contact),
+    (b"content-length", b'l', Hdr::ContentLength),
+    (b"content-type", b'c', Hdr::ContentType),
+    (b"cseq", 0, Hdr::CSeq),
+    (b"supported", b'k', Hdr::Supported),
+    (b"subject", b's', Hdr::Subject),
+    (b"content-encoding", b'e', Hdr::ContentEncoding),
+    (b"event", b'o', Hdr::Event),
+    (b"refer-to", b'r', Hdr::ReferTo),
+    (b"referred-by", b'b', Hdr::ReferredBy),
+    (b"allow-events", b'u', Hdr::AllowEvents),
+    (b"session-expires", b'x', Hdr::SessionExpires),
+    (b"identity", b'y', Hdr::Identity),
+    (b"identity-info", b'n', Hdr::IdentityInfo),
+    (b"accept-contact", b'a', Hdr::AcceptContact),
+    (b"reject-contact", b'j', Hdr::RejectContact),
+    (b"request-disposition", b'd', Hdr::RequestDisposition),
+    (b"user-agent", 0, Hdr::UserAgent),
+    (b"server", 0, Hdr::Server),
+    (b"reason", 0, Hdr::Reason),
+    (b"x-cid", 0, Hdr::XCid),
+    (b"session-id", 0, Hdr::SessionId),
+    (b"p-charging-vector", 0, Hdr::PChargingVector),
+];
+
+impl Hdr {
+    /// Id of a header name (case-insensitive, compact forms included).
+    #[inline]
+    pub(crate) fn from_name(name: &[u8]) -> Hdr {
+        if let [c] = name {
+            let c = c.to_ascii_lowercase();
+            for &(_, compact, id) in &NAMES {
+                if compact == c && c != 0 {
+                    return id;
+                }
+            }
+            return Hdr::Other;
+        }
+        for &(full, _, id) in &NAMES {
+            if full.len() == name.len() && full.eq_ignore_ascii_case(name) {
+                return id;
+            }
+        }
+        Hdr::Other
+    }
+
+    /// Slot index of a known id.
+    #[inline]
+    pub(crate) fn slot(self) -> Option<usize> {
+        match self {
+            Hdr::Other => None,
+            id => Some(id as usize),
+        }
+    }
+}
+
+/// Headers whose grammar is not a comma-separated list (RFC 3261 section 7.3.1 and free-text
+/// headers): [`crate::Message::header_values`] does not split them.
+pub(crate) fn is_single_valued(id: Hdr, name: &[u8]) -> bool {
+    match id {
+        Hdr::CallId
+        | Hdr::CSeq
+        | Hdr::Subject
+        | Hdr::UserAgent
+        | Hdr::Server
+        | Hdr::ContentLength
+        | Hdr::ContentType
+        | Hdr::Identity
+        | Hdr::SessionId
+        | Hdr::PChargingVector
+        | Hdr::XCid => true,
+        Hdr::Other => {
+            const SINGLE: [&[u8]; 7] = [
+                b"www-authenticate",
+                b"authorization",
+                b"proxy-authenticate",
+                b"proxy-authorization",
+                b"date",
+                b"organization",
+                b"timestamp",
+            ];
+            SINGLE.iter().any(|s| s.eq_ignore_ascii_case(name))
+        }
+        _ => false,
+    }
+}
+
+/// How a header-section scan ended without reaching the empty line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Unterminated {
+    /// The input ended; `at_line_end` is true when its last line was complete.
+    Eof { at_line_end: bool },
+    /// `limit` bytes were scanned without finding the end.
+    TooLong,
+}
+
+/// Scans header lines starting at `pos` (the byte after the start line), calling `on_field`
+/// with the byte ranges of each trimmed name and trimmed value (folded continuation lines
+/// included in the value). Scanning stops at the empty line and returns the offset of the first
+/// body byte. At most `limit` bytes past `pos` are examined.
+#[inline]
+pub(crate) fn scan(
+    buf: &[u8],
+    mut pos: usize,
+    limit: usize,
+    mut on_field: impl FnMut(usize, usize, usize, usize),
+) -> Result<usize, Unterminated> {
+    let end_all = pos.saturating_add(limit).min(buf.len());
+    // Pending field: name start/end, value start/end.
+    let mut pending: Option<(usize, usize, usize, usize)> = None;
+    loop {
+        let window = buf.get(pos..end_all).unwrap_or_default();
+        let Some(nl) = find_byte(window, b'\n') else {
+            if let Some((a, b, c, d)) = pending {
+                on_field(a, b, c, d);
+            }
+            return Err(if end_all < buf.len() {
+                Unterminated::TooLong
+            } else {
+                Unterminated::Eof {
+                    at_line_end: window.is_empty(),
+                }
+            });
+        };
+        let line_end = pos.saturating_add(nl);
+        let next = line_end.saturating_add(1);
+        let raw = window.get(..nl).unwrap_or_default();
+        let line = match raw {
+            [head @ .., b'\r'] => head,
+            _ => raw,
+        };
+        match line.first() {
+            None => {
+                if let Some((a, b, c, d)) = pending {
+                    on_field(a, b, c, d);
+                }
+                return Ok(next);
+            }
+            Some(&b) if is_wsp(b) => {
+                // Continuation of the previous field's value.
+                let content = trim_end(line);
+                let lead = content.iter().take_while(|&&c| is_wsp(c)).count();
+                if lead < content.len() {
+                    if let Some((_, _, vs, ve)) = pending.as_mut() {
+                        let cstart = pos.saturating_add(lead);
+                        let cend = pos.saturating_add(content.len());
+                        if *vs == *ve {
+                            *vs = cstart;
+                        }
+                        *ve = cend;
+                    }
+                }
+            }
+            Some(_) => {
+                if let Some((a, b, c, d)) = pending.take() {
+                    on_field(a, b, c, d);
+                }
+                if let Some(colon) = find_byte(line, b':') {
+                    let name = line.get(..colon).unwrap_or_default();
+                    let nlead = name.iter().take_while(|&&c| is_wsp(c)).count();
+                    let nlen = trim_end(name).len();
+                    if nlen > nlead {
+                        let value = line.get(colon.saturating_add(1)..).unwrap_or_default();
+                        let vlead = value.iter().take_while(|&&c| is_wsp(c)).count();
+                        let vlen = trim_end(value).len().max(vlead);
+                        let vbase = pos.saturating_add(colon).saturating_add(1);
+                        pending = Some((
+                            pos.saturating_add(nlead),
+                            pos.saturating_add(nlen),
+                            vbase.saturating_add(vlead),
+                            vbase.saturating_add(vlen),
+                        ));
+                    }
+                }
+            }
+        }
+        pos = next;
+    }
+}
+
+/// Iterator over the elements of a comma-separated header value: commas inside double quotes or
+/// `<...>` do not split. Elements are trimmed; empty ones are skipped.
+#[derive(Debug, Clone)]
+pub(crate) struct CommaSplit<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> CommaSplit<'a> {
+    pub(crate) fn new(value: &'a [u8]) -> Self {
+        CommaSplit { rest: value }
+    }
+}
+
+impl<'a> Iterator for CommaSplit<'a> {
+    type Item = &'a [u8];
+
+    fn next(&mut self) -> Option<&'a [u8]> {
+        while !self.rest.is_empty() {
+            let mut in_quotes = false;
+            let mut escaped = false;
+            let mut angle = false;
+            let mut cut = self.rest.len();
+            for (i, &b) in self.rest.iter().enumerate() {
+                if in_quotes {
+                    if escaped {
+                        escaped = false;
+                    } else if b == b'\\' {
+                        escaped = true;
+                    } else if b == b'"' {
+                        in_quotes = false;
+                    }
+                } else if angle {
+                    if b == b'>' {
+                        angle = false;
+                    }
+                } else if b == b'"' {
+                    in_quotes = true;
+                } else if b == b'<' {
+                    angle = true;
+                } else if b == b',' {
+                    cut = i;
+                    break;
+                }
+            }
+            let (item, rest) = self.rest.split_at_checked(cut).unwrap_or((self.rest, &[]));
+            self.rest = rest.get(1..).unwrap_or_default();
+            let item = crate::bytes::trim(item);
+            if !item.is_empty() {
+                return Some(item);
+            }
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn from_name_maps_full_and_compact_forms() {
+        assert_eq!(Hdr::from_name(b"Call-ID"), Hdr::CallId);
+        assert_eq!(Hdr::from_name(b"i"), Hdr::CallId);
+        assert_eq!(Hdr::from_name(b"I"), Hdr::CallId);
+        assert_eq!(Hdr::from_name(b"CSEQ"), Hdr::CSeq);
+        assert_eq!(Hdr::from_name(b"l"), Hdr::ContentLength);
+        assert_eq!(Hdr::from_name(b"y"), Hdr::Identity);
+        assert_eq!(Hdr::from_name(b"z"), Hdr::Other);
+        assert_eq!(Hdr::from_name(b"X-Foo"), Hdr::Other);
+        assert_eq!(Hdr::from_name(b""), Hdr::Other);
+    }
+
+    #[test]
+    fn every_known_id_has_its_own_slot() {
+        for (i, &(_, _, id)) in NAMES.iter().enumerate() {
+            assert_eq!(id.slot(), Some(i));
+        }
+    }
+
+    #[test]
+    fn comma_split_respects_quotes_and_angle_brackets() {
+        let v: Vec<_> =
+            CommaSplit::new(br#""Doe, John" <sip:a@b>, <sip:c,d@e>;x=1 , ,f"#).collect();
+        assert_eq!(
+            v,
+            vec![
+                &br#""Doe, John" <sip:a@b>"#[..],
+                &b"<sip:c,d@e>;x=1"[..],
+                &b"f"[..]
+            ]
+        );
+    }
+
+    type Fields = Vec<(Vec<u8>, Vec<u8>)>;
+
+    fn collect(buf: &[u8]) -> (Fields, Result<usize, Unterminated>) {
+        let mut out = Vec::new();
+        let r = scan(buf, 0, usize::MAX, |a, b, c, d| {
+            out.push((buf[a..b].to_vec(), buf[c..d].to_vec()))
+        });
+        (out, r)
+    }
+
+    #[test]
+    fn scan_handles_folding_lf_and_spaces_around_colon() {
+        let buf = b"A : 1\nB:\r\n  two\r\n\tthree  \r\nC:\r\n\r\nbody";
+        let (f, r) = collect(buf);
+        assert_eq!(r, Ok(buf.len() - 4));
+        assert_eq!(
+            f,
+            vec![
+                (b"A".to_vec(), b"1".to_vec()),
+                (b"B".to_vec(), b"two\r\n\tthree".to_vec()),
+                (b"C".to_vec(), b"".to_vec())
+            ]
+        );
+    }
+
+    #[test]
+    fn scan_reports_how_it_ended() {
+        assert_eq!(
+            collect(b"A: 1\r\n").1,
+            Err(Unterminated::Eof { at_line_end: true })
+        );
+        assert_eq!(
+            collect(b"A: 1").1,
+            Err(Unterminated::Eof { at_line_end: false })
+        );
+        let r = scan(b"A: 1\r\nB: 2\r\n\r\n", 0, 6, |_, _, _, _| {});
+        assert_eq!(r, Err(Unterminated::TooLong));
+    }
+}
