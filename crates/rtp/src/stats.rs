@@ -1,0 +1,309 @@
+//! Per-stream statistics: RFC 3550 A.1 sequence accounting and A.8 interarrival jitter.
+
+/// RTP clock rate of a static payload type (RFC 3551 table 4/5), `None` for dynamic ones.
+pub fn clock_rate_for_static(pt: u8) -> Option<u32> {
+    match pt {
+        0 | 3 | 4 | 5 | 7 | 8 | 9 | 12 | 13 | 15 | 18 => Some(8000),
+        6 => Some(16000),
+        10 | 11 => Some(44100),
+        14 | 25 | 26 | 28 | 31 | 32 | 33 | 34 => Some(90000),
+        16 => Some(11025),
+        17 => Some(22050),
+        _ => None,
+    }
+}
+
+/// How many sequence numbers behind the highest one a packet may arrive and still be
+/// recognised as a duplicate or a late (reordered) packet.
+const WINDOW: u64 = 1024;
+
+/// Running statistics of one RTP stream (one SSRC between two transport addresses).
+///
+/// Feed packets in capture order with [`StreamStats::push`]. Memory is constant.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamStats {
+    /// Packets received, duplicates included.
+    pub packets: u64,
+    /// Copies of a sequence number already received.
+    pub duplicates: u64,
+    /// Packets that arrived after a packet with a higher sequence number.
+    pub reordered: u64,
+    /// Times the 16-bit sequence number wrapped.
+    pub seq_wraps: u32,
+    /// Packets with the marker bit set.
+    pub markers: u64,
+    /// SSRC changes are counted by the caller (the key includes the SSRC); payload type changes here.
+    pub payload_type_changes: u32,
+    /// Last payload type seen.
+    pub payload_type: u8,
+    /// Capture time of the first and last packet (µs).
+    pub first_us: i64,
+    /// See `first_us`.
+    pub last_us: i64,
+    /// Smallest, largest and summed gap between consecutive packets (µs).
+    pub min_delta_us: i64,
+    /// See `min_delta_us`.
+    pub max_delta_us: i64,
+    sum_delta_us: i64,
+    /// Current interarrival jitter in seconds (RFC 3550 A.8), and its max and sum over packets.
+    jitter: f64,
+    max_jitter: f64,
+    sum_jitter: f64,
+    jitter_samples: u64,
+    base_ext: u64,
+    max_ext: u64,
+    seen: [u64; (WINDOW / 64) as usize],
+    last_transit: Option<f64>,
+}
+
+impl Default for StreamStats {
+    fn default() -> Self {
+        StreamStats {
+            packets: 0,
+            duplicates: 0,
+            reordered: 0,
+            seq_wraps: 0,
+            markers: 0,
+            payload_type_changes: 0,
+            payload_type: 0,
+            first_us: 0,
+            last_us: 0,
+            min_delta_us: i64::MAX,
+            max_delta_us: 0,
+            sum_delta_us: 0,
+            jitter: 0.0,
+            max_jitter: 0.0,
+            sum_jitter: 0.0,
+            jitter_samples: 0,
+            base_ext: 0,
+            max_ext: 0,
+            seen: [0; (WINDOW / 64) as usize],
+            last_transit: None,
+        }
+    }
+}
+
+impl StreamStats {
+    /// A stream with no packets yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn bit(&mut self, ext: u64) -> (usize, u64) {
+        let slot = (ext % WINDOW) as usize;
+        (slot / 64, 1u64 << (slot % 64))
+    }
+
+    fn seen_get(&mut self, ext: u64) -> bool {
+        let (w, m) = self.bit(ext);
+        self.seen.get(w).is_some_and(|v| v & m != 0)
+    }
+
+    fn seen_set(&mut self, ext: u64, on: bool) {
+        let (w, m) = self.bit(ext);
+        if let Some(v) = self.seen.get_mut(w) {
+            if on {
+                *v |= m
+            } else {
+                *v &= !m
+            }
+        }
+    }
+
+    /// Accounts one packet: capture time in µs, its RTP header fields and the clock rate
+    /// (Hz) of its payload type (`None`: jitter is not updated for this packet).
+    pub fn push(
+        &mut self,
+        ts_us: i64,
+        seq: u16,
+        rtp_ts: u32,
+        pt: u8,
+        marker: bool,
+        clock: Option<u32>,
+    ) {
+        if self.packets == 0 {
+            self.first_us = ts_us;
+            self.base_ext = u64::from(seq) + 65536;
+            self.max_ext = self.base_ext;
+            self.payload_type = pt;
+            self.seen_set(self.max_ext, true);
+        } else {
+            let delta = ts_us.saturating_sub(self.last_us);
+            self.min_delta_us = self.min_delta_us.min(delta);
+            self.max_delta_us = self.max_delta_us.max(delta);
+            self.sum_delta_us = self.sum_delta_us.saturating_add(delta);
+            if pt != self.payload_type {
+                self.payload_type_changes += 1;
+                self.payload_type = pt;
+            }
+            // Extended sequence number closest to the highest one seen so far.
+            let cycle = self.max_ext & !0xffff;
+            let cands = [cycle.wrapping_sub(65536), cycle, cycle + 65536];
+            let ext = cands
+                .into_iter()
+                .map(|c| c | u64::from(seq))
+                .filter(|e| *e >= 65536 || cycle == 0)
+                .min_by_key(|e| e.abs_diff(self.max_ext))
+                .unwrap_or(cycle | u64::from(seq));
+            if ext > self.max_ext {
+                if ext >> 16 > self.max_ext >> 16 {
+                    self.seq_wraps += 1;
+                }
+                // Clear window bits of the numbers skipped over.
+                let from = (self.max_ext + 1).max(ext.saturating_sub(WINDOW - 1));
+                for e in from..ext {
+                    self.seen_set(e, false);
+                }
+                self.max_ext = ext;
+                self.seen_set(ext, true);
+            } else if self.max_ext - ext < WINDOW && ext >= self.base_ext {
+                if self.seen_get(ext) {
+                    self.duplicates += 1;
+                } else {
+                    self.reordered += 1;
+                    self.seen_set(ext, true);
+                }
+            } else if ext < self.base_ext && self.base_ext - ext < WINDOW {
+                // Late packet from before the first one seen: extends the range.
+                self.reordered += 1;
+                self.base_ext = ext;
+            } else {
+                self.reordered += 1;
+            }
+        }
+        if marker {
+            self.markers += 1;
+        }
+        if let Some(rate) = clock.filter(|r| *r > 0) {
+            let transit = ts_us as f64 / 1e6 - f64::from(rtp_ts) / f64::from(rate);
+            if let Some(prev) = self.last_transit {
+                let mut d = (transit - prev).abs();
+                // RTP timestamps wrap at 2^32 ticks.
+                let wrap = 4_294_967_296.0 / f64::from(rate);
+                if d > wrap / 2.0 {
+                    d = (d - wrap).abs();
+                }
+                self.jitter += (d - self.jitter) / 16.0;
+            }
+            self.last_transit = Some(transit);
+            self.max_jitter = self.max_jitter.max(self.jitter);
+            self.sum_jitter += self.jitter;
+            self.jitter_samples += 1;
+        }
+        self.packets += 1;
+        self.last_us = ts_us;
+    }
+
+    /// Packets the sequence range calls for (highest − lowest + 1).
+    pub fn expected(&self) -> u64 {
+        if self.packets == 0 {
+            0
+        } else {
+            self.max_ext - self.base_ext + 1
+        }
+    }
+
+    /// Packets missing from the sequence range, duplicates not counted as received (never negative).
+    pub fn lost(&self) -> u64 {
+        self.expected()
+            .saturating_sub(self.packets.saturating_sub(self.duplicates))
+    }
+
+    /// Current jitter in milliseconds.
+    pub fn jitter_ms(&self) -> f64 {
+        self.jitter * 1000.0
+    }
+
+    /// Largest jitter seen, in milliseconds.
+    pub fn max_jitter_ms(&self) -> f64 {
+        self.max_jitter * 1000.0
+    }
+
+    /// Mean of the jitter after each packet, in milliseconds.
+    pub fn mean_jitter_ms(&self) -> f64 {
+        if self.jitter_samples == 0 {
+            0.0
+        } else {
+            self.sum_jitter * 1000.0 / self.jitter_samples as f64
+        }
+    }
+
+    /// Mean gap between packets in milliseconds.
+    pub fn mean_delta_ms(&self) -> f64 {
+        if self.packets < 2 {
+            0.0
+        } else {
+            self.sum_delta_us as f64 / 1000.0 / (self.packets - 1) as f64
+        }
+    }
+
+    /// Largest gap between packets in milliseconds.
+    pub fn max_delta_ms(&self) -> f64 {
+        self.max_delta_us as f64 / 1000.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn feed(seqs: &[u16]) -> StreamStats {
+        let mut s = StreamStats::new();
+        for (i, q) in seqs.iter().enumerate() {
+            let t = i as i64 * 20_000;
+            s.push(t, *q, u32::from(*q) * 160, 8, false, Some(8000));
+        }
+        s
+    }
+
+    #[test]
+    fn counts_loss_duplicates_and_reordering() {
+        let s = feed(&[10, 11, 13, 12, 12, 15]);
+        assert_eq!(s.packets, 6);
+        assert_eq!(s.expected(), 6);
+        assert_eq!(s.duplicates, 1);
+        assert_eq!(s.reordered, 1);
+        assert_eq!(s.lost(), 1); // 14
+    }
+
+    #[test]
+    fn sequence_wrap_is_not_loss() {
+        let s = feed(&[65534, 65535, 0, 1]);
+        assert_eq!(s.seq_wraps, 1);
+        assert_eq!(s.expected(), 4);
+        assert_eq!(s.lost(), 0);
+    }
+
+    #[test]
+    fn perfectly_paced_stream_has_zero_jitter() {
+        let s = feed(&[1, 2, 3, 4, 5]);
+        assert!(s.max_jitter_ms().abs() < 1e-9);
+        assert!((s.mean_delta_ms() - 20.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn jitter_follows_rfc3550_recurrence() {
+        let mut s = StreamStats::new();
+        s.push(0, 1, 0, 0, false, Some(8000));
+        // 5 ms late: D = 0.005 s, J = 0.005/16.
+        s.push(25_000, 2, 160, 0, false, Some(8000));
+        assert!((s.jitter_ms() - 5.0 / 16.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn static_clock_rates() {
+        assert_eq!(clock_rate_for_static(8), Some(8000));
+        assert_eq!(clock_rate_for_static(9), Some(8000));
+        assert_eq!(clock_rate_for_static(101), None);
+    }
+
+    proptest! {
+        #[test]
+        fn lost_never_exceeds_expected(seqs in proptest::collection::vec(any::<u16>(), 1..300)) {
+            let s = feed(&seqs);
+            prop_assert!(s.lost() <= s.expected());
+            prop_assert_eq!(s.packets, seqs.len() as u64);
+        }
+    }
+}
