@@ -1,0 +1,625 @@
+//! Groups SIP messages into calls, binds media through SDP and accounts RTP streams.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+
+use siphon_rtp::{clock_rate_for_static, looks_like_rtcp, RtpHeader, StreamStats};
+use siphon_sip::sdp::Sdp;
+use siphon_sip::Message;
+
+use crate::summary::{
+    codec_name, CallState, CallSummary, HangupSide, Phase, StreamDirection, StreamSummary,
+};
+use crate::CallRef;
+
+/// Timeouts and bounds of the correlator. Times are capture time.
+#[derive(Debug, Clone)]
+pub struct CallConfig {
+    /// An INVITE with no final answer is closed after this long (seconds).
+    pub pending_timeout_s: u64,
+    /// An answered call with no SIP or media for this long is closed (seconds).
+    pub active_timeout_s: u64,
+    /// After BYE/CANCEL/final failure, late packets still join the call for this long (seconds).
+    pub closing_grace_s: u64,
+    /// A non-INVITE transaction (REGISTER, OPTIONS...) with no final answer is closed after this long.
+    pub non_invite_timeout_s: u64,
+    /// Call-IDs of completed calls remembered so that late messages rejoin them without an index look-up.
+    pub id_cache_size: usize,
+}
+
+impl Default for CallConfig {
+    fn default() -> Self {
+        CallConfig {
+            pending_timeout_s: 300,
+            active_timeout_s: 1800,
+            closing_grace_s: 5,
+            non_invite_timeout_s: 32,
+            id_cache_size: 10_000,
+        }
+    }
+}
+
+/// Result of feeding a SIP message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SipOutcome {
+    /// The call the message belongs to.
+    pub call_ref: CallRef,
+    /// True when this message opened a call not seen before (not even in the index).
+    pub opened: bool,
+}
+
+/// What a UDP payload was, when it belongs to a call's media.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MediaClass {
+    /// An RTP packet of the call.
+    Rtp(CallRef),
+    /// An RTCP packet of the call.
+    Rtcp(CallRef),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Side {
+    Caller,
+    Callee,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Binding {
+    call_ref: CallRef,
+    side: Side,
+    rtcp: bool,
+}
+
+struct Call {
+    summary: CallSummary,
+    initial_cseq: Option<u32>,
+    rtpmap: Vec<(u8, String, u32)>,
+    bound: Vec<SocketAddr>,
+    closing_since: Option<i64>,
+    dirty: bool,
+}
+
+/// The correlator: see the crate documentation.
+pub struct Correlator {
+    cfg: CallConfig,
+    by_id: HashMap<Vec<u8>, CallRef>,
+    calls: HashMap<CallRef, Call>,
+    media: HashMap<SocketAddr, Binding>,
+    closed: HashMap<Vec<u8>, CallRef>,
+    closed_order: VecDeque<Vec<u8>>,
+    next_ref: CallRef,
+    preassigned: HashMap<Vec<u8>, CallRef>,
+}
+
+fn text(b: Option<&[u8]>) -> String {
+    b.map(|v| String::from_utf8_lossy(v).into_owned())
+        .unwrap_or_default()
+}
+
+impl Correlator {
+    /// A correlator whose first new call gets `first_ref`.
+    pub fn new(cfg: CallConfig, first_ref: CallRef) -> Self {
+        Correlator {
+            cfg,
+            by_id: HashMap::new(),
+            calls: HashMap::new(),
+            media: HashMap::new(),
+            closed: HashMap::new(),
+            closed_order: VecDeque::new(),
+            next_ref: first_ref.max(1),
+            preassigned: HashMap::new(),
+        }
+    }
+
+    /// The handle the Call-ID gets when it is next opened (index rebuild from stored records).
+    pub fn preassign(&mut self, call_id: &[u8], call_ref: CallRef) {
+        self.preassigned.insert(call_id.to_vec(), call_ref);
+    }
+
+    /// Calls (and non-call dialogs) currently open.
+    pub fn open_calls(&self) -> usize {
+        self.calls.len()
+    }
+
+    /// Number of media endpoints currently bound.
+    pub fn bound_endpoints(&self) -> usize {
+        self.media.len()
+    }
+
+    /// Feeds one SIP message. `resolve` is asked for the summary of a Call-ID that is neither
+    /// open nor in the cache (the store's index), so that late messages rejoin their call.
+    /// Returns `None` when the message has no Call-ID.
+    pub fn on_sip(
+        &mut self,
+        ts_us: i64,
+        src: SocketAddr,
+        dst: SocketAddr,
+        msg: &Message<'_>,
+        resolve: &mut dyn FnMut(&[u8]) -> Option<CallSummary>,
+    ) -> Option<SipOutcome> {
+        let call_id = msg.call_id()?;
+        let mut opened = false;
+        let call_ref = match self.by_id.get(call_id) {
+            Some(r) => *r,
+            None => {
+                let known = self.closed.get(call_id).copied();
+                let summary = match resolve(call_id) {
+                    Some(s) => Some(s),
+                    None => known.map(|r| self.fresh_summary(r, call_id, ts_us, src, dst, msg)),
+                };
+                let summary = match summary {
+                    Some(s) => s,
+                    None => {
+                        opened = true;
+                        let r = match self.preassigned.remove(call_id) {
+                            Some(r) => r,
+                            None => {
+                                self.next_ref += 1;
+                                self.next_ref - 1
+                            }
+                        };
+                        self.fresh_summary(r, call_id, ts_us, src, dst, msg)
+                    }
+                };
+                let r = summary.call_ref;
+                self.by_id.insert(call_id.to_vec(), r);
+                self.calls.insert(
+                    r,
+                    Call {
+                        summary,
+                        initial_cseq: None,
+                        rtpmap: Vec::new(),
+                        bound: Vec::new(),
+                        closing_since: None,
+                        dirty: true,
+                    },
+                );
+                r
+            }
+        };
+        let Some(call) = self.calls.get_mut(&call_ref) else {
+            return None;
+        };
+        let sdp_side = Self::update_call(call, ts_us, src, dst, msg);
+        if let Some(side) = sdp_side {
+            for body in msg.sdp_bodies() {
+                let sdp = Sdp::parse(body);
+                for m in &sdp.media {
+                    for rm in &m.rtpmaps {
+                        let enc = String::from_utf8_lossy(rm.encoding).into_owned();
+                        match call.rtpmap.iter_mut().find(|e| e.0 == rm.payload_type) {
+                            Some(e) => {
+                                e.1 = enc;
+                                e.2 = rm.clock_rate;
+                            }
+                            None => call.rtpmap.push((rm.payload_type, enc, rm.clock_rate)),
+                        }
+                    }
+                    let Some(ip) = m.connection else { continue };
+                    if m.port == 0 || ip.is_unspecified() {
+                        continue;
+                    }
+                    let rtp = SocketAddr::new(ip, m.port);
+                    let rtcp = match m.rtcp {
+                        Some((p, a)) => SocketAddr::new(a.unwrap_or(ip), p),
+                        None => SocketAddr::new(ip, m.port.wrapping_add(1)),
+                    };
+                    let mut bind = |addr: SocketAddr, is_rtcp: bool| {
+                        self.media.insert(
+                            addr,
+                            Binding {
+                                call_ref,
+                                side,
+                                rtcp: is_rtcp,
+                            },
+                        );
+                        if !call.bound.contains(&addr) {
+                            call.bound.push(addr);
+                        }
+                    };
+                    bind(rtp, false);
+                    if !m.rtcp_mux && rtcp != rtp {
+                        bind(rtcp, true);
+                    }
+                }
+            }
+        }
+        Some(SipOutcome { call_ref, opened })
+    }
+
+    fn fresh_summary(
+        &self,
+        call_ref: CallRef,
+        call_id: &[u8],
+        ts_us: i64,
+        src: SocketAddr,
+        dst: SocketAddr,
+        msg: &Message<'_>,
+    ) -> CallSummary {
+        let from = msg.from();
+        let to = msg.to();
+        let is_req = msg.is_request();
+        let method = if is_req {
+            text(msg.method())
+        } else {
+            text(msg.cseq().map(|c| c.method))
+        };
+        CallSummary {
+            call_ref,
+            call_id: call_id.to_vec(),
+            method,
+            start_us: ts_us,
+            answer_us: None,
+            end_us: ts_us,
+            caller_user: text(from.and_then(|f| f.user)),
+            caller_domain: text(from.and_then(|f| f.host)),
+            callee_user: text(to.and_then(|t| t.user)),
+            callee_domain: text(to.and_then(|t| t.host)),
+            ruri: text(msg.request_uri()),
+            caller_ua: if is_req { text(msg.user_agent()) } else { String::new() },
+            callee_ua: String::new(),
+            caller_addr: Some(if is_req { src } else { dst }),
+            callee_addr: Some(if is_req { dst } else { src }),
+            from_tag: from.and_then(|f| f.tag).unwrap_or_default().to_vec(),
+            status: None,
+            reason: String::new(),
+            q850: None,
+            state: CallState::InProgress,
+            phase: Phase::Pending,
+            hangup: None,
+            messages: 0,
+            rtp_packets: 0,
+            rtcp_packets: 0,
+            streams: Vec::new(),
+            x_cid: text(msg.x_cid()),
+            session_id: text(msg.session_id()),
+            icid: text(msg.icid()),
+            cancel_seen: false,
+            close_reason: String::new(),
+        }
+    }
+
+    /// Applies one message to the call; returns the side whose SDP the message carries.
+    fn update_call(
+        call: &mut Call,
+        ts_us: i64,
+        src: SocketAddr,
+        _dst: SocketAddr,
+        msg: &Message<'_>,
+    ) -> Option<Side> {
+        let s = &mut call.summary;
+        s.messages = s.messages.saturating_add(1);
+        s.start_us = s.start_us.min(ts_us);
+        s.end_us = s.end_us.max(ts_us);
+        if s.phase == Phase::Complete {
+            // Reopened from the index: a late message.
+            s.phase = Phase::Closing;
+            call.closing_since = Some(ts_us);
+        }
+        let from_tag = msg.from().and_then(|f| f.tag).unwrap_or_default();
+        let from_caller = s.from_tag.is_empty() || from_tag == s.from_tag.as_slice();
+        let cseq = msg.cseq();
+        let is_invite = s.method == "INVITE";
+        if s.x_cid.is_empty() {
+            s.x_cid = text(msg.x_cid());
+        }
+        if s.session_id.is_empty() {
+            s.session_id = text(msg.session_id());
+        }
+        if s.icid.is_empty() {
+            s.icid = text(msg.icid());
+        }
+        if let Some(r) = msg.reason() {
+            if r.protocol.eq_ignore_ascii_case(b"Q.850") && r.cause.is_some() {
+                s.q850 = r.cause;
+            }
+        }
+        if msg.is_request() {
+            let method = msg.method().unwrap_or_default();
+            let to_tag = msg.to().and_then(|t| t.tag);
+            if to_tag.is_none() && method == s.method.as_bytes() {
+                if let Some(c) = cseq {
+                    call.initial_cseq = Some(c.seq);
+                }
+                if s.caller_ua.is_empty() {
+                    s.caller_ua = text(msg.user_agent());
+                }
+            }
+            match method {
+                b"CANCEL" => {
+                    s.cancel_seen = true;
+                    if s.phase == Phase::Pending {
+                        s.phase = Phase::Closing;
+                        call.closing_since = Some(ts_us);
+                    }
+                }
+                b"BYE" => {
+                    if s.hangup.is_none() {
+                        s.hangup = Some(match s.caller_addr {
+                            Some(a) if a == src => HangupSide::Caller,
+                            Some(_) => HangupSide::Callee,
+                            None if from_caller => HangupSide::Caller,
+                            None => HangupSide::Callee,
+                        });
+                    }
+                    if s.phase != Phase::Closing {
+                        s.phase = Phase::Closing;
+                        call.closing_since = Some(ts_us);
+                    }
+                }
+                _ => {}
+            }
+            Some(if from_caller { Side::Caller } else { Side::Callee })
+        } else {
+            let status = msg.status().unwrap_or(0);
+            if s.callee_ua.is_empty() && from_caller {
+                s.callee_ua = text(msg.user_agent());
+            }
+            let initial = matches!(
+                (cseq, call.initial_cseq),
+                (Some(c), Some(i)) if c.seq == i && c.method == s.method.as_bytes()
+            ) || (call.initial_cseq.is_none()
+                && cseq.is_some_and(|c| c.method == s.method.as_bytes()));
+            if initial && status >= 200 {
+                let had_2xx = s.status.is_some_and(|v| (200..300).contains(&v));
+                if !had_2xx || (200..300).contains(&status) {
+                    s.status = Some(status);
+                    s.reason = text(msg.reason_phrase());
+                }
+                if (200..300).contains(&status) {
+                    if is_invite {
+                        if s.answer_us.is_none() {
+                            s.answer_us = Some(ts_us);
+                        }
+                        if s.phase == Phase::Pending {
+                            s.phase = Phase::Active;
+                        }
+                    } else if s.phase != Phase::Complete {
+                        s.phase = Phase::Closing;
+                        call.closing_since = Some(ts_us);
+                    }
+                } else if s.phase == Phase::Pending {
+                    // Final failure. A 401/407 challenge retried with credentials arrives
+                    // within the grace period and keeps the call open.
+                    s.phase = Phase::Closing;
+                    call.closing_since = Some(ts_us);
+                }
+                s.state = CallState::from_final(is_invite, s.status, s.cancel_seen);
+                if s.phase == Phase::Active {
+                    s.state = CallState::Answered;
+                }
+            }
+            Some(if from_caller { Side::Callee } else { Side::Caller })
+        }
+    }
+
+    /// Classifies a UDP payload that is not SIP: RTP or RTCP of a bound call, accounted into
+    /// its stream. `None` when no call's SDP announced either address.
+    pub fn on_udp_media(
+        &mut self,
+        ts_us: i64,
+        src: SocketAddr,
+        dst: SocketAddr,
+        payload: &[u8],
+    ) -> Option<MediaClass> {
+        let (binding, dst_side) = match self.media.get(&dst) {
+            Some(b) => (*b, true),
+            None => (*self.media.get(&src)?, false),
+        };
+        self.account(
+            binding.call_ref,
+            Some((binding.side, dst_side, binding.rtcp)),
+            ts_us,
+            src,
+            dst,
+            payload,
+        )
+    }
+
+    /// Accounts a media packet known to belong to `call_ref` (used when rebuilding an index
+    /// from stored records, whose call is recorded with them). `None` when the call is not
+    /// open or the payload is neither RTP nor RTCP.
+    pub fn on_call_media(
+        &mut self,
+        call_ref: CallRef,
+        ts_us: i64,
+        src: SocketAddr,
+        dst: SocketAddr,
+        payload: &[u8],
+    ) -> Option<MediaClass> {
+        let bind = match (self.media.get(&dst), self.media.get(&src)) {
+            (Some(b), _) if b.call_ref == call_ref => Some((b.side, true, b.rtcp)),
+            (_, Some(b)) if b.call_ref == call_ref => Some((b.side, false, b.rtcp)),
+            _ => None,
+        };
+        self.account(call_ref, bind, ts_us, src, dst, payload)
+    }
+
+    fn account(
+        &mut self,
+        call_ref: CallRef,
+        bind: Option<(Side, bool, bool)>,
+        ts_us: i64,
+        src: SocketAddr,
+        dst: SocketAddr,
+        payload: &[u8],
+    ) -> Option<MediaClass> {
+        let call = self.calls.get_mut(&call_ref)?;
+        let s = &mut call.summary;
+        let is_rtcp_port = bind.is_some_and(|b| b.2);
+        if is_rtcp_port || looks_like_rtcp(payload) {
+            if !looks_like_rtcp(payload) {
+                return None;
+            }
+            s.rtcp_packets += 1;
+            s.end_us = s.end_us.max(ts_us);
+            call.dirty = true;
+            return Some(MediaClass::Rtcp(call_ref));
+        }
+        let h = RtpHeader::parse(payload).ok()?;
+        s.rtp_packets += 1;
+        s.end_us = s.end_us.max(ts_us);
+        call.dirty = true;
+        let idx = match s
+            .streams
+            .iter()
+            .position(|st| st.ssrc == h.ssrc && st.src == src && st.dst == dst)
+        {
+            Some(i) => i,
+            None => {
+                let direction = match bind.map(|b| (b.0, b.1)) {
+                    Some((Side::Callee, true)) | Some((Side::Caller, false)) => StreamDirection::Uac,
+                    Some((Side::Caller, true)) | Some((Side::Callee, false)) => StreamDirection::Uas,
+                    None => StreamDirection::Unknown,
+                };
+                let (codec, clock) = match call.rtpmap.iter().find(|e| e.0 == h.payload_type) {
+                    Some(e) => (e.1.clone(), e.2),
+                    None => (
+                        codec_name(h.payload_type).to_string(),
+                        clock_rate_for_static(h.payload_type).unwrap_or(0),
+                    ),
+                };
+                s.streams.push(StreamSummary {
+                    src,
+                    dst,
+                    ssrc: h.ssrc,
+                    payload_type: h.payload_type,
+                    codec,
+                    clock_rate: clock,
+                    direction,
+                    stats: StreamStats::new(),
+                });
+                s.streams.len() - 1
+            }
+        };
+        let clock = if h.payload_type == s.streams.get(idx).map_or(0, |st| st.payload_type) {
+            s.streams
+                .get(idx)
+                .map(|st| st.clock_rate)
+                .filter(|c| *c > 0)
+        } else {
+            call.rtpmap
+                .iter()
+                .find(|e| e.0 == h.payload_type)
+                .map(|e| e.2)
+                .or_else(|| clock_rate_for_static(h.payload_type))
+        };
+        if let Some(st) = s.streams.get_mut(idx) {
+            st.stats
+                .push(ts_us, h.seq, h.timestamp, h.payload_type, h.marker, clock);
+        }
+        Some(MediaClass::Rtp(call_ref))
+    }
+
+    /// Completes calls whose timeout or grace period has passed at capture time `now_us`.
+    pub fn expire(&mut self, now_us: i64, out: &mut Vec<CallSummary>) {
+        let cfg = &self.cfg;
+        let mut done = Vec::new();
+        for (r, c) in &self.calls {
+            let s = &c.summary;
+            let idle = now_us.saturating_sub(s.end_us);
+            let reason = match s.phase {
+                Phase::Closing => {
+                    let since = c.closing_since.unwrap_or(s.end_us);
+                    (now_us.saturating_sub(since.max(s.end_us)) > secs(cfg.closing_grace_s))
+                        .then_some("")
+                }
+                Phase::Pending => {
+                    let limit = if s.is_call() {
+                        cfg.pending_timeout_s
+                    } else {
+                        cfg.non_invite_timeout_s
+                    };
+                    (idle > secs(limit)).then_some("pending timeout")
+                }
+                Phase::Active => (idle > secs(cfg.active_timeout_s)).then_some("inactivity timeout"),
+                Phase::Complete => Some(""),
+            };
+            if let Some(reason) = reason {
+                done.push((*r, reason));
+            }
+        }
+        done.sort_unstable();
+        for (r, reason) in done {
+            self.complete(r, reason, out);
+        }
+    }
+
+    /// Completes every open call (end of a capture file or shutdown), with `reason` recorded
+    /// on calls that had not ended by SIP.
+    pub fn finish(&mut self, reason: &str, out: &mut Vec<CallSummary>) {
+        let mut refs: Vec<CallRef> = self.calls.keys().copied().collect();
+        refs.sort_unstable();
+        for r in refs {
+            let ended = self
+                .calls
+                .get(&r)
+                .is_some_and(|c| c.summary.phase == Phase::Closing);
+            self.complete(r, if ended { "" } else { reason }, out);
+        }
+    }
+
+    fn complete(&mut self, r: CallRef, reason: &str, out: &mut Vec<CallSummary>) {
+        let Some(call) = self.calls.remove(&r) else {
+            return;
+        };
+        for a in &call.bound {
+            if self.media.get(a).is_some_and(|b| b.call_ref == r) {
+                self.media.remove(a);
+            }
+        }
+        let mut s = call.summary;
+        self.by_id.remove(&s.call_id);
+        if !reason.is_empty() && s.close_reason.is_empty() {
+            s.close_reason = reason.to_string();
+        }
+        if s.state == CallState::InProgress {
+            s.state = CallState::from_final(s.is_call(), s.status, s.cancel_seen);
+            if s.answer_us.is_some() {
+                s.state = CallState::Answered;
+            }
+        }
+        s.phase = Phase::Complete;
+        if self.cfg.id_cache_size > 0 {
+            if self.closed.len() >= self.cfg.id_cache_size {
+                if let Some(old) = self.closed_order.pop_front() {
+                    self.closed.remove(&old);
+                }
+            }
+            self.closed.insert(s.call_id.clone(), r);
+            self.closed_order.push_back(s.call_id.clone());
+        }
+        out.push(s);
+    }
+
+    /// Snapshots of open calls changed since the last call to this function.
+    pub fn take_dirty(&mut self, out: &mut Vec<CallSummary>) {
+        for c in self.calls.values_mut() {
+            if c.dirty {
+                c.dirty = false;
+                out.push(c.summary.clone());
+            }
+        }
+    }
+
+    /// Marks a call changed (the pipeline calls this after SIP messages).
+    pub fn mark_dirty(&mut self, r: CallRef) {
+        if let Some(c) = self.calls.get_mut(&r) {
+            c.dirty = true;
+        }
+    }
+
+    /// The next call handle that a new call would get.
+    pub fn next_ref(&self) -> CallRef {
+        self.next_ref
+    }
+
+    /// True when an address was announced by an open call's SDP.
+    pub fn is_bound(&self, addr: &SocketAddr) -> bool {
+        self.media.contains_key(addr)
+    }
+}
+
+fn secs(s: u64) -> i64 {
+    i64::try_from(s.saturating_mul(1_000_000)).unwrap_or(i64::MAX)
+}
