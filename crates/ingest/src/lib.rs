@@ -1,0 +1,428 @@
+//! The ingest pipeline, without I/O: captured frames in; classified records (SIP, RTP, RTCP),
+//! new calls and completed call summaries out, through a [`Sink`].
+//!
+//! A frame is decoded (link, IP with defragmentation, UDP/TCP), HEP is unwrapped into the
+//! packet it carries, SIP over TCP is reassembled and framed, SIP is recognised by port or by
+//! content, and RTP/RTCP by the SDP of open calls (or, as an option, by its looks on any port).
+//! Malformed input is counted per reason in [`IngestStats`] and skipped: nothing here panics
+//! or blocks on any input.
+#![forbid(unsafe_code)]
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+use siphon_calls::{CallConfig, CallRef, CallSummary, Correlator, MediaClass};
+use siphon_hep::Payload;
+use siphon_sip::Message;
+use siphon_wire::capture::Frame;
+use siphon_wire::decode::{DecodeError, Decoder, Packet, Transport};
+use siphon_wire::link::LinkType;
+use siphon_wire::tcp::{Framer, Framing, TcpMessage, TcpReassembler};
+use siphon_wire::write::{synth_tcp_frame, synth_udp_frame};
+
+/// What a stored record holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[repr(u8)]
+pub enum Kind {
+    /// A SIP message.
+    Sip = 1,
+    /// An RTP packet.
+    Rtp = 2,
+    /// An RTCP packet.
+    Rtcp = 3,
+    /// RTP found by its looks on a port no SDP announced (heuristic mode).
+    OrphanRtp = 4,
+}
+
+impl Kind {
+    /// The kind from its stored byte.
+    pub fn from_u8(v: u8) -> Option<Kind> {
+        Some(match v {
+            1 => Kind::Sip,
+            2 => Kind::Rtp,
+            3 => Kind::Rtcp,
+            4 => Kind::OrphanRtp,
+            _ => return None,
+        })
+    }
+}
+
+/// One packet to store: capture time, what it is, its call, and a link-layer frame that
+/// decodes back to it (the original bytes when there are any).
+#[derive(Debug, Clone, Copy)]
+pub struct Record<'a> {
+    /// Capture time, µs since the Unix epoch (the HEP timestamp for HEP-carried packets).
+    pub ts_us: i64,
+    /// What the packet is.
+    pub kind: Kind,
+    /// The call it belongs to (0: none).
+    pub call_ref: CallRef,
+    /// Capture node (HEP capture id; 0 for local captures).
+    pub node: u32,
+    /// Link type of `frame`.
+    pub link: LinkType,
+    /// The frame.
+    pub frame: &'a [u8],
+}
+
+/// Receives the pipeline's output.
+pub trait Sink {
+    /// A packet to store.
+    fn record(&mut self, rec: &Record<'_>);
+    /// A call (or dialog) seen for the first time; precedes its first record.
+    fn call_opened(&mut self, call_ref: CallRef, call_id: &[u8], ts_us: i64);
+    /// A call whose summary is final.
+    fn call_completed(&mut self, summary: CallSummary);
+    /// The stored summary of a Call-ID that is not open, so late messages rejoin it.
+    fn resolve(&mut self, call_id: &[u8]) -> Option<CallSummary>;
+}
+
+/// Pipeline settings.
+#[derive(Debug, Clone)]
+pub struct IngestConfig {
+    /// Ports on which UDP/TCP payloads are parsed as SIP.
+    pub sip_ports: Vec<u16>,
+    /// Also recognise SIP by its start line on any port.
+    pub sip_by_content: bool,
+    /// Ports on which UDP payloads are HEP (HEP is also recognised by its `HEP3` magic anywhere).
+    pub hep_ports: Vec<u16>,
+    /// Accept HEP v1/v2 too.
+    pub hep_legacy: bool,
+    /// Keep RTP-looking packets on ports no SDP announced, as orphan streams.
+    pub heuristic_rtp: bool,
+    /// Call state machine and caches.
+    pub calls: CallConfig,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        IngestConfig {
+            sip_ports: vec![5060, 5061, 5080],
+            sip_by_content: true,
+            hep_ports: vec![9060],
+            hep_legacy: false,
+            heuristic_rtp: false,
+            calls: CallConfig::default(),
+        }
+    }
+}
+
+/// Counters of one ingest run.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IngestStats {
+    /// Frames read.
+    pub frames: u64,
+    /// Bytes of frames read.
+    pub bytes: u64,
+    /// SIP messages parsed.
+    pub sip_messages: u64,
+    /// RTP packets bound to calls.
+    pub rtp_packets: u64,
+    /// RTCP packets bound to calls.
+    pub rtcp_packets: u64,
+    /// RTP packets kept by the heuristic on unannounced ports.
+    pub orphan_rtp_packets: u64,
+    /// HEP packets unwrapped.
+    pub hep_packets: u64,
+    /// New INVITE calls.
+    pub calls: u64,
+    /// New non-INVITE dialogs (REGISTER, OPTIONS, ...).
+    pub dialogs: u64,
+    /// UDP/TCP packets that were neither SIP, HEP nor media of a known call.
+    pub unmatched: u64,
+    /// Frames carrying something other than UDP or TCP (ARP, ICMP, ...).
+    pub not_udp_tcp: u64,
+    /// Malformed input by reason.
+    pub malformed: BTreeMap<&'static str, u64>,
+}
+
+impl IngestStats {
+    /// Total malformed frames.
+    pub fn malformed_total(&self) -> u64 {
+        self.malformed.values().sum()
+    }
+
+    fn bad(&mut self, reason: &'static str) {
+        *self.malformed.entry(reason).or_insert(0) += 1;
+    }
+}
+
+struct SipFramer;
+
+impl Framer for SipFramer {
+    fn frame(&self, buf: &[u8]) -> Framing {
+        match siphon_sip::frame(buf) {
+            siphon_sip::Framing::Complete(n) => Framing::Complete(n),
+            siphon_sip::Framing::Incomplete => Framing::Incomplete,
+            siphon_sip::Framing::Invalid { skip } => Framing::Invalid { skip },
+        }
+    }
+}
+
+struct Inner {
+    cfg: IngestConfig,
+    corr: Correlator,
+    stats: IngestStats,
+    last_expire_us: i64,
+    hep_scratch: Vec<u8>,
+    done: Vec<CallSummary>,
+}
+
+/// The pipeline: see the crate documentation.
+pub struct Pipeline {
+    decoder: Decoder,
+    tcp: TcpReassembler,
+    inner: Inner,
+}
+
+const EXPIRE_EVERY_US: i64 = 1_000_000;
+const HEP_PAYLOAD_LIMIT: usize = 1 << 20;
+
+impl Pipeline {
+    /// A pipeline whose first new call gets handle `first_ref`.
+    pub fn new(cfg: IngestConfig, first_ref: CallRef) -> Self {
+        let corr = Correlator::new(cfg.calls.clone(), first_ref);
+        Pipeline {
+            decoder: Decoder::new(),
+            tcp: TcpReassembler::new(65_536, 1 << 20),
+            inner: Inner {
+                cfg,
+                corr,
+                stats: IngestStats::default(),
+                last_expire_us: i64::MIN,
+                hep_scratch: Vec::new(),
+                done: Vec::new(),
+            },
+        }
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> &IngestStats {
+        &self.inner.stats
+    }
+
+    /// Calls currently open.
+    pub fn open_calls(&self) -> usize {
+        self.inner.corr.open_calls()
+    }
+
+    /// Summaries of open calls that changed since the last call (for periodic index updates).
+    pub fn take_dirty(&mut self, out: &mut Vec<CallSummary>) {
+        self.inner.corr.take_dirty(out);
+    }
+
+    /// Feeds one captured frame.
+    pub fn push_frame(&mut self, frame: &Frame<'_>, sink: &mut dyn Sink) {
+        let inner = &mut self.inner;
+        inner.stats.frames += 1;
+        inner.stats.bytes += frame.data.len() as u64;
+        inner.maybe_expire(frame.ts_us, sink);
+        let pkt = match self.decoder.decode(frame) {
+            Ok(Some(p)) => p,
+            Ok(None) => return,
+            Err(DecodeError::NotIp | DecodeError::UnsupportedIpProto) => {
+                inner.stats.not_udp_tcp += 1;
+                return;
+            }
+            Err(e) => {
+                inner.stats.bad(e.reason());
+                return;
+            }
+        };
+        match pkt.transport {
+            Transport::Udp => inner.udp(&pkt, frame.link, frame.data, 0, sink),
+            Transport::Tcp => {
+                let sipish = inner.is_sip_port(&pkt) || siphon_sip::looks_like_sip(pkt.payload);
+                if !sipish {
+                    if !pkt.payload.is_empty() {
+                        inner.stats.unmatched += 1;
+                    }
+                    return;
+                }
+                self.tcp.push(&pkt, &SipFramer, &mut |m: TcpMessage<'_>| {
+                    let f = synth_tcp_frame(m.src, m.dst, 0, m.bytes);
+                    inner.sip(m.ts_us, m.src, m.dst, m.bytes, LinkType::ETHERNET, &f, 0, sink);
+                });
+            }
+        }
+    }
+
+    /// Ends the input: every open call is completed with `reason` (e.g. "end of capture").
+    pub fn finish(&mut self, reason: &str, sink: &mut dyn Sink) {
+        let inner = &mut self.inner;
+        inner.corr.finish(reason, &mut inner.done);
+        for s in inner.done.drain(..) {
+            sink.call_completed(s);
+        }
+    }
+}
+
+impl Inner {
+    fn is_sip_port(&self, p: &Packet<'_>) -> bool {
+        self.cfg.sip_ports.contains(&p.src.port()) || self.cfg.sip_ports.contains(&p.dst.port())
+    }
+
+    fn maybe_expire(&mut self, ts_us: i64, sink: &mut dyn Sink) {
+        if ts_us.saturating_sub(self.last_expire_us) < EXPIRE_EVERY_US {
+            return;
+        }
+        self.last_expire_us = ts_us;
+        self.corr.expire(ts_us, &mut self.done);
+        for s in self.done.drain(..) {
+            sink.call_completed(s);
+        }
+    }
+
+    fn udp(&mut self, pkt: &Packet<'_>, link: LinkType, data: &[u8], node: u32, sink: &mut dyn Sink) {
+        let payload = pkt.payload;
+        let hep_port =
+            self.cfg.hep_ports.contains(&pkt.dst.port()) || self.cfg.hep_ports.contains(&pkt.src.port());
+        if payload.starts_with(b"HEP3") || (hep_port && self.cfg.hep_legacy) {
+            self.hep(payload, sink);
+            return;
+        }
+        // The original frame is the record unless the datagram was reassembled from fragments.
+        let synth;
+        let (link, frame) = if pkt.reassembled {
+            synth = synth_udp_frame(pkt.src, pkt.dst, payload);
+            (LinkType::ETHERNET, synth.as_slice())
+        } else {
+            (link, data)
+        };
+        if self.is_sip_port(pkt) || (self.cfg.sip_by_content && siphon_sip::looks_like_sip(payload)) {
+            if payload.iter().all(|b| matches!(b, b'\r' | b'\n' | 0)) {
+                return; // keep-alive
+            }
+            self.sip(pkt.ts_us, pkt.src, pkt.dst, payload, link, frame, node, sink);
+            return;
+        }
+        self.media(pkt.ts_us, pkt.src, pkt.dst, payload, link, frame, node, sink);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn media(
+        &mut self,
+        ts_us: i64,
+        src: SocketAddr,
+        dst: SocketAddr,
+        payload: &[u8],
+        link: LinkType,
+        frame: &[u8],
+        node: u32,
+        sink: &mut dyn Sink,
+    ) {
+        let (kind, call_ref) = match self.corr.on_udp_media(ts_us, src, dst, payload) {
+            Some(MediaClass::Rtp(r)) => {
+                self.stats.rtp_packets += 1;
+                (Kind::Rtp, r)
+            }
+            Some(MediaClass::Rtcp(r)) => {
+                self.stats.rtcp_packets += 1;
+                (Kind::Rtcp, r)
+            }
+            None if self.cfg.heuristic_rtp && siphon_rtp::looks_like_rtp(payload) => {
+                self.stats.orphan_rtp_packets += 1;
+                (Kind::OrphanRtp, 0)
+            }
+            None => {
+                self.stats.unmatched += 1;
+                return;
+            }
+        };
+        sink.record(&Record {
+            ts_us,
+            kind,
+            call_ref,
+            node,
+            link,
+            frame,
+        });
+    }
+
+    fn hep(&mut self, buf: &[u8], sink: &mut dyn Sink) {
+        let (hep, _) = match siphon_hep::decode(buf, self.cfg.hep_legacy) {
+            Ok(v) => v,
+            Err(e) => {
+                self.stats.bad(e.reason());
+                return;
+            }
+        };
+        self.stats.hep_packets += 1;
+        let mut scratch = std::mem::take(&mut self.hep_scratch);
+        let payload = match hep.payload {
+            Payload::Plain(p) => p,
+            _ => match hep.payload.bytes(&mut scratch, HEP_PAYLOAD_LIMIT) {
+                Ok(p) => p,
+                Err(e) => {
+                    self.stats.bad(e.reason());
+                    self.hep_scratch = scratch;
+                    return;
+                }
+            },
+        };
+        let node = hep.capture_id.unwrap_or(0);
+        let tcp = hep.ip_protocol == 6;
+        let frame = if tcp {
+            synth_tcp_frame(hep.src, hep.dst, 0, payload)
+        } else {
+            synth_udp_frame(hep.src, hep.dst, payload)
+        };
+        match hep.proto_type {
+            1 => self.sip(hep.ts_us, hep.src, hep.dst, payload, LinkType::ETHERNET, &frame, node, sink),
+            // RTP carried in HEP (type 32/34 by convention).
+            32 | 34 => self.media(hep.ts_us, hep.src, hep.dst, payload, LinkType::ETHERNET, &frame, node, sink),
+            _ => self.stats.unmatched += 1,
+        }
+        self.hep_scratch = scratch;
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn sip(
+        &mut self,
+        ts_us: i64,
+        src: SocketAddr,
+        dst: SocketAddr,
+        payload: &[u8],
+        link: LinkType,
+        frame: &[u8],
+        node: u32,
+        sink: &mut dyn Sink,
+    ) {
+        let msg = match Message::parse(payload) {
+            Ok(m) => m,
+            // Keep-alives (CRLF, blanks) are not malformed.
+            Err(siphon_sip::ParseError::Empty) => return,
+            Err(e) => {
+                self.stats.bad(e.reason());
+                return;
+            }
+        };
+        let Some(out) = self.corr.on_sip(ts_us, src, dst, &msg, &mut |id| sink.resolve(id)) else {
+            self.stats.bad("sip_no_call_id");
+            return;
+        };
+        self.stats.sip_messages += 1;
+        if out.opened {
+            let is_invite = if msg.is_request() {
+                msg.method() == Some(b"INVITE".as_slice())
+            } else {
+                msg.cseq().is_some_and(|c| c.method == b"INVITE")
+            };
+            if is_invite {
+                self.stats.calls += 1;
+            } else {
+                self.stats.dialogs += 1;
+            }
+            sink.call_opened(out.call_ref, msg.call_id().unwrap_or_default(), ts_us);
+        }
+        self.corr.mark_dirty(out.call_ref);
+        sink.record(&Record {
+            ts_us,
+            kind: Kind::Sip,
+            call_ref: out.call_ref,
+            node,
+            link,
+            frame,
+        });
+    }
+}
