@@ -1,0 +1,707 @@
+//! The SQLite index of one bucket: one row per call (or dialog), with its summary, its streams
+//! and the blocks that hold its packets, both packed as compact blobs.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+
+use rusqlite::{params, Connection, OptionalExtension};
+use siphon_calls::{CallState, CallSummary, StreamDirection, StreamSummary};
+
+use crate::segment::BlockRef;
+
+/// Index schema version, kept in `meta`.
+pub const INDEX_VERSION: i64 = 1;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS calls (
+  call_id BLOB PRIMARY KEY,
+  ref INTEGER NOT NULL,
+  method TEXT,
+  start_us INTEGER NOT NULL,
+  answer_us INTEGER,
+  end_us INTEGER NOT NULL,
+  caller TEXT, caller_domain TEXT, callee TEXT, callee_domain TEXT,
+  ruri TEXT, caller_ua TEXT, callee_ua TEXT, caller_addr TEXT, callee_addr TEXT,
+  status INTEGER, reason TEXT, q850 INTEGER, state TEXT, phase TEXT, hangup TEXT,
+  messages INTEGER, rtp INTEGER, rtcp INTEGER,
+  x_cid TEXT, session_id TEXT, icid TEXT, close_reason TEXT, from_tag BLOB,
+  streams BLOB, blocks BLOB
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS calls_start ON calls(start_us);
+";
+
+/// Opens (creating if needed) a bucket index.
+pub fn open(path: &Path) -> rusqlite::Result<Connection> {
+    let conn = Connection::open(path)?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.execute_batch(SCHEMA)?;
+    conn.execute(
+        "INSERT OR IGNORE INTO meta(key, value) VALUES ('version', ?1)",
+        params![INDEX_VERSION],
+    )?;
+    Ok(conn)
+}
+
+/// Opens an existing bucket index read-only.
+pub fn open_read(path: &Path) -> rusqlite::Result<Connection> {
+    Connection::open_with_flags(
+        path,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+}
+
+/// One stream as stored in the index (figures, not running state).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredStream {
+    /// Sender.
+    pub src: SocketAddr,
+    /// Receiver.
+    pub dst: SocketAddr,
+    /// SSRC.
+    pub ssrc: u32,
+    /// First payload type.
+    pub payload_type: u8,
+    /// Codec name.
+    pub codec: String,
+    /// RTP clock rate (0 unknown).
+    pub clock_rate: u32,
+    /// Direction relative to the call.
+    pub direction: StreamDirection,
+    /// Packets received.
+    pub packets: u64,
+    /// Packets lost (RFC 3550, never negative).
+    pub lost: u64,
+    /// Duplicate packets.
+    pub duplicates: u64,
+    /// Late (reordered) packets.
+    pub reordered: u64,
+    /// Largest gap between packets, µs.
+    pub max_delta_us: u64,
+    /// Mean and max jitter, µs.
+    pub jitter_mean_us: u64,
+    /// See `jitter_mean_us`.
+    pub jitter_max_us: u64,
+    /// First and last packet time, µs since the epoch.
+    pub first_us: i64,
+    /// See `first_us`.
+    pub last_us: i64,
+}
+
+impl StoredStream {
+    /// Figures of a live stream.
+    pub fn from_summary(s: &StreamSummary) -> Self {
+        StoredStream {
+            src: s.src,
+            dst: s.dst,
+            ssrc: s.ssrc,
+            payload_type: s.payload_type,
+            codec: s.codec.clone(),
+            clock_rate: s.clock_rate,
+            direction: s.direction,
+            packets: s.stats.packets,
+            lost: s.stats.lost(),
+            duplicates: s.stats.duplicates,
+            reordered: s.stats.reordered,
+            max_delta_us: u64::try_from(s.stats.max_delta_us).unwrap_or(0),
+            jitter_mean_us: (s.stats.mean_jitter_ms() * 1000.0).round() as u64,
+            jitter_max_us: (s.stats.max_jitter_ms() * 1000.0).round() as u64,
+            first_us: s.stats.first_us,
+            last_us: s.stats.last_us,
+        }
+    }
+
+    fn same_stream(&self, o: &StoredStream) -> bool {
+        self.src == o.src && self.dst == o.dst && self.ssrc == o.ssrc
+    }
+
+    /// Adds the figures of a later part of the same stream.
+    pub fn merge(&mut self, later: &StoredStream) {
+        self.packets += later.packets;
+        self.lost += later.lost;
+        self.duplicates += later.duplicates;
+        self.reordered += later.reordered;
+        self.max_delta_us = self.max_delta_us.max(later.max_delta_us);
+        self.jitter_max_us = self.jitter_max_us.max(later.jitter_max_us);
+        self.first_us = self.first_us.min(later.first_us);
+        self.last_us = self.last_us.max(later.last_us);
+    }
+}
+
+/// Merges streams of a reopened call: earlier figures plus later ones, by (src, dst, SSRC).
+pub fn merge_streams(earlier: &[StoredStream], later: &[StoredStream]) -> Vec<StoredStream> {
+    let mut out = earlier.to_vec();
+    for l in later {
+        match out.iter_mut().find(|e| e.same_stream(l)) {
+            Some(e) => e.merge(l),
+            None => out.push(l.clone()),
+        }
+    }
+    out
+}
+
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn get_varint(buf: &[u8], pos: &mut usize) -> Option<u64> {
+    let mut v = 0u64;
+    for shift in (0..64).step_by(7) {
+        let b = *buf.get(*pos)?;
+        *pos += 1;
+        v |= u64::from(b & 0x7f) << shift;
+        if b & 0x80 == 0 {
+            return Some(v);
+        }
+    }
+    None
+}
+
+fn put_addr(out: &mut Vec<u8>, a: &SocketAddr) {
+    match a.ip() {
+        IpAddr::V4(v) => {
+            out.push(4);
+            out.extend_from_slice(&v.octets());
+        }
+        IpAddr::V6(v) => {
+            out.push(6);
+            out.extend_from_slice(&v.octets());
+        }
+    }
+    out.extend_from_slice(&a.port().to_be_bytes());
+}
+
+fn get_bytes<'a>(buf: &'a [u8], pos: &mut usize, n: usize) -> Option<&'a [u8]> {
+    let s = buf.get(*pos..pos.checked_add(n)?)?;
+    *pos += n;
+    Some(s)
+}
+
+fn get_addr(buf: &[u8], pos: &mut usize) -> Option<SocketAddr> {
+    let fam = *buf.get(*pos)?;
+    *pos += 1;
+    let ip: IpAddr = match fam {
+        4 => {
+            let b: [u8; 4] = get_bytes(buf, pos, 4)?.try_into().ok()?;
+            IpAddr::from(b)
+        }
+        6 => {
+            let b: [u8; 16] = get_bytes(buf, pos, 16)?.try_into().ok()?;
+            IpAddr::from(b)
+        }
+        _ => return None,
+    };
+    let p: [u8; 2] = get_bytes(buf, pos, 2)?.try_into().ok()?;
+    Some(SocketAddr::new(ip, u16::from_be_bytes(p)))
+}
+
+fn zz(v: i64) -> u64 {
+    ((v << 1) ^ (v >> 63)) as u64
+}
+
+fn unzz(v: u64) -> i64 {
+    ((v >> 1) as i64) ^ -((v & 1) as i64)
+}
+
+/// Packs streams; times are relative to `base_us` (the call start).
+pub fn pack_streams(streams: &[StoredStream], base_us: i64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(streams.len() * 48);
+    put_varint(&mut out, streams.len() as u64);
+    for s in streams {
+        put_addr(&mut out, &s.src);
+        put_addr(&mut out, &s.dst);
+        out.extend_from_slice(&s.ssrc.to_be_bytes());
+        out.push(s.payload_type);
+        put_varint(&mut out, s.codec.len() as u64);
+        out.extend_from_slice(s.codec.as_bytes());
+        put_varint(&mut out, u64::from(s.clock_rate));
+        out.push(match s.direction {
+            StreamDirection::Uac => 1,
+            StreamDirection::Uas => 2,
+            StreamDirection::Unknown => 0,
+        });
+        for v in [
+            s.packets,
+            s.lost,
+            s.duplicates,
+            s.reordered,
+            s.max_delta_us,
+            s.jitter_mean_us,
+            s.jitter_max_us,
+        ] {
+            put_varint(&mut out, v);
+        }
+        put_varint(&mut out, zz(s.first_us - base_us));
+        put_varint(&mut out, zz(s.last_us - s.first_us));
+    }
+    out
+}
+
+/// Unpacks [`pack_streams`]; damaged bytes give the streams read so far.
+pub fn unpack_streams(buf: &[u8], base_us: i64) -> Vec<StoredStream> {
+    let mut out = Vec::new();
+    let mut pos = 0;
+    let n = get_varint(buf, &mut pos).unwrap_or(0);
+    for _ in 0..n {
+        let Some(s) = unpack_one(buf, &mut pos, base_us) else {
+            break;
+        };
+        out.push(s);
+    }
+    out
+}
+
+fn unpack_one(buf: &[u8], pos: &mut usize, base_us: i64) -> Option<StoredStream> {
+    let src = get_addr(buf, pos)?;
+    let dst = get_addr(buf, pos)?;
+    let ssrc = u32::from_be_bytes(get_bytes(buf, pos, 4)?.try_into().ok()?);
+    let payload_type = *get_bytes(buf, pos, 1)?.first()?;
+    let clen = usize::try_from(get_varint(buf, pos)?).ok()?;
+    let codec = String::from_utf8_lossy(get_bytes(buf, pos, clen)?).into_owned();
+    let clock_rate = u32::try_from(get_varint(buf, pos)?).ok()?;
+    let direction = match get_bytes(buf, pos, 1)?.first()? {
+        1 => StreamDirection::Uac,
+        2 => StreamDirection::Uas,
+        _ => StreamDirection::Unknown,
+    };
+    let mut v = [0u64; 7];
+    for x in &mut v {
+        *x = get_varint(buf, pos)?;
+    }
+    let first_us = base_us + unzz(get_varint(buf, pos)?);
+    let last_us = first_us + unzz(get_varint(buf, pos)?);
+    let [packets, lost, duplicates, reordered, max_delta_us, jitter_mean_us, jitter_max_us] = v;
+    Some(StoredStream {
+        src,
+        dst,
+        ssrc,
+        payload_type,
+        codec,
+        clock_rate,
+        direction,
+        packets,
+        lost,
+        duplicates,
+        reordered,
+        max_delta_us,
+        jitter_mean_us,
+        jitter_max_us,
+        first_us,
+        last_us,
+    })
+}
+
+/// Packs block references (sorted, delta-encoded).
+pub fn pack_blocks(blocks: &[BlockRef]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(blocks.len() * 4);
+    let mut prev = BlockRef {
+        segment: 0,
+        offset: 0,
+    };
+    for b in blocks {
+        if b.segment != prev.segment {
+            put_varint(&mut out, u64::from(b.segment) * 2 + 1);
+            put_varint(&mut out, b.offset);
+        } else {
+            put_varint(&mut out, (b.offset - prev.offset.min(b.offset)) * 2);
+        }
+        prev = *b;
+    }
+    out
+}
+
+/// Unpacks [`pack_blocks`].
+pub fn unpack_blocks(buf: &[u8]) -> Vec<BlockRef> {
+    let mut out = Vec::new();
+    let mut pos = 0;
+    let mut cur = BlockRef {
+        segment: 0,
+        offset: 0,
+    };
+    while pos < buf.len() {
+        let Some(v) = get_varint(buf, &mut pos) else {
+            break;
+        };
+        if v & 1 == 1 {
+            let Some(off) = get_varint(buf, &mut pos) else {
+                break;
+            };
+            cur = BlockRef {
+                segment: u32::try_from(v / 2).unwrap_or(u32::MAX),
+                offset: off,
+            };
+        } else {
+            cur.offset += v / 2;
+        }
+        out.push(cur);
+    }
+    out
+}
+
+/// A call as read from the index.
+#[derive(Debug, Clone)]
+pub struct CallRow {
+    /// Bucket key ("" for an unbucketed store, "YYYYMMDD", "YYYYMMDD/HH").
+    pub bucket: String,
+    /// Call-ID bytes.
+    pub call_id: Vec<u8>,
+    /// Store handle.
+    pub call_ref: u64,
+    /// First method.
+    pub method: String,
+    /// Times (µs since the epoch).
+    pub start_us: i64,
+    /// See `start_us`.
+    pub answer_us: Option<i64>,
+    /// See `start_us`.
+    pub end_us: i64,
+    /// From user/domain, To user/domain, R-URI, user agents, signalling addresses.
+    pub caller: String,
+    /// See `caller`.
+    pub caller_domain: String,
+    /// See `caller`.
+    pub callee: String,
+    /// See `caller`.
+    pub callee_domain: String,
+    /// See `caller`.
+    pub ruri: String,
+    /// See `caller`.
+    pub caller_ua: String,
+    /// See `caller`.
+    pub callee_ua: String,
+    /// See `caller`.
+    pub caller_addr: String,
+    /// See `caller`.
+    pub callee_addr: String,
+    /// Final status, reason phrase, Q.850 cause.
+    pub status: Option<u16>,
+    /// See `status`.
+    pub reason: String,
+    /// See `status`.
+    pub q850: Option<u16>,
+    /// Outcome and phase.
+    pub state: String,
+    /// See `state`.
+    pub phase: String,
+    /// "caller", "callee" or "".
+    pub hangup: String,
+    /// Counts.
+    pub messages: u32,
+    /// See `messages`.
+    pub rtp_packets: u64,
+    /// See `messages`.
+    pub rtcp_packets: u64,
+    /// Correlation headers.
+    pub x_cid: String,
+    /// See `x_cid`.
+    pub session_id: String,
+    /// See `x_cid`.
+    pub icid: String,
+    /// Why the call was closed when not by SIP.
+    pub close_reason: String,
+    /// From tag of the initial request.
+    pub from_tag: Vec<u8>,
+    /// Streams.
+    pub streams: Vec<StoredStream>,
+    /// Blocks holding the call's packets.
+    pub blocks: Vec<BlockRef>,
+}
+
+impl CallRow {
+    /// Call-ID as text.
+    pub fn call_id_str(&self) -> String {
+        String::from_utf8_lossy(&self.call_id).into_owned()
+    }
+
+    /// True for INVITE dialogs.
+    pub fn is_call(&self) -> bool {
+        self.method == "INVITE"
+    }
+}
+
+fn nz(s: &str) -> Option<&str> {
+    (!s.is_empty()).then_some(s)
+}
+
+/// Inserts or replaces a call row.
+pub fn upsert(
+    conn: &Connection,
+    s: &CallSummary,
+    streams: &[StoredStream],
+    blocks: &[BlockRef],
+) -> rusqlite::Result<()> {
+    let mut st = conn.prepare_cached(
+        "INSERT OR REPLACE INTO calls (call_id, ref, method, start_us, answer_us, end_us,
+           caller, caller_domain, callee, callee_domain, ruri, caller_ua, callee_ua,
+           caller_addr, callee_addr, status, reason, q850, state, phase, hangup,
+           messages, rtp, rtcp, x_cid, session_id, icid, close_reason, from_tag, streams, blocks)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,
+           ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31)",
+    )?;
+    let caller_addr = s.caller_addr.map(|a| a.to_string()).unwrap_or_default();
+    let callee_addr = s.callee_addr.map(|a| a.to_string()).unwrap_or_default();
+    let phase = match s.phase {
+        siphon_calls::Phase::Pending => "pending",
+        siphon_calls::Phase::Active => "active",
+        siphon_calls::Phase::Closing => "closing",
+        siphon_calls::Phase::Complete => "complete",
+    };
+    let hangup = match s.hangup {
+        Some(siphon_calls::HangupSide::Caller) => Some("caller"),
+        Some(siphon_calls::HangupSide::Callee) => Some("callee"),
+        None => None,
+    };
+    st.execute(params![
+        s.call_id,
+        s.call_ref as i64,
+        s.method,
+        s.start_us,
+        s.answer_us,
+        s.end_us,
+        nz(&s.caller_user),
+        nz(&s.caller_domain),
+        nz(&s.callee_user),
+        nz(&s.callee_domain),
+        nz(&s.ruri),
+        nz(&s.caller_ua),
+        nz(&s.callee_ua),
+        nz(&caller_addr),
+        nz(&callee_addr),
+        s.status,
+        nz(&s.reason),
+        s.q850,
+        s.state.as_str(),
+        phase,
+        hangup,
+        s.messages,
+        s.rtp_packets as i64,
+        s.rtcp_packets as i64,
+        nz(&s.x_cid),
+        nz(&s.session_id),
+        nz(&s.icid),
+        nz(&s.close_reason),
+        (!s.from_tag.is_empty()).then_some(&s.from_tag),
+        (!streams.is_empty()).then(|| pack_streams(streams, s.start_us)),
+        pack_blocks(blocks),
+    ])?;
+    Ok(())
+}
+
+const COLS: &str = "call_id, ref, method, start_us, answer_us, end_us, caller, caller_domain, callee,
+  callee_domain, ruri, caller_ua, callee_ua, caller_addr, callee_addr, status, reason, q850, state,
+  phase, hangup, messages, rtp, rtcp, x_cid, session_id, icid, close_reason, from_tag, streams, blocks";
+
+fn row_to_call(bucket: &str, r: &rusqlite::Row<'_>) -> rusqlite::Result<CallRow> {
+    let t = |i: usize| -> rusqlite::Result<String> {
+        Ok(r.get::<_, Option<String>>(i)?.unwrap_or_default())
+    };
+    let start_us: i64 = r.get(3)?;
+    let streams: Option<Vec<u8>> = r.get(29)?;
+    let blocks: Option<Vec<u8>> = r.get(30)?;
+    Ok(CallRow {
+        bucket: bucket.to_string(),
+        call_id: r.get(0)?,
+        call_ref: r.get::<_, i64>(1)? as u64,
+        method: t(2)?,
+        start_us,
+        answer_us: r.get(4)?,
+        end_us: r.get(5)?,
+        caller: t(6)?,
+        caller_domain: t(7)?,
+        callee: t(8)?,
+        callee_domain: t(9)?,
+        ruri: t(10)?,
+        caller_ua: t(11)?,
+        callee_ua: t(12)?,
+        caller_addr: t(13)?,
+        callee_addr: t(14)?,
+        status: r.get(15)?,
+        reason: t(16)?,
+        q850: r.get(17)?,
+        state: t(18)?,
+        phase: t(19)?,
+        hangup: t(20)?,
+        messages: r.get(21)?,
+        rtp_packets: r.get::<_, i64>(22)? as u64,
+        rtcp_packets: r.get::<_, i64>(23)? as u64,
+        x_cid: t(24)?,
+        session_id: t(25)?,
+        icid: t(26)?,
+        close_reason: t(27)?,
+        from_tag: r.get::<_, Option<Vec<u8>>>(28)?.unwrap_or_default(),
+        streams: streams
+            .map(|b| unpack_streams(&b, start_us))
+            .unwrap_or_default(),
+        blocks: blocks.map(|b| unpack_blocks(&b)).unwrap_or_default(),
+    })
+}
+
+/// The row of one Call-ID.
+pub fn get(conn: &Connection, bucket: &str, call_id: &[u8]) -> rusqlite::Result<Option<CallRow>> {
+    conn.query_row(
+        &format!("SELECT {COLS} FROM calls WHERE call_id = ?1"),
+        params![call_id],
+        |r| row_to_call(bucket, r),
+    )
+    .optional()
+}
+
+/// Search filter.
+#[derive(Debug, Clone, Default)]
+pub struct CallQuery {
+    /// Calls that started at or after (µs).
+    pub from_us: Option<i64>,
+    /// Calls that started before (µs).
+    pub to_us: Option<i64>,
+    /// Substring of the caller user or domain.
+    pub caller: Option<String>,
+    /// Substring of the callee user or domain.
+    pub callee: Option<String>,
+    /// Final status code.
+    pub status: Option<u16>,
+    /// Outcome ("answered", "busy", ...).
+    pub state: Option<String>,
+    /// Include non-INVITE dialogs (REGISTER, OPTIONS, ...).
+    pub include_dialogs: bool,
+    /// Only non-INVITE dialogs.
+    pub only_dialogs: bool,
+    /// At most this many rows (0: no limit).
+    pub limit: usize,
+}
+
+/// Calls of one bucket matching the query, by start time.
+pub fn search(conn: &Connection, bucket: &str, q: &CallQuery) -> rusqlite::Result<Vec<CallRow>> {
+    let mut sql = format!("SELECT {COLS} FROM calls WHERE start_us >= :from AND start_us < :to");
+    let from = q.from_us.unwrap_or(i64::MIN);
+    let to = q.to_us.unwrap_or(i64::MAX);
+    let mut args: Vec<(&str, &dyn rusqlite::ToSql)> = vec![(":from", &from), (":to", &to)];
+    if q.only_dialogs {
+        sql.push_str(" AND method IS NOT 'INVITE'");
+    } else if !q.include_dialogs {
+        sql.push_str(" AND method = 'INVITE'");
+    }
+    if let Some(c) = &q.caller {
+        sql.push_str(" AND (instr(caller, :caller) > 0 OR instr(caller_domain, :caller) > 0)");
+        args.push((":caller", c));
+    }
+    if let Some(c) = &q.callee {
+        sql.push_str(" AND (instr(callee, :callee) > 0 OR instr(callee_domain, :callee) > 0)");
+        args.push((":callee", c));
+    }
+    if let Some(st) = &q.status {
+        sql.push_str(" AND status = :status");
+        args.push((":status", st));
+    }
+    if let Some(st) = &q.state {
+        sql.push_str(" AND state = :state");
+        args.push((":state", st));
+    }
+    sql.push_str(" ORDER BY start_us, call_id");
+    if q.limit > 0 {
+        sql.push_str(&format!(" LIMIT {}", q.limit));
+    }
+    let mut st = conn.prepare(&sql)?;
+    let rows = st.query_map(args.as_slice(), |r| row_to_call(bucket, r))?;
+    rows.collect()
+}
+
+/// Largest call handle in the index.
+pub fn max_ref(conn: &Connection) -> rusqlite::Result<u64> {
+    let v: Option<i64> = conn.query_row("SELECT max(ref) FROM calls", [], |r| r.get(0))?;
+    Ok(v.unwrap_or(0) as u64)
+}
+
+/// Turns a stored row back into a summary, for a call that receives late messages.
+pub fn row_to_summary(r: &CallRow) -> CallSummary {
+    CallSummary {
+        call_ref: r.call_ref,
+        call_id: r.call_id.clone(),
+        method: r.method.clone(),
+        start_us: r.start_us,
+        answer_us: r.answer_us,
+        end_us: r.end_us,
+        caller_user: r.caller.clone(),
+        caller_domain: r.caller_domain.clone(),
+        callee_user: r.callee.clone(),
+        callee_domain: r.callee_domain.clone(),
+        ruri: r.ruri.clone(),
+        caller_ua: r.caller_ua.clone(),
+        callee_ua: r.callee_ua.clone(),
+        caller_addr: r.caller_addr.parse().ok(),
+        callee_addr: r.callee_addr.parse().ok(),
+        from_tag: r.from_tag.clone(),
+        status: r.status,
+        reason: r.reason.clone(),
+        q850: r.q850,
+        state: CallState::parse(&r.state).unwrap_or(CallState::InProgress),
+        phase: siphon_calls::Phase::Complete,
+        hangup: match r.hangup.as_str() {
+            "caller" => Some(siphon_calls::HangupSide::Caller),
+            "callee" => Some(siphon_calls::HangupSide::Callee),
+            _ => None,
+        },
+        messages: r.messages,
+        rtp_packets: r.rtp_packets,
+        rtcp_packets: r.rtcp_packets,
+        streams: Vec::new(),
+        x_cid: r.x_cid.clone(),
+        session_id: r.session_id.clone(),
+        icid: r.icid.clone(),
+        cancel_seen: r.state == "cancelled",
+        close_reason: r.close_reason.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn block_refs_round_trip() {
+        let b = vec![
+            BlockRef { segment: 1, offset: 16 },
+            BlockRef { segment: 1, offset: 5000 },
+            BlockRef { segment: 3, offset: 16 },
+            BlockRef { segment: 3, offset: 1 << 40 },
+        ];
+        assert_eq!(unpack_blocks(&pack_blocks(&b)), b);
+    }
+
+    #[test]
+    fn streams_round_trip_v4_and_v6() {
+        let s = StoredStream {
+            src: "127.0.0.1:20000".parse().unwrap(),
+            dst: "[2001:db8::1]:40000".parse().unwrap(),
+            ssrc: 0xDEE0EE8F,
+            payload_type: 8,
+            codec: "PCMA".into(),
+            clock_rate: 8000,
+            direction: StreamDirection::Uac,
+            packets: 236,
+            lost: 3,
+            duplicates: 2,
+            reordered: 1,
+            max_delta_us: 34_835,
+            jitter_mean_us: 362,
+            jitter_max_us: 827,
+            first_us: 1_795_335_337_621_789,
+            last_us: 1_795_335_344_671_502,
+        };
+        let base = 1_795_335_337_116_552;
+        assert_eq!(unpack_streams(&pack_streams(&[s.clone()], base), base), vec![s]);
+    }
+
+    #[test]
+    fn damaged_blobs_do_not_panic() {
+        for n in 0..64u8 {
+            let junk: Vec<u8> = (0..n).map(|i| i.wrapping_mul(37)).collect();
+            let _ = unpack_streams(&junk, 0);
+            let _ = unpack_blocks(&junk);
+        }
+    }
+}

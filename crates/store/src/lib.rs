@@ -1,0 +1,493 @@
+//! Siphon's embedded call store.
+//!
+//! ```text
+//! <root>/<bucket>/index.sqlite   one row per call: summary, streams, and the blocks holding its packets
+//! <root>/<bucket>/NNNNNN.seg     append-only segments of checksummed zstd blocks of records
+//! ```
+//! A bucket is `YYYYMMDD` (daily, default), `YYYYMMDD/HH` (hourly) or the root itself (none),
+//! chosen by the UTC start time of the call, so that a call lives in exactly one bucket.
+//!
+//! Promises:
+//! - the index is committed only after the blocks it points to were written (and fsynced when
+//!   `fsync` is on): after a crash, every indexed packet reads back, and at most what arrived
+//!   since the last flush is lost;
+//! - a torn segment tail is cut on the next open; a damaged block is reported, never returned;
+//! - records are self-describing, so [`reindex`] rebuilds every index from the segments alone.
+#![forbid(unsafe_code)]
+
+pub mod index;
+mod reindex;
+pub mod segment;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use index::{CallQuery, CallRow, StoredStream};
+pub use reindex::{reindex, ReindexReport};
+pub use segment::StoredRecord;
+pub use writer::{StoreWriter, WriteStats};
+
+/// How the store is divided into buckets by time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Subdirs {
+    /// One bucket: the root.
+    None,
+    /// One bucket a day (`YYYYMMDD`).
+    #[default]
+    Daily,
+    /// One bucket an hour (`YYYYMMDD/HH`).
+    Hourly,
+}
+
+impl std::str::FromStr for Subdirs {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "none" => Ok(Subdirs::None),
+            "daily" => Ok(Subdirs::Daily),
+            "hourly" => Ok(Subdirs::Hourly),
+            _ => Err(format!("subdirs must be none, daily or hourly, not {s:?}")),
+        }
+    }
+}
+
+/// Store settings.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    /// Root directory.
+    pub root: PathBuf,
+    /// Bucketing.
+    pub subdirs: Subdirs,
+    /// Flush after this many packets...
+    pub flush_count: u64,
+    /// ...or this long since the last flush, whichever comes first.
+    pub flush_interval: Duration,
+    /// Completed Call-IDs remembered in memory so late messages rejoin their call cheaply.
+    pub id_cache_size: usize,
+    /// fsync segment data at every flush, before the index commit.
+    pub fsync: bool,
+    /// zstd level of SIP blocks (media blocks use level 1: audio hardly compresses).
+    pub zstd_level: i32,
+}
+
+impl StoreConfig {
+    /// Defaults for a store at `root`.
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        StoreConfig {
+            root: root.into(),
+            subdirs: Subdirs::Daily,
+            flush_count: 100_000,
+            flush_interval: Duration::from_secs(5),
+            id_cache_size: 10_000,
+            fsync: true,
+            zstd_level: 3,
+        }
+    }
+}
+
+/// Store failures.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// File-system failure.
+    #[error("{path}: {source}")]
+    Io {
+        /// Where.
+        path: String,
+        /// What.
+        source: std::io::Error,
+    },
+    /// SQLite failure.
+    #[error("index {path}: {source}")]
+    Index {
+        /// Where.
+        path: String,
+        /// What.
+        source: rusqlite::Error,
+    },
+    /// Damaged segment data.
+    #[error("{path}: {source}")]
+    Segment {
+        /// Where.
+        path: String,
+        /// What.
+        source: segment::SegmentError,
+    },
+    /// No store at the path.
+    #[error("no store at {0} (run `siphon import` first, or pass --data)")]
+    NotFound(String),
+    /// Anything else.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl StoreError {
+    fn io(p: impl AsRef<Path>, e: std::io::Error) -> Self {
+        StoreError::Io {
+            path: p.as_ref().display().to_string(),
+            source: e,
+        }
+    }
+
+    fn index(p: impl AsRef<Path>, e: rusqlite::Error) -> Self {
+        StoreError::Index {
+            path: p.as_ref().display().to_string(),
+            source: e,
+        }
+    }
+
+    fn segment(p: impl AsRef<Path>, e: segment::SegmentError) -> Self {
+        StoreError::Segment {
+            path: p.as_ref().display().to_string(),
+            source: e,
+        }
+    }
+
+    /// True when retrying may help (I/O trouble such as a full disk), false for damaged data.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, StoreError::Io { .. } | StoreError::Index { .. })
+    }
+}
+
+/// Days since 1970-01-01 → (year, month, day), proleptic Gregorian (H. Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+/// (year, month, day) → days since 1970-01-01.
+fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let m = i64::from(m);
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(d) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// The bucket a packet time falls in.
+pub fn bucket_key(subdirs: Subdirs, ts_us: i64) -> String {
+    let secs = ts_us.div_euclid(1_000_000);
+    let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
+    match subdirs {
+        Subdirs::None => String::new(),
+        Subdirs::Daily => format!("{y:04}{m:02}{d:02}"),
+        Subdirs::Hourly => format!("{y:04}{m:02}{d:02}/{:02}", secs.rem_euclid(86_400) / 3600),
+    }
+}
+
+/// Time range [start, end) in µs that a bucket key covers; `None` for the root bucket.
+pub fn bucket_range(key: &str) -> Option<(i64, i64)> {
+    let day = key.get(0..8)?;
+    let y: i64 = day.get(0..4)?.parse().ok()?;
+    let m: u32 = day.get(4..6)?.parse().ok()?;
+    let d: u32 = day.get(6..8)?.parse().ok()?;
+    let start = days_from_civil(y, m, d) * 86_400_000_000;
+    match key.get(9..11) {
+        Some(h) => {
+            let h: i64 = h.parse().ok()?;
+            let s = start + h * 3_600_000_000;
+            Some((s, s + 3_600_000_000))
+        }
+        None => Some((start, start + 86_400_000_000)),
+    }
+}
+
+/// A bucket on disk.
+#[derive(Debug, Clone)]
+pub struct BucketDir {
+    /// Key ("" for the root).
+    pub key: String,
+    /// Directory.
+    pub dir: PathBuf,
+}
+
+fn is_digits(s: &str, n: usize) -> bool {
+    s.len() == n && s.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// Every bucket under `root` that has an index, in key order.
+pub fn list_buckets(root: &Path) -> Result<Vec<BucketDir>, StoreError> {
+    let mut out = Vec::new();
+    if root.join("index.sqlite").exists() {
+        out.push(BucketDir {
+            key: String::new(),
+            dir: root.to_path_buf(),
+        });
+    }
+    let rd = match std::fs::read_dir(root) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(StoreError::io(root, e)),
+    };
+    for e in rd.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if !is_digits(&name, 8) || !e.path().is_dir() {
+            continue;
+        }
+        if e.path().join("index.sqlite").exists() || !list_segments(&e.path())?.is_empty() {
+            out.push(BucketDir {
+                key: name.clone(),
+                dir: e.path(),
+            });
+        }
+        if let Ok(hours) = std::fs::read_dir(e.path()) {
+            for h in hours.flatten() {
+                let hn = h.file_name().to_string_lossy().into_owned();
+                if is_digits(&hn, 2) && h.path().is_dir() {
+                    out.push(BucketDir {
+                        key: format!("{name}/{hn}"),
+                        dir: h.path(),
+                    });
+                }
+            }
+        }
+    }
+    out.sort_by(|a, b| a.key.cmp(&b.key));
+    Ok(out)
+}
+
+/// Segment files of a bucket directory, by number.
+pub fn list_segments(dir: &Path) -> Result<Vec<(u32, PathBuf)>, StoreError> {
+    let mut out = Vec::new();
+    let rd = match std::fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(StoreError::io(dir, e)),
+    };
+    for e in rd.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if let Some(n) = name.strip_suffix(".seg").and_then(|n| n.parse::<u32>().ok()) {
+            out.push((n, e.path()));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// The read side of a store.
+pub struct Store {
+    root: PathBuf,
+}
+
+impl Store {
+    /// Opens the store at `root` for reading.
+    pub fn open(root: &Path) -> Result<Store, StoreError> {
+        if !root.is_dir() {
+            return Err(StoreError::NotFound(root.display().to_string()));
+        }
+        Ok(Store {
+            root: root.to_path_buf(),
+        })
+    }
+
+    /// Root directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Calls matching `q`, by start time, across buckets (buckets outside the range are skipped).
+    pub fn search(&self, q: &CallQuery) -> Result<Vec<CallRow>, StoreError> {
+        let mut out = Vec::new();
+        for b in list_buckets(&self.root)? {
+            if let Some((s, e)) = bucket_range(&b.key) {
+                if q.from_us.is_some_and(|f| e <= f) || q.to_us.is_some_and(|t| s >= t) {
+                    continue;
+                }
+            }
+            let p = b.dir.join("index.sqlite");
+            if !p.exists() {
+                continue;
+            }
+            let conn = index::open_read(&p).map_err(|e| StoreError::index(&p, e))?;
+            out.extend(index::search(&conn, &b.key, q).map_err(|e| StoreError::index(&p, e))?);
+            if q.limit > 0 && out.len() >= q.limit {
+                break;
+            }
+        }
+        out.sort_by(|a, b| (a.start_us, &a.call_id).cmp(&(b.start_us, &b.call_id)));
+        if q.limit > 0 {
+            out.truncate(q.limit);
+        }
+        Ok(out)
+    }
+
+    /// The call with this Call-ID, in whichever bucket holds it.
+    pub fn find(&self, call_id: &str) -> Result<Option<CallRow>, StoreError> {
+        for b in list_buckets(&self.root)?.into_iter().rev() {
+            let p = b.dir.join("index.sqlite");
+            if !p.exists() {
+                continue;
+            }
+            let conn = index::open_read(&p).map_err(|e| StoreError::index(&p, e))?;
+            if let Some(r) =
+                index::get(&conn, &b.key, call_id.as_bytes()).map_err(|e| StoreError::index(&p, e))?
+            {
+                return Ok(Some(r));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Every stored packet of a call (SIP, RTP, RTCP) in capture order within each block;
+    /// SIP blocks come in write order, so SIP messages keep the order they were captured in.
+    pub fn records(&self, row: &CallRow) -> Result<Vec<StoredRecord>, StoreError> {
+        let dir = if row.bucket.is_empty() {
+            self.root.clone()
+        } else {
+            self.root.join(&row.bucket)
+        };
+        let mut out = Vec::new();
+        let mut open: Option<(u32, std::fs::File)> = None;
+        for br in &row.blocks {
+            if open.as_ref().map(|o| o.0) != Some(br.segment) {
+                let p = dir.join(format!("{:06}.seg", br.segment));
+                let f = std::fs::File::open(&p).map_err(|e| StoreError::io(&p, e))?;
+                open = Some((br.segment, f));
+            }
+            let Some((_, f)) = open.as_mut() else { continue };
+            let (hdr, raw) = segment::read_block(f, br.offset)
+                .map_err(|e| StoreError::segment(dir.join(format!("{:06}.seg", br.segment)), e))?;
+            segment::for_each_record(&hdr, &raw, br.offset, |kind, link, r, ts, node, data| {
+                if r == row.call_ref && kind != segment::KIND_CALL_DEF {
+                    out.push(StoredRecord {
+                        kind,
+                        link,
+                        call_ref: r,
+                        ts_us: ts,
+                        node,
+                        data: data.to_vec(),
+                    });
+                }
+            })
+            .map_err(|e| StoreError::segment(&dir, e))?;
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bucket_keys_are_utc_dates_and_hours() {
+        // 2026-11-25 13:42:17 UTC
+        let t = 1_795_614_137_000_000;
+        assert_eq!(bucket_key(Subdirs::Daily, t), "20261125");
+        assert_eq!(bucket_key(Subdirs::Hourly, t), "20261125/13");
+        assert_eq!(bucket_key(Subdirs::None, t), "");
+        assert_eq!(bucket_key(Subdirs::Daily, 0), "19700101");
+        assert_eq!(bucket_key(Subdirs::Daily, -1), "19691231");
+    }
+
+    #[test]
+    fn bucket_range_covers_its_key() {
+        for t in [0i64, 1_795_614_137_000_000, 951_782_400_000_000 /* 2000-02-29 */] {
+            for sd in [Subdirs::Daily, Subdirs::Hourly] {
+                let k = bucket_key(sd, t);
+                let (s, e) = bucket_range(&k).unwrap();
+                assert!(s <= t && t < e, "{k}");
+            }
+        }
+    }
+}
+
+/// Formats µs since the epoch as RFC 3339 UTC with microseconds (`2026-11-25T13:42:17.123456Z`).
+pub fn format_rfc3339_us(ts_us: i64) -> String {
+    let secs = ts_us.div_euclid(1_000_000);
+    let us = ts_us.rem_euclid(1_000_000);
+    let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
+    let sod = secs.rem_euclid(86_400);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{us:06}Z",
+        sod / 3600,
+        sod % 3600 / 60,
+        sod % 60
+    )
+}
+
+/// Parses a time given on the command line or in a query: Unix seconds (with an optional
+/// fraction), or RFC 3339 (`2026-11-25T13:42:17Z`, `2026-11-25 13:42:17.5+01:00`, or just a date).
+pub fn parse_time_us(s: &str) -> Option<i64> {
+    let s = s.trim();
+    if let Ok(v) = s.parse::<f64>() {
+        if v.is_finite() {
+            return Some((v * 1e6).round() as i64);
+        }
+    }
+    let b = s.as_bytes();
+    let num = |r: std::ops::Range<usize>| -> Option<i64> { s.get(r)?.parse().ok() };
+    if b.len() < 10 || b.get(4) != Some(&b'-') || b.get(7) != Some(&b'-') {
+        return None;
+    }
+    let (y, m, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    if !(1..=12).contains(&m) || !(1..=31).contains(&d) {
+        return None;
+    }
+    let mut t = days_from_civil(y, m as u32, d as u32) * 86_400_000_000;
+    if b.len() == 10 {
+        return Some(t);
+    }
+    if !matches!(b.get(10), Some(b'T' | b't' | b' ')) {
+        return None;
+    }
+    let (hh, mm, ss) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    if hh > 23 || mm > 59 || ss > 60 {
+        return None;
+    }
+    t += (hh * 3600 + mm * 60 + ss) * 1_000_000;
+    let mut rest = s.get(19..)?;
+    if let Some(frac) = rest.strip_prefix('.') {
+        let digits: String = frac.chars().take_while(|c| c.is_ascii_digit()).collect();
+        if digits.is_empty() {
+            return None;
+        }
+        let mut us = String::from(&digits[..digits.len().min(6)]);
+        while us.len() < 6 {
+            us.push('0');
+        }
+        t += us.parse::<i64>().ok()?;
+        rest = &frac[digits.len()..];
+    }
+    match rest {
+        "" | "Z" | "z" => Some(t),
+        off => {
+            let sign = match off.as_bytes().first()? {
+                b'+' => 1,
+                b'-' => -1,
+                _ => return None,
+            };
+            let oh: i64 = off.get(1..3)?.parse().ok()?;
+            let om: i64 = off.get(4..6)?.parse().ok()?;
+            Some(t - sign * (oh * 3600 + om * 60) * 1_000_000)
+        }
+    }
+}
+
+#[cfg(test)]
+mod time_tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_round_trips_and_offsets_apply() {
+        let t = 1_795_335_337_116_552;
+        let s = format_rfc3339_us(t);
+        assert_eq!(s, "2026-11-22T05:35:37.116552Z");
+        assert_eq!(parse_time_us(&s), Some(t));
+        assert_eq!(parse_time_us("2026-11-22T06:35:37.116552+01:00"), Some(t));
+        assert_eq!(parse_time_us("1795335337.116552"), Some(t));
+        assert_eq!(parse_time_us("2026-11-22"), Some(1_795_305_600_000_000));
+        assert_eq!(parse_time_us("yesterday"), None);
+        assert_eq!(parse_time_us("2026-13-01"), None);
+    }
+}

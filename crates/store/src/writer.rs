@@ -1,0 +1,462 @@
+//! The write side: receives pipeline output, buffers it in blocks, and at each flush makes the
+//! blocks durable first and then commits the index rows that point to them.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use rusqlite::Connection;
+use siphon_calls::{CallRef, CallSummary};
+use siphon_ingest::{Record, Sink};
+use siphon_wire::link::LinkType;
+
+use crate::index::{self, merge_streams, StoredStream};
+use crate::segment::{BlockBuf, BlockKind, BlockRef, SegmentWriter, KIND_CALL_DEF};
+use crate::{bucket_key, list_segments, StoreConfig, StoreError};
+
+const SIP_BLOCK_MAX: usize = 1 << 20;
+const MEDIA_BLOCK_MAX: usize = 256 << 10;
+
+/// Counters of the write side.
+#[derive(Debug, Clone, Default)]
+pub struct WriteStats {
+    /// Records buffered.
+    pub records: u64,
+    /// Raw bytes of SIP records and of media records.
+    pub sip_raw_bytes: u64,
+    /// See `sip_raw_bytes`.
+    pub media_raw_bytes: u64,
+    /// Compressed bytes of SIP blocks and of media blocks written.
+    pub sip_block_bytes: u64,
+    /// See `sip_block_bytes`.
+    pub media_block_bytes: u64,
+    /// Blocks written.
+    pub blocks: u64,
+    /// Flushes done.
+    pub flushes: u64,
+    /// Call rows written.
+    pub rows_written: u64,
+    /// Total time spent in flushes.
+    pub flush_time: Duration,
+}
+
+struct Pending {
+    bytes: Vec<u8>,
+    /// (offset in `bytes`, call refs of the block)
+    blocks: Vec<(usize, Vec<CallRef>)>,
+}
+
+struct Bucket {
+    dir: PathBuf,
+    conn: Connection,
+    seg: Option<SegmentWriter>,
+    next_seg: u32,
+    sip: BlockBuf,
+    sip_calls: HashSet<CallRef>,
+    pending: Pending,
+}
+
+struct OpenCall {
+    bucket: String,
+    blocks: Vec<BlockRef>,
+    earlier_streams: Vec<StoredStream>,
+    summary: Option<CallSummary>,
+    media: BlockBuf,
+    touched: bool,
+}
+
+/// The store's writer; implements the pipeline's [`Sink`].
+pub struct StoreWriter {
+    cfg: StoreConfig,
+    buckets: HashMap<String, Bucket>,
+    calls: HashMap<CallRef, OpenCall>,
+    completed: Vec<CallRef>,
+    sip_zstd: zstd::bulk::Compressor<'static>,
+    media_zstd: zstd::bulk::Compressor<'static>,
+    since_flush: u64,
+    last_flush: Instant,
+    error: Option<StoreError>,
+    stats: WriteStats,
+    first_ref: CallRef,
+}
+
+impl StoreWriter {
+    /// Opens the store at `cfg.root` for writing (creating it), cutting torn tails of segments
+    /// left by a crash.
+    pub fn open(cfg: StoreConfig) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(&cfg.root).map_err(|e| StoreError::io(&cfg.root, e))?;
+        // Handles must not repeat across runs: start above every handle in use, and above the
+        // clock so that two stores merged later rarely collide.
+        let mut first_ref = 1u64;
+        for b in crate::list_buckets(&cfg.root)? {
+            let path = b.dir.join("index.sqlite");
+            if let Ok(conn) = index::open_read(&path) {
+                if let Ok(m) = index::max_ref(&conn) {
+                    first_ref = first_ref.max(m + 1);
+                }
+            }
+        }
+        let clock = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_micros() as u64)
+            .unwrap_or(0);
+        first_ref = first_ref.max(clock);
+        Ok(StoreWriter {
+            sip_zstd: zstd::bulk::Compressor::new(cfg.zstd_level)
+                .map_err(|e| StoreError::io(&cfg.root, e))?,
+            media_zstd: zstd::bulk::Compressor::new(1).map_err(|e| StoreError::io(&cfg.root, e))?,
+            cfg,
+            buckets: HashMap::new(),
+            calls: HashMap::new(),
+            completed: Vec::new(),
+            since_flush: 0,
+            last_flush: Instant::now(),
+            error: None,
+            stats: WriteStats::default(),
+            first_ref,
+        })
+    }
+
+    /// The handle the pipeline should give its first new call.
+    pub fn first_ref(&self) -> CallRef {
+        self.first_ref
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> &WriteStats {
+        &self.stats
+    }
+
+    /// True when `flush_count` packets or `flush_interval` have passed since the last flush.
+    pub fn should_flush(&self) -> bool {
+        self.since_flush >= self.cfg.flush_count
+            || (self.since_flush > 0 && self.last_flush.elapsed() >= self.cfg.flush_interval)
+    }
+
+    fn bucket(&mut self, key: &str) -> Result<&mut Bucket, StoreError> {
+        if !self.buckets.contains_key(key) {
+            let dir = if key.is_empty() {
+                self.cfg.root.clone()
+            } else {
+                self.cfg.root.join(key)
+            };
+            std::fs::create_dir_all(&dir).map_err(|e| StoreError::io(&dir, e))?;
+            let mut next_seg = 1;
+            for (n, p) in list_segments(&dir)? {
+                crate::segment::recover(&p).map_err(|e| StoreError::segment(&p, e))?;
+                next_seg = next_seg.max(n + 1);
+            }
+            let ipath = dir.join("index.sqlite");
+            let conn = index::open(&ipath).map_err(|e| StoreError::index(&ipath, e))?;
+            self.buckets.insert(
+                key.to_string(),
+                Bucket {
+                    dir,
+                    conn,
+                    seg: None,
+                    next_seg,
+                    sip: BlockBuf::default(),
+                    sip_calls: HashSet::new(),
+                    pending: Pending {
+                        bytes: Vec::new(),
+                        blocks: Vec::new(),
+                    },
+                },
+            );
+        }
+        self.buckets
+            .get_mut(key)
+            .ok_or_else(|| StoreError::Invalid("bucket vanished".into()))
+    }
+
+    fn note_error(&mut self, e: StoreError) {
+        if self.error.is_none() {
+            self.error = Some(e);
+        }
+    }
+
+    fn seal_sip(b: &mut Bucket, z: &mut zstd::bulk::Compressor<'static>, st: &mut WriteStats) {
+        if b.sip.is_empty() {
+            return;
+        }
+        let at = b.pending.bytes.len();
+        if b.sip.seal_into(BlockKind::Sip, z, &mut b.pending.bytes).is_ok() {
+            st.sip_block_bytes += (b.pending.bytes.len() - at) as u64;
+            st.blocks += 1;
+            b.pending.blocks.push((at, b.sip_calls.drain().collect()));
+        } else {
+            b.pending.bytes.truncate(at);
+        }
+    }
+
+    fn seal_media(
+        &mut self,
+        call_ref: CallRef,
+    ) -> Result<(), StoreError> {
+        let Some(c) = self.calls.get_mut(&call_ref) else {
+            return Ok(());
+        };
+        if c.media.is_empty() {
+            return Ok(());
+        }
+        let key = c.bucket.clone();
+        let mut media = std::mem::take(&mut c.media);
+        let z = &mut self.media_zstd;
+        let st = &mut self.stats;
+        let b = match self.buckets.get_mut(&key) {
+            Some(b) => b,
+            None => return Err(StoreError::Invalid("media for an unknown bucket".into())),
+        };
+        let at = b.pending.bytes.len();
+        media
+            .seal_into(BlockKind::Media, z, &mut b.pending.bytes)
+            .map_err(|e| StoreError::io(&b.dir, e))?;
+        st.media_block_bytes += (b.pending.bytes.len() - at) as u64;
+        st.blocks += 1;
+        b.pending.blocks.push((at, vec![call_ref]));
+        Ok(())
+    }
+
+    fn call_entry(&mut self, call_ref: CallRef, ts_us: i64) -> &mut OpenCall {
+        let key = bucket_key(self.cfg.subdirs, ts_us);
+        self.calls.entry(call_ref).or_insert_with(|| OpenCall {
+            bucket: key,
+            blocks: Vec::new(),
+            earlier_streams: Vec::new(),
+            summary: None,
+            media: BlockBuf::default(),
+            touched: true,
+        })
+    }
+
+    /// Writes every buffered block, makes it durable, then commits the index rows of the calls
+    /// that changed. `dirty` holds the current summaries of open calls that changed.
+    pub fn flush(&mut self, dirty: Vec<CallSummary>) -> Result<(), StoreError> {
+        if let Some(e) = self.error.take() {
+            return Err(e);
+        }
+        let t0 = Instant::now();
+        for s in dirty {
+            let e = self.call_entry(s.call_ref, s.start_us);
+            e.touched = true;
+            e.summary = Some(s);
+        }
+        let refs: Vec<CallRef> = self
+            .calls
+            .iter()
+            .filter(|(_, c)| !c.media.is_empty())
+            .map(|(r, _)| *r)
+            .collect();
+        for r in refs {
+            self.seal_media(r)?;
+        }
+        let keys: Vec<String> = self.buckets.keys().cloned().collect();
+        for key in keys {
+            let mut new_refs: Vec<(CallRef, BlockRef)> = Vec::new();
+            let z = &mut self.sip_zstd;
+            let st = &mut self.stats;
+            let Some(b) = self.buckets.get_mut(&key) else {
+                continue;
+            };
+            Self::seal_sip(b, z, st);
+            if !b.pending.blocks.is_empty() {
+                if b.seg.is_none() {
+                    let n = b.next_seg;
+                    b.next_seg += 1;
+                    let p = b.dir.join(format!("{n:06}.seg"));
+                    b.seg = Some(SegmentWriter::create(&p, n).map_err(|e| StoreError::io(&p, e))?);
+                }
+                if let Some(seg) = b.seg.as_mut() {
+                    let base = seg
+                        .append(&b.pending.bytes, b.pending.blocks.len() as u32)
+                        .map_err(|e| StoreError::io(&b.dir, e))?;
+                    if self.cfg.fsync {
+                        seg.sync().map_err(|e| StoreError::io(&b.dir, e))?;
+                    }
+                    for (off, calls) in b.pending.blocks.drain(..) {
+                        let br = BlockRef {
+                            segment: seg.number,
+                            offset: base + off as u64,
+                        };
+                        for c in calls {
+                            new_refs.push((c, br));
+                        }
+                    }
+                    b.pending.bytes.clear();
+                }
+            }
+            for (c, br) in new_refs {
+                if let Some(oc) = self.calls.get_mut(&c) {
+                    if oc.blocks.last() != Some(&br) {
+                        oc.blocks.push(br);
+                    }
+                    oc.touched = true;
+                }
+            }
+        }
+        // Index rows, one transaction per bucket, after the data is durable.
+        let mut by_bucket: HashMap<String, Vec<CallRef>> = HashMap::new();
+        for (r, c) in &self.calls {
+            if c.touched && c.summary.is_some() {
+                by_bucket.entry(c.bucket.clone()).or_default().push(*r);
+            }
+        }
+        for (key, refs) in by_bucket {
+            let Some(b) = self.buckets.get(&key) else { continue };
+            let tx = b
+                .conn
+                .unchecked_transaction()
+                .map_err(|e| StoreError::index(&b.dir, e))?;
+            let mut n = 0u64;
+            for r in refs {
+                let Some(c) = self.calls.get(&r) else { continue };
+                let Some(s) = c.summary.as_ref() else { continue };
+                let now: Vec<StoredStream> =
+                    s.streams.iter().map(StoredStream::from_summary).collect();
+                let streams = if c.earlier_streams.is_empty() {
+                    now
+                } else {
+                    merge_streams(&c.earlier_streams, &now)
+                };
+                let mut blocks = c.blocks.clone();
+                blocks.sort_unstable();
+                blocks.dedup();
+                index::upsert(&b.conn, s, &streams, &blocks)
+                    .map_err(|e| StoreError::index(&b.dir, e))?;
+                n += 1;
+            }
+            tx.commit().map_err(|e| StoreError::index(&b.dir, e))?;
+            self.stats.rows_written += n;
+        }
+        for c in self.calls.values_mut() {
+            c.touched = false;
+        }
+        for r in self.completed.drain(..) {
+            self.calls.remove(&r);
+        }
+        self.since_flush = 0;
+        self.last_flush = Instant::now();
+        self.stats.flushes += 1;
+        self.stats.flush_time += t0.elapsed();
+        Ok(())
+    }
+
+    /// Flushes and seals every segment. `open` holds the final summaries of calls still open.
+    pub fn close(mut self, open: Vec<CallSummary>) -> Result<WriteStats, StoreError> {
+        self.flush(open)?;
+        for (_, b) in self.buckets.drain() {
+            if let Some(seg) = b.seg {
+                seg.seal().map_err(|e| StoreError::io(&b.dir, e))?;
+            }
+        }
+        Ok(self.stats)
+    }
+
+    /// Root directory.
+    pub fn root(&self) -> &Path {
+        &self.cfg.root
+    }
+}
+
+impl Sink for StoreWriter {
+    fn record(&mut self, rec: &Record<'_>) {
+        self.since_flush += 1;
+        self.stats.records += 1;
+        let kind = rec.kind as u8;
+        if rec.kind == siphon_ingest::Kind::Sip || rec.call_ref == 0 {
+            let key = match self.calls.get(&rec.call_ref) {
+                Some(c) => c.bucket.clone(),
+                None => bucket_key(self.cfg.subdirs, rec.ts_us),
+            };
+            self.stats.sip_raw_bytes += rec.frame.len() as u64;
+            match self.bucket(&key) {
+                Ok(b) => {
+                    b.sip
+                        .push(kind, rec.link, rec.call_ref, rec.ts_us, rec.node, rec.frame);
+                    if rec.call_ref != 0 {
+                        b.sip_calls.insert(rec.call_ref);
+                    }
+                    if b.sip.raw_len() >= SIP_BLOCK_MAX {
+                        let b = self.buckets.get_mut(&key);
+                        if let Some(b) = b {
+                            Self::seal_sip(b, &mut self.sip_zstd, &mut self.stats);
+                        }
+                    }
+                }
+                Err(e) => self.note_error(e),
+            }
+            if let Some(c) = self.calls.get_mut(&rec.call_ref) {
+                c.touched = true;
+            }
+            return;
+        }
+        self.stats.media_raw_bytes += rec.frame.len() as u64;
+        let c = self.call_entry(rec.call_ref, rec.ts_us);
+        c.media
+            .push(kind, rec.link, rec.call_ref, rec.ts_us, rec.node, rec.frame);
+        if c.media.raw_len() >= MEDIA_BLOCK_MAX {
+            if let Err(e) = self.seal_media(rec.call_ref) {
+                self.note_error(e);
+            }
+        }
+    }
+
+    fn call_opened(&mut self, call_ref: CallRef, call_id: &[u8], ts_us: i64) {
+        let key = self.call_entry(call_ref, ts_us).bucket.clone();
+        match self.bucket(&key) {
+            Ok(b) => {
+                b.sip
+                    .push(KIND_CALL_DEF, LinkType(0), call_ref, ts_us, 0, call_id);
+                b.sip_calls.insert(call_ref);
+            }
+            Err(e) => self.note_error(e),
+        }
+    }
+
+    fn call_completed(&mut self, summary: CallSummary) {
+        let r = summary.call_ref;
+        let e = self.call_entry(r, summary.start_us);
+        e.summary = Some(summary);
+        e.touched = true;
+        self.completed.push(r);
+    }
+
+    fn resolve(&mut self, call_id: &[u8]) -> Option<CallSummary> {
+        // A call completed but not flushed yet.
+        for r in &self.completed {
+            if let Some(c) = self.calls.get(r) {
+                if let Some(s) = c.summary.as_ref().filter(|s| s.call_id == call_id) {
+                    let mut s = s.clone();
+                    let r = *r;
+                    self.completed.retain(|x| *x != r);
+                    if let Some(c) = self.calls.get_mut(&r) {
+                        c.earlier_streams = s.streams.iter().map(StoredStream::from_summary).collect();
+                    }
+                    s.streams.clear();
+                    return Some(s);
+                }
+            }
+        }
+        // A call in the index. Only the buckets open in this run are searched.
+        let keys: Vec<String> = self.buckets.keys().cloned().collect();
+        for key in keys {
+            let b = self.buckets.get(&key)?;
+            if let Ok(Some(row)) = index::get(&b.conn, &key, call_id) {
+                let s = index::row_to_summary(&row);
+                self.calls.insert(
+                    row.call_ref,
+                    OpenCall {
+                        bucket: key.clone(),
+                        blocks: row.blocks.clone(),
+                        earlier_streams: row.streams.clone(),
+                        summary: None,
+                        media: BlockBuf::default(),
+                        touched: true,
+                    },
+                );
+                return Some(s);
+            }
+        }
+        None
+    }
+}
