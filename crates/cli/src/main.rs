@@ -1,0 +1,198 @@
+//! `siphon`: import captures into the call store and query it from the shell.
+
+mod flow;
+mod import;
+mod output;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use siphon_store::{parse_time_us, CallQuery, Store};
+
+/// Siphon: SIP and RTP capture, call store, ladders, quality and replay.
+#[derive(Parser)]
+#[command(name = "siphon", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Args, Clone)]
+struct DataArg {
+    /// Store directory.
+    #[arg(long, env = "SIPHON_DATA", default_value = "./data", value_name = "DIR")]
+    data: PathBuf,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Import pcap, pcapng or gzip'd capture files into the store.
+    ///
+    /// SIP is found on the --sip-port ports and by content on any port; RTP/RTCP through the SDP
+    /// of the calls; HEP packets inside the capture are unwrapped. A damaged file is imported
+    /// up to the damage, reported, and the exit status is 2.
+    Import(import::ImportArgs),
+    /// List calls (INVITE dialogs), newest last.
+    Calls(CallsArgs),
+    /// Show the SIP messages of a call as a ladder diagram (or JSON with --json).
+    Flow {
+        #[command(flatten)]
+        data: DataArg,
+        /// The Call-ID.
+        call_id: String,
+        /// Print the JSON list of messages instead of a ladder.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write a call's SIP and RTP/RTCP packets to a pcap file (original bytes and times).
+    Pcap {
+        #[command(flatten)]
+        data: DataArg,
+        /// The Call-ID.
+        call_id: String,
+        /// Output file.
+        #[arg(short, long, value_name = "FILE")]
+        output: PathBuf,
+    },
+    /// Rebuild every index of the store from its segment files.
+    Reindex {
+        #[command(flatten)]
+        data: DataArg,
+    },
+}
+
+#[derive(Args)]
+struct CallsArgs {
+    #[command(flatten)]
+    data: DataArg,
+    /// Calls that started at or after T (RFC 3339, a date, or Unix seconds).
+    #[arg(long, value_name = "T")]
+    from: Option<String>,
+    /// Calls that started before T.
+    #[arg(long, value_name = "T")]
+    to: Option<String>,
+    /// Caller (From user or domain) contains S.
+    #[arg(long, value_name = "S")]
+    caller: Option<String>,
+    /// Callee (To user or domain) contains S.
+    #[arg(long, value_name = "S")]
+    callee: Option<String>,
+    /// Final SIP status code.
+    #[arg(long, value_name = "N")]
+    status: Option<u16>,
+    /// Outcome: answered, busy, cancelled, rejected, no-answer, failed.
+    #[arg(long)]
+    state: Option<String>,
+    /// List non-INVITE dialogs (REGISTER, OPTIONS, MESSAGE, ...) instead of calls.
+    #[arg(long)]
+    dialogs: bool,
+    /// At most N rows (0: all).
+    #[arg(long, default_value_t = 100, value_name = "N")]
+    limit: usize,
+    /// JSON output (an array of call objects).
+    #[arg(long)]
+    json: bool,
+}
+
+fn time_arg(name: &str, v: &Option<String>) -> Result<Option<i64>> {
+    match v {
+        None => Ok(None),
+        Some(s) => match parse_time_us(s) {
+            Some(t) => Ok(Some(t)),
+            None => bail!("--{name} {s:?}: expected RFC 3339 (2026-11-25T10:00:00Z), a date (2026-11-25) or Unix seconds"),
+        },
+    }
+}
+
+fn find_call(store: &Store, call_id: &str) -> Result<siphon_store::CallRow> {
+    match store.find(call_id)? {
+        Some(r) => Ok(r),
+        None => bail!("no call with Call-ID {call_id:?} in {}", store.root().display()),
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.cmd {
+        Cmd::Import(a) => import::run(a),
+        Cmd::Calls(a) => {
+            let store = Store::open(&a.data.data)?;
+            let q = CallQuery {
+                from_us: time_arg("from", &a.from)?,
+                to_us: time_arg("to", &a.to)?,
+                caller: a.caller,
+                callee: a.callee,
+                status: a.status,
+                state: a.state,
+                include_dialogs: false,
+                only_dialogs: a.dialogs,
+                limit: a.limit,
+            };
+            let rows = store.search(&q)?;
+            if a.json {
+                let v: Vec<_> = rows.iter().map(output::call_json).collect();
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                output::print_call_table(&rows);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Flow {
+            data,
+            call_id,
+            json,
+        } => {
+            let store = Store::open(&data.data)?;
+            let row = find_call(&store, &call_id)?;
+            let msgs = flow::messages(&store, &row)?;
+            if json {
+                let v: Vec<_> = msgs.iter().map(flow::message_json).collect();
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                print!("{}", flow::ladder(&row, &msgs));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Pcap {
+            data,
+            call_id,
+            output,
+        } => {
+            let store = Store::open(&data.data)?;
+            let row = find_call(&store, &call_id)?;
+            let n = flow::write_pcap(&store, &row, &output)
+                .with_context(|| format!("writing {}", output.display()))?;
+            eprintln!("wrote {n} packets to {}", output.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Reindex { data } => {
+            let _ = Store::open(&data.data)?;
+            let t0 = std::time::Instant::now();
+            let rep = siphon_store::reindex(&data.data, &siphon_calls::CallConfig::default())?;
+            eprintln!(
+                "rebuilt {} bucket(s): {} segment(s), {} blocks, {} records, {} calls/dialogs; {} torn bytes cut, {} damaged blocks skipped; {:.2} s",
+                rep.buckets,
+                rep.segments,
+                rep.blocks,
+                rep.records,
+                rep.calls,
+                rep.torn_bytes,
+                rep.damaged_blocks,
+                t0.elapsed().as_secs_f64()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("siphon: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
