@@ -46,6 +46,10 @@ pub struct ImportArgs {
     /// No progress bar.
     #[arg(short, long)]
     quiet: bool,
+    /// Print a line on stderr after every flush ("flushed N packets": the first N packets read
+    /// are durable).
+    #[arg(short, long)]
+    verbose: bool,
     /// Print the summary as JSON on stdout.
     #[arg(long)]
     json: bool,
@@ -128,6 +132,9 @@ pub fn run(a: ImportArgs) -> Result<ExitCode> {
             if writer.should_flush() {
                 pipe.take_dirty(&mut dirty);
                 writer.flush(std::mem::take(&mut dirty))?;
+                if a.verbose {
+                    eprintln!("flushed {} packets", pipe.stats().frames);
+                }
             }
         }
         done_bytes += std::fs::metadata(f).map(|m| m.len()).unwrap_or(0);

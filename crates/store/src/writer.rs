@@ -207,6 +207,9 @@ impl StoreWriter {
             Some(b) => b,
             None => return Err(StoreError::Invalid("media for an unknown bucket".into())),
         };
+        // SIP first: a media block never precedes the SIP that bound its call, so a rebuild
+        // reading the segment in order sees the call before its media.
+        Self::seal_sip(b, &mut self.sip_zstd, st);
         let at = b.pending.bytes.len();
         media
             .seal_into(BlockKind::Media, z, &mut b.pending.bytes)
