@@ -177,9 +177,7 @@ impl Correlator {
                 r
             }
         };
-        let Some(call) = self.calls.get_mut(&call_ref) else {
-            return None;
-        };
+        let call = self.calls.get_mut(&call_ref)?;
         let sdp_side = Self::update_call(call, ts_us, src, dst, msg);
         if let Some(side) = sdp_side {
             for body in msg.sdp_bodies() {
@@ -256,7 +254,11 @@ impl Correlator {
             callee_user: text(to.and_then(|t| t.user)),
             callee_domain: text(to.and_then(|t| t.host)),
             ruri: text(msg.request_uri()),
-            caller_ua: if is_req { text(msg.user_agent()) } else { String::new() },
+            caller_ua: if is_req {
+                text(msg.user_agent())
+            } else {
+                String::new()
+            },
             callee_ua: String::new(),
             caller_addr: Some(if is_req { src } else { dst }),
             callee_addr: Some(if is_req { dst } else { src }),
@@ -349,7 +351,11 @@ impl Correlator {
                 }
                 _ => {}
             }
-            Some(if from_caller { Side::Caller } else { Side::Callee })
+            Some(if from_caller {
+                Side::Caller
+            } else {
+                Side::Callee
+            })
         } else {
             let status = msg.status().unwrap_or(0);
             if s.callee_ua.is_empty() && from_caller {
@@ -389,7 +395,11 @@ impl Correlator {
                     s.state = CallState::Answered;
                 }
             }
-            Some(if from_caller { Side::Callee } else { Side::Caller })
+            Some(if from_caller {
+                Side::Callee
+            } else {
+                Side::Caller
+            })
         }
     }
 
@@ -468,8 +478,12 @@ impl Correlator {
             Some(i) => i,
             None => {
                 let direction = match bind.map(|b| (b.0, b.1)) {
-                    Some((Side::Callee, true)) | Some((Side::Caller, false)) => StreamDirection::Uac,
-                    Some((Side::Caller, true)) | Some((Side::Callee, false)) => StreamDirection::Uas,
+                    Some((Side::Callee, true)) | Some((Side::Caller, false)) => {
+                        StreamDirection::Uac
+                    }
+                    Some((Side::Caller, true)) | Some((Side::Callee, false)) => {
+                        StreamDirection::Uas
+                    }
                     None => StreamDirection::Unknown,
                 };
                 let (codec, clock) = match call.rtpmap.iter().find(|e| e.0 == h.payload_type) {
@@ -532,7 +546,9 @@ impl Correlator {
                     };
                     (idle > secs(limit)).then_some("pending timeout")
                 }
-                Phase::Active => (idle > secs(cfg.active_timeout_s)).then_some("inactivity timeout"),
+                Phase::Active => {
+                    (idle > secs(cfg.active_timeout_s)).then_some("inactivity timeout")
+                }
                 Phase::Complete => Some(""),
             };
             if let Some(reason) = reason {

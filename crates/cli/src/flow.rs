@@ -188,7 +188,11 @@ pub fn write_pcap(store: &Store, row: &CallRow, path: &Path) -> Result<usize> {
         matches!(dec.decode_raw(r.ts_us, r.link, &r.data), Ok(Some(p)) if p.transport == Transport::Tcp)
     });
     let mixed = mixed || has_tcp;
-    let link = if mixed { LinkType::ETHERNET } else { first_link };
+    let link = if mixed {
+        LinkType::ETHERNET
+    } else {
+        first_link
+    };
     let tmp = path.with_extension("pcap.part");
     let f = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
     let mut w = PcapWriter::new(f, link)?;

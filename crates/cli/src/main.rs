@@ -22,7 +22,12 @@ struct Cli {
 #[derive(Args, Clone)]
 struct DataArg {
     /// Store directory.
-    #[arg(long, env = "SIPHON_DATA", default_value = "./data", value_name = "DIR")]
+    #[arg(
+        long,
+        env = "SIPHON_DATA",
+        default_value = "./data",
+        value_name = "DIR"
+    )]
     data: PathBuf,
 }
 
@@ -109,7 +114,10 @@ fn time_arg(name: &str, v: &Option<String>) -> Result<Option<i64>> {
 fn find_call(store: &Store, call_id: &str) -> Result<siphon_store::CallRow> {
     match store.find(call_id)? {
         Some(r) => Ok(r),
-        None => bail!("no call with Call-ID {call_id:?} in {}", store.root().display()),
+        None => bail!(
+            "no call with Call-ID {call_id:?} in {}",
+            store.root().display()
+        ),
     }
 }
 

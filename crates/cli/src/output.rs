@@ -88,15 +88,25 @@ pub fn print_call_table(rows: &[CallRow]) {
         "START (UTC)", "CALL-ID", "FROM", "TO", "STATUS", "STATE", "DURATION", "MSGS", "RTP"
     );
     for r in rows {
-        let from = if r.caller.is_empty() { &r.caller_domain } else { &r.caller };
-        let to = if r.callee.is_empty() { &r.callee_domain } else { &r.callee };
+        let from = if r.caller.is_empty() {
+            &r.caller_domain
+        } else {
+            &r.caller
+        };
+        let to = if r.callee.is_empty() {
+            &r.callee_domain
+        } else {
+            &r.callee
+        };
         println!(
             "{:<27} {:<36} {:<20} {:<20} {:>6} {:<10} {:>8.1}s {:>5} {:>7}",
             format_rfc3339_us(r.start_us),
             cut(&r.call_id_str(), 36),
             cut(from, 20),
             cut(to, 20),
-            r.status.map(|s| s.to_string()).unwrap_or_else(|| "-".into()),
+            r.status
+                .map(|s| s.to_string())
+                .unwrap_or_else(|| "-".into()),
             r.state,
             (r.end_us - r.start_us) as f64 / 1e6,
             r.messages,

@@ -134,7 +134,11 @@ fn tshark(args: &[&str]) -> String {
         .args(args)
         .output()
         .expect("tshark is needed for the corpus tests (apt-get install tshark)");
-    assert!(out.status.success(), "tshark {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "tshark {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -158,7 +162,8 @@ fn every_corpus_capture_round_trips_against_tshark() {
         let mut ours = BTreeMap::new();
         for flag in [None, Some("--dialogs")] {
             let mut c = siphon();
-            c.args(["calls", "--json", "--limit", "0", "--data"]).arg(&data);
+            c.args(["calls", "--json", "--limit", "0", "--data"])
+                .arg(&data);
             if let Some(f) = flag {
                 c.arg(f);
             }
@@ -173,7 +178,12 @@ fn every_corpus_capture_round_trips_against_tshark() {
 
         // Per call, the same SIP messages in capture order.
         for (id, want) in &want_msgs {
-            let flow = run_json(siphon().args(["flow", "--json", "--data"]).arg(&data).arg(id));
+            let flow = run_json(
+                siphon()
+                    .args(["flow", "--json", "--data"])
+                    .arg(&data)
+                    .arg(id),
+            );
             assert_eq!(&our_messages(&flow), want, "{name}: messages of {id}");
         }
 
@@ -182,11 +192,23 @@ fn every_corpus_capture_round_trips_against_tshark() {
         // relay whose signalling is not in the capture) are only found heuristically.
         let mut sdp_addrs = BTreeSet::new();
         for m in exp["sip"]["messages"].as_array().unwrap() {
-            let Some(sdp) = m.get("sdp").filter(|v| v.is_object()) else { continue };
-            let ip = sdp["connection"][0].as_str().unwrap_or("").rsplit(' ').next().unwrap().to_string();
+            let Some(sdp) = m.get("sdp").filter(|v| v.is_object()) else {
+                continue;
+            };
+            let ip = sdp["connection"][0]
+                .as_str()
+                .unwrap_or("")
+                .rsplit(' ')
+                .next()
+                .unwrap()
+                .to_string();
             for media in sdp["media"].as_array().unwrap() {
                 let port = media.as_str().unwrap().split(' ').nth(1).unwrap();
-                let addr = if ip.contains(':') { format!("[{ip}]:{port}") } else { format!("{ip}:{port}") };
+                let addr = if ip.contains(':') {
+                    format!("[{ip}]:{port}")
+                } else {
+                    format!("{ip}:{port}")
+                };
                 sdp_addrs.insert(addr);
             }
         }
@@ -245,14 +267,30 @@ fn every_corpus_capture_round_trips_against_tshark() {
                 .unwrap();
             assert!(st.success(), "{name}: pcap export of {id}");
             let o = out.to_str().unwrap();
-            let sip = tshark(&["-n", "-r", o, "-Y", "sip", "-T", "fields", "-e", "frame.time_epoch", "-e", "sip.Call-ID", "-e", "sip.CSeq"]);
+            let sip = tshark(&[
+                "-n",
+                "-r",
+                o,
+                "-Y",
+                "sip",
+                "-T",
+                "fields",
+                "-e",
+                "frame.time_epoch",
+                "-e",
+                "sip.Call-ID",
+                "-e",
+                "sip.CSeq",
+            ]);
             let mut got: Vec<(i64, String, String)> = Vec::new();
             for line in sip.lines() {
                 let f: Vec<&str> = line.split('\t').collect();
                 got.push((epoch_us(f[0]), f[1].to_string(), f[2].to_string()));
             }
-            let want_sip: Vec<(i64, String, String)> =
-                want.iter().map(|m| (m.0, id.clone(), m.5.clone())).collect();
+            let want_sip: Vec<(i64, String, String)> = want
+                .iter()
+                .map(|m| (m.0, id.clone(), m.5.clone()))
+                .collect();
             assert_eq!(got, want_sip, "{name}: SIP in the pcap of {id}");
             let call = &ours[id];
             let want_rtp: u64 = call["streams"]
@@ -261,8 +299,24 @@ fn every_corpus_capture_round_trips_against_tshark() {
                 .iter()
                 .map(|s| s["packets"].as_u64().unwrap())
                 .sum();
-            let rtp = tshark(&["-n", "-r", o, "-o", "rtp.heuristic_rtp:TRUE", "-Y", "rtp", "-T", "fields", "-e", "rtp.ssrc"]);
-            assert_eq!(rtp.lines().count() as u64, want_rtp, "{name}: RTP in the pcap of {id}");
+            let rtp = tshark(&[
+                "-n",
+                "-r",
+                o,
+                "-o",
+                "rtp.heuristic_rtp:TRUE",
+                "-Y",
+                "rtp",
+                "-T",
+                "fields",
+                "-e",
+                "rtp.ssrc",
+            ]);
+            assert_eq!(
+                rtp.lines().count() as u64,
+                want_rtp,
+                "{name}: RTP in the pcap of {id}"
+            );
         }
         let _ = std::fs::remove_dir_all(&dir);
         checked += 1;

@@ -22,13 +22,22 @@ fn corpus() -> PathBuf {
 
 fn calls_json(data: &Path, dialogs: bool) -> Vec<Value> {
     let mut c = siphon();
-    c.args(["calls", "--json", "--limit", "0", "--data"]).arg(data);
+    c.args(["calls", "--json", "--limit", "0", "--data"])
+        .arg(data);
     if dialogs {
         c.arg("--dialogs");
     }
     let out = c.output().unwrap();
-    assert!(out.status.success(), "calls: {}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice::<Value>(&out.stdout).unwrap().as_array().unwrap().clone()
+    assert!(
+        out.status.success(),
+        "calls: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice::<Value>(&out.stdout)
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .clone()
 }
 
 fn stored_packets(calls: &[Value]) -> u64 {
@@ -64,7 +73,10 @@ fn sigkill_mid_import_loses_at_most_the_last_flush_interval() {
     let mut durable = 0u64;
     for line in lines.by_ref() {
         let line = line.unwrap();
-        if let Some(n) = line.strip_prefix("flushed ").and_then(|r| r.strip_suffix(" packets")) {
+        if let Some(n) = line
+            .strip_prefix("flushed ")
+            .and_then(|r| r.strip_suffix(" packets"))
+        {
             durable = n.parse().unwrap();
             if durable >= 60_000 {
                 break;
@@ -82,7 +94,10 @@ fn sigkill_mid_import_loses_at_most_the_last_flush_interval() {
     let stored = stored_packets(&calls) + stored_packets(&dialogs);
     assert!(stored >= durable, "stored {stored} < flushed {durable}");
     // No more than was read before the kill: the next flush at most.
-    assert!(stored <= durable + 5_000 + 4096, "stored {stored}, flushed {durable}");
+    assert!(
+        stored <= durable + 5_000 + 4096,
+        "stored {stored}, flushed {durable}"
+    );
     for c in calls.iter().step_by(7) {
         let id = c["call_id"].as_str().unwrap();
         let out = dir.join("c.pcap");
@@ -94,18 +109,32 @@ fn sigkill_mid_import_loses_at_most_the_last_flush_interval() {
             .arg(&out)
             .output()
             .unwrap();
-        assert!(o.status.success(), "{id}: {}", String::from_utf8_lossy(&o.stderr));
+        assert!(
+            o.status.success(),
+            "{id}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
         let want = c["messages"].as_u64().unwrap() + c["rtp_packets"].as_u64().unwrap();
         let got = String::from_utf8_lossy(&o.stderr);
-        assert!(got.contains(&format!("wrote {want} packets")), "{id}: {got} (want {want})");
+        assert!(
+            got.contains(&format!("wrote {want} packets")),
+            "{id}: {got} (want {want})"
+        );
     }
 
     // The index rebuilt from the segments alone has the same calls.
-    let st = siphon().args(["reindex", "--data"]).arg(&data).status().unwrap();
+    let st = siphon()
+        .args(["reindex", "--data"])
+        .arg(&data)
+        .status()
+        .unwrap();
     assert!(st.success());
     let again = calls_json(&data, false);
     let ids = |v: &[Value]| -> Vec<String> {
-        let mut x: Vec<String> = v.iter().map(|c| c["call_id"].as_str().unwrap().to_string()).collect();
+        let mut x: Vec<String> = v
+            .iter()
+            .map(|c| c["call_id"].as_str().unwrap().to_string())
+            .collect();
         x.sort();
         x
     };
@@ -114,12 +143,20 @@ fn sigkill_mid_import_loses_at_most_the_last_flush_interval() {
 
     // A later import into the same store works (torn tails were cut).
     let small = corpus().join("basic_twoway_g711a.pcap");
-    let st = siphon().args(["import", "--quiet", "--data"]).arg(&data).arg(&small).status().unwrap();
+    let st = siphon()
+        .args(["import", "--quiet", "--data"])
+        .arg(&data)
+        .arg(&small)
+        .status()
+        .unwrap();
     assert!(st.success());
     let _ = std::fs::remove_dir_all(&dir);
 }
 
 fn unsafe_kill(pid: u32) {
-    let st = Command::new("kill").args(["-KILL", &pid.to_string()]).status().unwrap();
+    let st = Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status()
+        .unwrap();
     assert!(st.success());
 }

@@ -241,7 +241,16 @@ impl Pipeline {
                 }
                 self.tcp.push(&pkt, &SipFramer, &mut |m: TcpMessage<'_>| {
                     let f = synth_tcp_frame(m.src, m.dst, 0, m.bytes);
-                    inner.sip(m.ts_us, m.src, m.dst, m.bytes, LinkType::ETHERNET, &f, 0, sink);
+                    inner.sip(
+                        m.ts_us,
+                        m.src,
+                        m.dst,
+                        m.bytes,
+                        LinkType::ETHERNET,
+                        &f,
+                        0,
+                        sink,
+                    );
                 });
             }
         }
@@ -273,10 +282,17 @@ impl Inner {
         }
     }
 
-    fn udp(&mut self, pkt: &Packet<'_>, link: LinkType, data: &[u8], node: u32, sink: &mut dyn Sink) {
+    fn udp(
+        &mut self,
+        pkt: &Packet<'_>,
+        link: LinkType,
+        data: &[u8],
+        node: u32,
+        sink: &mut dyn Sink,
+    ) {
         let payload = pkt.payload;
-        let hep_port =
-            self.cfg.hep_ports.contains(&pkt.dst.port()) || self.cfg.hep_ports.contains(&pkt.src.port());
+        let hep_port = self.cfg.hep_ports.contains(&pkt.dst.port())
+            || self.cfg.hep_ports.contains(&pkt.src.port());
         if payload.starts_with(b"HEP3") || (hep_port && self.cfg.hep_legacy) {
             self.hep(payload, sink);
             return;
@@ -289,14 +305,19 @@ impl Inner {
         } else {
             (link, data)
         };
-        if self.is_sip_port(pkt) || (self.cfg.sip_by_content && siphon_sip::looks_like_sip(payload)) {
+        if self.is_sip_port(pkt) || (self.cfg.sip_by_content && siphon_sip::looks_like_sip(payload))
+        {
             if payload.iter().all(|b| matches!(b, b'\r' | b'\n' | 0)) {
                 return; // keep-alive
             }
-            self.sip(pkt.ts_us, pkt.src, pkt.dst, payload, link, frame, node, sink);
+            self.sip(
+                pkt.ts_us, pkt.src, pkt.dst, payload, link, frame, node, sink,
+            );
             return;
         }
-        self.media(pkt.ts_us, pkt.src, pkt.dst, payload, link, frame, node, sink);
+        self.media(
+            pkt.ts_us, pkt.src, pkt.dst, payload, link, frame, node, sink,
+        );
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -368,9 +389,27 @@ impl Inner {
             synth_udp_frame(hep.src, hep.dst, payload)
         };
         match hep.proto_type {
-            1 => self.sip(hep.ts_us, hep.src, hep.dst, payload, LinkType::ETHERNET, &frame, node, sink),
+            1 => self.sip(
+                hep.ts_us,
+                hep.src,
+                hep.dst,
+                payload,
+                LinkType::ETHERNET,
+                &frame,
+                node,
+                sink,
+            ),
             // RTP carried in HEP (type 32/34 by convention).
-            32 | 34 => self.media(hep.ts_us, hep.src, hep.dst, payload, LinkType::ETHERNET, &frame, node, sink),
+            32 | 34 => self.media(
+                hep.ts_us,
+                hep.src,
+                hep.dst,
+                payload,
+                LinkType::ETHERNET,
+                &frame,
+                node,
+                sink,
+            ),
             _ => self.stats.unmatched += 1,
         }
         self.hep_scratch = scratch;
@@ -397,7 +436,10 @@ impl Inner {
                 return;
             }
         };
-        let Some(out) = self.corr.on_sip(ts_us, src, dst, &msg, &mut |id| sink.resolve(id)) else {
+        let Some(out) = self
+            .corr
+            .on_sip(ts_us, src, dst, &msg, &mut |id| sink.resolve(id))
+        else {
             self.stats.bad("sip_no_call_id");
             return;
         };

@@ -664,10 +664,22 @@ mod tests {
     #[test]
     fn block_refs_round_trip() {
         let b = vec![
-            BlockRef { segment: 1, offset: 16 },
-            BlockRef { segment: 1, offset: 5000 },
-            BlockRef { segment: 3, offset: 16 },
-            BlockRef { segment: 3, offset: 1 << 40 },
+            BlockRef {
+                segment: 1,
+                offset: 16,
+            },
+            BlockRef {
+                segment: 1,
+                offset: 5000,
+            },
+            BlockRef {
+                segment: 3,
+                offset: 16,
+            },
+            BlockRef {
+                segment: 3,
+                offset: 1 << 40,
+            },
         ];
         assert_eq!(unpack_blocks(&pack_blocks(&b)), b);
     }
@@ -693,7 +705,10 @@ mod tests {
             last_us: 1_795_335_344_671_502,
         };
         let base = 1_795_335_337_116_552;
-        assert_eq!(unpack_streams(&pack_streams(&[s.clone()], base), base), vec![s]);
+        assert_eq!(
+            unpack_streams(&pack_streams(std::slice::from_ref(&s), base), base),
+            vec![s]
+        );
     }
 
     #[test]

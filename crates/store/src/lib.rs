@@ -266,7 +266,10 @@ pub fn list_segments(dir: &Path) -> Result<Vec<(u32, PathBuf)>, StoreError> {
     };
     for e in rd.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
-        if let Some(n) = name.strip_suffix(".seg").and_then(|n| n.parse::<u32>().ok()) {
+        if let Some(n) = name
+            .strip_suffix(".seg")
+            .and_then(|n| n.parse::<u32>().ok())
+        {
             out.push((n, e.path()));
         }
     }
@@ -329,8 +332,8 @@ impl Store {
                 continue;
             }
             let conn = index::open_read(&p).map_err(|e| StoreError::index(&p, e))?;
-            if let Some(r) =
-                index::get(&conn, &b.key, call_id.as_bytes()).map_err(|e| StoreError::index(&p, e))?
+            if let Some(r) = index::get(&conn, &b.key, call_id.as_bytes())
+                .map_err(|e| StoreError::index(&p, e))?
             {
                 return Ok(Some(r));
             }
@@ -354,7 +357,9 @@ impl Store {
                 let f = std::fs::File::open(&p).map_err(|e| StoreError::io(&p, e))?;
                 open = Some((br.segment, f));
             }
-            let Some((_, f)) = open.as_mut() else { continue };
+            let Some((_, f)) = open.as_mut() else {
+                continue;
+            };
             let (hdr, raw) = segment::read_block(f, br.offset)
                 .map_err(|e| StoreError::segment(dir.join(format!("{:06}.seg", br.segment)), e))?;
             segment::for_each_record(&hdr, &raw, br.offset, |kind, link, r, ts, node, data| {
@@ -392,7 +397,11 @@ mod tests {
 
     #[test]
     fn bucket_range_covers_its_key() {
-        for t in [0i64, 1_795_614_137_000_000, 951_782_400_000_000 /* 2000-02-29 */] {
+        for t in [
+            0i64,
+            1_795_614_137_000_000,
+            951_782_400_000_000, /* 2000-02-29 */
+        ] {
             for sd in [Subdirs::Daily, Subdirs::Hourly] {
                 let k = bucket_key(sd, t);
                 let (s, e) = bucket_range(&k).unwrap();

@@ -30,7 +30,6 @@ pub struct ReindexReport {
     pub damaged_blocks: u64,
 }
 
-
 /// Rebuilds `index.sqlite` of every bucket under `root` from its segments.
 pub fn reindex(root: &Path, calls: &CallConfig) -> Result<ReindexReport, StoreError> {
     let mut rep = ReindexReport::default();
@@ -59,8 +58,8 @@ pub fn reindex(root: &Path, calls: &CallConfig) -> Result<ReindexReport, StoreEr
             .unchecked_transaction()
             .map_err(|e| StoreError::index(&ipath, e))?;
         let write = |done: &mut Vec<CallSummary>,
-                         blocks: &mut HashMap<CallRef, Vec<BlockRef>>,
-                         rep: &mut ReindexReport|
+                     blocks: &mut HashMap<CallRef, Vec<BlockRef>>,
+                     rep: &mut ReindexReport|
          -> Result<(), StoreError> {
             for s in done.drain(..) {
                 let streams: Vec<StoredStream> =
@@ -68,7 +67,8 @@ pub fn reindex(root: &Path, calls: &CallConfig) -> Result<ReindexReport, StoreEr
                 let mut bl = blocks.remove(&s.call_ref).unwrap_or_default();
                 bl.sort_unstable();
                 bl.dedup();
-                index::upsert(&conn, &s, &streams, &bl).map_err(|e| StoreError::index(&ipath, e))?;
+                index::upsert(&conn, &s, &streams, &bl)
+                    .map_err(|e| StoreError::index(&ipath, e))?;
                 rep.calls += 1;
             }
             Ok(())

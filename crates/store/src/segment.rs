@@ -129,7 +129,15 @@ pub struct BlockBuf {
 
 impl BlockBuf {
     /// Appends one record.
-    pub fn push(&mut self, kind: u8, link: LinkType, call_ref: u64, ts_us: i64, node: u32, data: &[u8]) {
+    pub fn push(
+        &mut self,
+        kind: u8,
+        link: LinkType,
+        call_ref: u64,
+        ts_us: i64,
+        node: u32,
+        data: &[u8],
+    ) {
         if self.records == 0 {
             self.first_ts = ts_us;
             self.prev_ts = ts_us;
@@ -321,7 +329,9 @@ pub fn for_each_record(
             .ok()
             .and_then(|l| pos.checked_add(l))
             .ok_or(bad("record length overflows"))?;
-        let data = raw.get(pos..end).ok_or(bad("record longer than its block"))?;
+        let data = raw
+            .get(pos..end)
+            .ok_or(bad("record longer than its block"))?;
         pos = end;
         ts = ts.wrapping_add(unzigzag(dt));
         f(
@@ -493,8 +503,11 @@ mod tests {
         let dir = tempdir();
         let p = dir.join("000001.seg");
         let mut w = SegmentWriter::create(&p, 1).unwrap();
-        let recs: Vec<(u64, i64, &[u8])> =
-            vec![(5, 1_000_000, b"one"), (6, 999_000, b"two"), (5, 2_000_000, b"")];
+        let recs: Vec<(u64, i64, &[u8])> = vec![
+            (5, 1_000_000, b"one"),
+            (6, 999_000, b"two"),
+            (5, 2_000_000, b""),
+        ];
         let blk = block_with(&recs);
         let at = w.append(&blk, 1).unwrap();
         w.seal().unwrap();
@@ -545,7 +558,10 @@ mod tests {
         let mut f = File::open(&p).unwrap();
         assert!(matches!(
             read_block(&mut f, at),
-            Err(SegmentError::Corrupt { what: "block checksum mismatch", .. })
+            Err(SegmentError::Corrupt {
+                what: "block checksum mismatch",
+                ..
+            })
         ));
     }
 

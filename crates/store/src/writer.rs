@@ -180,7 +180,10 @@ impl StoreWriter {
             return;
         }
         let at = b.pending.bytes.len();
-        if b.sip.seal_into(BlockKind::Sip, z, &mut b.pending.bytes).is_ok() {
+        if b.sip
+            .seal_into(BlockKind::Sip, z, &mut b.pending.bytes)
+            .is_ok()
+        {
             st.sip_block_bytes += (b.pending.bytes.len() - at) as u64;
             st.blocks += 1;
             b.pending.blocks.push((at, b.sip_calls.drain().collect()));
@@ -189,10 +192,7 @@ impl StoreWriter {
         }
     }
 
-    fn seal_media(
-        &mut self,
-        call_ref: CallRef,
-    ) -> Result<(), StoreError> {
+    fn seal_media(&mut self, call_ref: CallRef) -> Result<(), StoreError> {
         let Some(c) = self.calls.get_mut(&call_ref) else {
             return Ok(());
         };
@@ -305,15 +305,21 @@ impl StoreWriter {
             }
         }
         for (key, refs) in by_bucket {
-            let Some(b) = self.buckets.get(&key) else { continue };
+            let Some(b) = self.buckets.get(&key) else {
+                continue;
+            };
             let tx = b
                 .conn
                 .unchecked_transaction()
                 .map_err(|e| StoreError::index(&b.dir, e))?;
             let mut n = 0u64;
             for r in refs {
-                let Some(c) = self.calls.get(&r) else { continue };
-                let Some(s) = c.summary.as_ref() else { continue };
+                let Some(c) = self.calls.get(&r) else {
+                    continue;
+                };
+                let Some(s) = c.summary.as_ref() else {
+                    continue;
+                };
                 let now: Vec<StoredStream> =
                     s.streams.iter().map(StoredStream::from_summary).collect();
                 let streams = if c.earlier_streams.is_empty() {
@@ -433,7 +439,8 @@ impl Sink for StoreWriter {
                     let r = *r;
                     self.completed.retain(|x| *x != r);
                     if let Some(c) = self.calls.get_mut(&r) {
-                        c.earlier_streams = s.streams.iter().map(StoredStream::from_summary).collect();
+                        c.earlier_streams =
+                            s.streams.iter().map(StoredStream::from_summary).collect();
                     }
                     s.streams.clear();
                     return Some(s);

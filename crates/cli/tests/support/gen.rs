@@ -1,3 +1,4 @@
+#![allow(dead_code)] // each test or bench uses part of it
 //! Builds large captures from the corpus's `many_calls_24.pcap`: copy k of the 24 calls gets its
 //! own Call-IDs and tags, SSRCs and RTP ports, and starts `spacing_us` after copy k−1, so copies
 //! overlap in time like a busy trunk. Frames are re-built (Ethernet/IPv4/UDP) with new lengths.
@@ -92,10 +93,15 @@ fn frame(ip: &[u8; 8], sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
     let mut f = Vec::with_capacity(42 + payload.len());
     f.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 8, 0]);
     let total = (20 + 8 + payload.len()) as u16;
-    let mut iph = [0x45, 0, 0, 0, 0, 0, 0x40, 0, 64, 17, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+    let mut iph = [
+        0x45, 0, 0, 0, 0, 0, 0x40, 0, 64, 17, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    ];
     iph[2..4].copy_from_slice(&total.to_be_bytes());
     iph[12..20].copy_from_slice(ip);
-    let mut sum: u32 = iph.chunks(2).map(|c| u32::from(u16::from_be_bytes([c[0], c[1]]))).sum();
+    let mut sum: u32 = iph
+        .chunks(2)
+        .map(|c| u32::from(u16::from_be_bytes([c[0], c[1]])))
+        .sum();
     while sum > 0xffff {
         sum = (sum & 0xffff) + (sum >> 16);
     }
@@ -157,7 +163,12 @@ pub fn generate(corpus: &Path, out: &Path, copies: u32, spacing_us: i64) -> Gene
             }
             p
         };
-        let fr = frame(&t.ip, map_port(t.sport, *k), map_port(t.dport, *k), &payload);
+        let fr = frame(
+            &t.ip,
+            map_port(t.sport, *k),
+            map_port(t.dport, *k),
+            &payload,
+        );
         let abs = base + ts;
         let mut rec = Vec::with_capacity(16);
         rec.extend_from_slice(&((abs / 1_000_000) as u32).to_le_bytes());
