@@ -71,7 +71,11 @@ fn main() {
         .output()
         .unwrap();
     let secs = t0.elapsed().as_secs_f64();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let calls = v["calls"].as_u64().unwrap().max(1) as f64;
     let sip = v["stored"]["sip_block_bytes"].as_u64().unwrap() as f64;
@@ -89,7 +93,10 @@ fn main() {
     let tsecs = t1.elapsed().as_secs_f64();
     let tshark_ok = matches!(&ts, Ok(o) if o.status.success());
 
-    println!("siphon import (1 core): {secs:.2} s, {pps:.0} packets/s, {:.1} MB/s", g.bytes as f64 / 1e6 / secs);
+    println!(
+        "siphon import (1 core): {secs:.2} s, {pps:.0} packets/s, {:.1} MB/s",
+        g.bytes as f64 / 1e6 / secs
+    );
     println!(
         "  calls {} (expected {}), SIP messages {}, RTP {}",
         v["calls"], g.calls, v["sip_messages"], v["rtp_packets"]
