@@ -1,6 +1,6 @@
 //! Groups SIP messages into calls, binds media through SDP and accounts RTP streams.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 
 use siphon_rtp::{clock_rate_for_static, looks_like_rtcp, RtpHeader, StreamStats};
@@ -11,6 +11,9 @@ use crate::summary::{
     codec_name, CallState, CallSummary, HangupSide, Phase, StreamDirection, StreamSummary,
 };
 use crate::CallRef;
+
+/// Randomly seeded (no collision attacks from crafted addresses or Call-IDs) and fast.
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
 /// Timeouts and bounds of the correlator. Times are capture time.
 #[derive(Debug, Clone)]
@@ -101,13 +104,13 @@ impl Correlator {
     pub fn new(cfg: CallConfig, first_ref: CallRef) -> Self {
         Correlator {
             cfg,
-            by_id: HashMap::new(),
-            calls: HashMap::new(),
-            media: HashMap::new(),
-            closed: HashMap::new(),
+            by_id: HashMap::default(),
+            calls: HashMap::default(),
+            media: HashMap::default(),
+            closed: HashMap::default(),
             closed_order: VecDeque::new(),
             next_ref: first_ref.max(1),
-            preassigned: HashMap::new(),
+            preassigned: HashMap::default(),
         }
     }
 

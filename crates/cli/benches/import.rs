@@ -4,7 +4,8 @@
 //! the same file in the same run.
 //!
 //! `cargo bench -p siphon-cli --bench import` (set SIPHON_BENCH_COPIES to change the size; 300
-//! copies of the 24-call template = 1,015,200 packets, 7,200 calls).
+//! copies of the 24-call template = 1,015,200 packets, 7,200 calls; set SIPHON_BENCH_KEEP to keep
+//! the capture for profiling).
 
 #[path = "../tests/support/gen.rs"]
 mod gen;
@@ -110,5 +111,9 @@ fn main() {
     } else {
         println!("tshark not available: no reference figure");
     }
-    let _ = std::fs::remove_dir_all(&dir);
+    if std::env::var_os("SIPHON_BENCH_KEEP").is_some() {
+        println!("kept {}", cap.display());
+    } else {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

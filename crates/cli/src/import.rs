@@ -166,12 +166,13 @@ pub fn run(a: ImportArgs) -> Result<ExitCode> {
             "stored": {
                 "sip_block_bytes": ws.sip_block_bytes,
                 "media_block_bytes": ws.media_block_bytes,
+                "summary_block_bytes": ws.summary_block_bytes,
                 "blocks": ws.blocks,
                 "flushes": ws.flushes,
             },
             "errors": failures,
         });
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        crate::out(&format!("{}\n", serde_json::to_string_pretty(&v)?));
     } else {
         eprintln!(
             "imported {} packets ({:.1} MB) in {:.2} s: {:.0} packets/s",

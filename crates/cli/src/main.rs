@@ -111,6 +111,19 @@ fn time_arg(name: &str, v: &Option<String>) -> Result<Option<i64>> {
     }
 }
 
+/// Prints to stdout; a closed pipe (`siphon calls | head`) ends the program quietly.
+pub(crate) fn out(text: &str) {
+    use std::io::Write;
+    let mut o = std::io::stdout().lock();
+    if let Err(e) = o.write_all(text.as_bytes()).and_then(|_| o.flush()) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("siphon: error: writing output: {e}");
+        std::process::exit(1);
+    }
+}
+
 fn find_call(store: &Store, call_id: &str) -> Result<siphon_store::CallRow> {
     match store.find(call_id)? {
         Some(r) => Ok(r),
@@ -140,7 +153,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let rows = store.search(&q)?;
             if a.json {
                 let v: Vec<_> = rows.iter().map(output::call_json).collect();
-                println!("{}", serde_json::to_string_pretty(&v)?);
+                out(&format!("{}\n", serde_json::to_string_pretty(&v)?));
             } else {
                 output::print_call_table(&rows);
             }
@@ -156,9 +169,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let msgs = flow::messages(&store, &row)?;
             if json {
                 let v: Vec<_> = msgs.iter().map(flow::message_json).collect();
-                println!("{}", serde_json::to_string_pretty(&v)?);
+                out(&format!("{}\n", serde_json::to_string_pretty(&v)?));
             } else {
-                print!("{}", flow::ladder(&row, &msgs));
+                out(&flow::ladder(&row, &msgs));
             }
             Ok(ExitCode::SUCCESS)
         }

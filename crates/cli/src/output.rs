@@ -83,8 +83,8 @@ fn cut(s: &str, n: usize) -> String {
 
 /// The human table of `siphon calls`.
 pub fn print_call_table(rows: &[CallRow]) {
-    println!(
-        "{:<27} {:<36} {:<20} {:<20} {:>6} {:<10} {:>9} {:>5} {:>7}",
+    let mut t = format!(
+        "{:<27} {:<36} {:<20} {:<20} {:>6} {:<10} {:>9} {:>5} {:>7}\n",
         "START (UTC)", "CALL-ID", "FROM", "TO", "STATUS", "STATE", "DURATION", "MSGS", "RTP"
     );
     for r in rows {
@@ -98,8 +98,8 @@ pub fn print_call_table(rows: &[CallRow]) {
         } else {
             &r.callee
         };
-        println!(
-            "{:<27} {:<36} {:<20} {:<20} {:>6} {:<10} {:>8.1}s {:>5} {:>7}",
+        t.push_str(&format!(
+            "{:<27} {:<36} {:<20} {:<20} {:>6} {:<10} {:>8.1}s {:>5} {:>7}\n",
             format_rfc3339_us(r.start_us),
             cut(&r.call_id_str(), 36),
             cut(from, 20),
@@ -111,7 +111,8 @@ pub fn print_call_table(rows: &[CallRow]) {
             (r.end_us - r.start_us) as f64 / 1e6,
             r.messages,
             r.rtp_packets
-        );
+        ));
     }
+    crate::out(&t);
     eprintln!("{} row(s)", rows.len());
 }

@@ -15,21 +15,69 @@ pub const INDEX_VERSION: i64 = 1;
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS calls (
-  call_id BLOB PRIMARY KEY,
-  ref INTEGER NOT NULL,
+  ref INTEGER PRIMARY KEY,
+  call_id BLOB NOT NULL UNIQUE,
   method TEXT,
   start_us INTEGER NOT NULL,
-  answer_us INTEGER,
-  end_us INTEGER NOT NULL,
+  answer_d INTEGER,
+  end_d INTEGER NOT NULL,
   caller TEXT, caller_domain TEXT, callee TEXT, callee_domain TEXT,
-  ruri TEXT, caller_ua TEXT, callee_ua TEXT, caller_addr TEXT, callee_addr TEXT,
-  status INTEGER, reason TEXT, q850 INTEGER, state TEXT, phase TEXT, hangup TEXT,
+  status INTEGER, state INTEGER, phase INTEGER, hangup INTEGER,
   messages INTEGER, rtp INTEGER, rtcp INTEGER,
-  x_cid TEXT, session_id TEXT, icid TEXT, close_reason TEXT, from_tag BLOB,
-  streams BLOB, blocks BLOB
-) WITHOUT ROWID;
+  blocks BLOB, cold BLOB
+);
 CREATE INDEX IF NOT EXISTS calls_start ON calls(start_us);
 ";
+
+const STATES: [&str; 8] = [
+    "in-progress",
+    "answered",
+    "busy",
+    "cancelled",
+    "rejected",
+    "no-answer",
+    "failed",
+    "ok",
+];
+const PHASES: [&str; 4] = ["pending", "active", "closing", "complete"];
+const HANGUPS: [&str; 3] = ["", "caller", "callee"];
+
+fn code(names: &[&str], v: &str) -> i64 {
+    names.iter().position(|n| *n == v).unwrap_or(0) as i64
+}
+
+fn name(names: &[&str], c: Option<i64>) -> String {
+    c.and_then(|c| usize::try_from(c).ok())
+        .and_then(|c| names.get(c))
+        .unwrap_or(&"")
+        .to_string()
+}
+
+/// Packs the caller and callee signalling addresses (either may be absent).
+fn pack_addrs(a: Option<SocketAddr>, b: Option<SocketAddr>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(14);
+    for x in [a, b] {
+        match x {
+            Some(x) => put_addr(&mut out, &x),
+            None => out.push(0),
+        }
+    }
+    out
+}
+
+fn unpack_addrs(buf: &[u8]) -> (String, String, usize) {
+    let mut pos = 0;
+    let mut one = || -> String {
+        if buf.get(pos) == Some(&0) {
+            pos += 1;
+            return String::new();
+        }
+        get_addr(buf, &mut pos).map(|a| a.to_string()).unwrap_or_default()
+    };
+    let a = one();
+    let b = one();
+    (a, b, pos)
+}
 
 /// Opens (creating if needed) a bucket index.
 pub fn open(path: &Path) -> rusqlite::Result<Connection> {
@@ -410,6 +458,8 @@ pub struct CallRow {
     pub streams: Vec<StoredStream>,
     /// Blocks holding the call's packets.
     pub blocks: Vec<BlockRef>,
+    /// Summary block holding the cold fields (filled in by [`crate::Store`] when read).
+    pub cold: Option<BlockRef>,
 }
 
 impl CallRow {
@@ -428,116 +478,169 @@ fn nz(s: &str) -> Option<&str> {
     (!s.is_empty()).then_some(s)
 }
 
-/// Inserts or replaces a call row.
+fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
+    put_varint(out, b.len() as u64);
+    out.extend_from_slice(b);
+}
+
+fn get_str(buf: &[u8], pos: &mut usize) -> Option<Vec<u8>> {
+    let n = usize::try_from(get_varint(buf, pos)?).ok()?;
+    Some(get_bytes(buf, pos, n)?.to_vec())
+}
+
+/// Packs the fields of a call that searches do not need (R-URI, user agents, addresses,
+/// reason, correlation headers, streams...). They are stored in a summary block of the
+/// segment; the index row keeps only where.
+pub fn pack_cold(s: &CallSummary, streams: &[StoredStream]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(160);
+    for f in [
+        s.ruri.as_bytes(),
+        s.caller_ua.as_bytes(),
+        s.callee_ua.as_bytes(),
+        s.reason.as_bytes(),
+        s.x_cid.as_bytes(),
+        s.session_id.as_bytes(),
+        s.icid.as_bytes(),
+        s.close_reason.as_bytes(),
+        &s.from_tag,
+    ] {
+        put_bytes(&mut out, f);
+    }
+    put_varint(&mut out, s.q850.map_or(0, |q| u64::from(q) + 1));
+    out.extend_from_slice(&pack_addrs(s.caller_addr, s.callee_addr));
+    out.extend_from_slice(&pack_streams(streams, s.start_us));
+    out
+}
+
+/// Fills a row's cold fields from [`pack_cold`] bytes; damaged bytes leave the rest empty.
+pub fn unpack_cold(buf: &[u8], row: &mut CallRow) {
+    let mut pos = 0;
+    let mut strs: Vec<Vec<u8>> = Vec::with_capacity(9);
+    for _ in 0..9 {
+        match get_str(buf, &mut pos) {
+            Some(v) => strs.push(v),
+            None => return,
+        }
+    }
+    let t = |i: usize| String::from_utf8_lossy(strs.get(i).map_or(&[][..], |v| v)).into_owned();
+    row.ruri = t(0);
+    row.caller_ua = t(1);
+    row.callee_ua = t(2);
+    row.reason = t(3);
+    row.x_cid = t(4);
+    row.session_id = t(5);
+    row.icid = t(6);
+    row.close_reason = t(7);
+    row.from_tag = strs.get(8).cloned().unwrap_or_default();
+    let Some(q) = get_varint(buf, &mut pos) else {
+        return;
+    };
+    row.q850 = q.checked_sub(1).and_then(|q| u16::try_from(q).ok());
+    let rest = buf.get(pos..).unwrap_or_default();
+    let (a, b, used) = unpack_addrs(rest);
+    row.caller_addr = a;
+    row.callee_addr = b;
+    row.streams = unpack_streams(rest.get(used..).unwrap_or_default(), row.start_us);
+}
+
+/// Inserts or replaces a call row; `cold` is where its cold fields were written.
 pub fn upsert(
     conn: &Connection,
     s: &CallSummary,
-    streams: &[StoredStream],
     blocks: &[BlockRef],
+    cold: Option<BlockRef>,
 ) -> rusqlite::Result<()> {
     let mut st = conn.prepare_cached(
-        "INSERT OR REPLACE INTO calls (call_id, ref, method, start_us, answer_us, end_us,
-           caller, caller_domain, callee, callee_domain, ruri, caller_ua, callee_ua,
-           caller_addr, callee_addr, status, reason, q850, state, phase, hangup,
-           messages, rtp, rtcp, x_cid, session_id, icid, close_reason, from_tag, streams, blocks)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,
-           ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31)",
+        "INSERT OR REPLACE INTO calls (ref, call_id, method, start_us, answer_d, end_d,
+           caller, caller_domain, callee, callee_domain, status, state, phase, hangup,
+           messages, rtp, rtcp, blocks, cold)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,
+           ?18, ?19)",
     )?;
-    let caller_addr = s.caller_addr.map(|a| a.to_string()).unwrap_or_default();
-    let callee_addr = s.callee_addr.map(|a| a.to_string()).unwrap_or_default();
     let phase = match s.phase {
-        siphon_calls::Phase::Pending => "pending",
-        siphon_calls::Phase::Active => "active",
-        siphon_calls::Phase::Closing => "closing",
-        siphon_calls::Phase::Complete => "complete",
+        siphon_calls::Phase::Pending => 0i64,
+        siphon_calls::Phase::Active => 1,
+        siphon_calls::Phase::Closing => 2,
+        siphon_calls::Phase::Complete => 3,
     };
     let hangup = match s.hangup {
-        Some(siphon_calls::HangupSide::Caller) => Some("caller"),
-        Some(siphon_calls::HangupSide::Callee) => Some("callee"),
-        None => None,
+        None => 0i64,
+        Some(siphon_calls::HangupSide::Caller) => 1,
+        Some(siphon_calls::HangupSide::Callee) => 2,
     };
     st.execute(params![
-        s.call_id,
         s.call_ref as i64,
-        s.method,
+        s.call_id,
+        (s.method != "INVITE").then_some(s.method.as_str()),
         s.start_us,
-        s.answer_us,
-        s.end_us,
+        s.answer_us.map(|a| a - s.start_us),
+        s.end_us - s.start_us,
         nz(&s.caller_user),
         nz(&s.caller_domain),
         nz(&s.callee_user),
         nz(&s.callee_domain),
-        nz(&s.ruri),
-        nz(&s.caller_ua),
-        nz(&s.callee_ua),
-        nz(&caller_addr),
-        nz(&callee_addr),
         s.status,
-        nz(&s.reason),
-        s.q850,
-        s.state.as_str(),
+        code(&STATES, s.state.as_str()),
         phase,
         hangup,
         s.messages,
         s.rtp_packets as i64,
         s.rtcp_packets as i64,
-        nz(&s.x_cid),
-        nz(&s.session_id),
-        nz(&s.icid),
-        nz(&s.close_reason),
-        (!s.from_tag.is_empty()).then_some(&s.from_tag),
-        (!streams.is_empty()).then(|| pack_streams(streams, s.start_us)),
         pack_blocks(blocks),
+        cold.map(|c| pack_blocks(&[c])),
     ])?;
     Ok(())
 }
 
-const COLS: &str = "call_id, ref, method, start_us, answer_us, end_us, caller, caller_domain, callee,
-  callee_domain, ruri, caller_ua, callee_ua, caller_addr, callee_addr, status, reason, q850, state,
-  phase, hangup, messages, rtp, rtcp, x_cid, session_id, icid, close_reason, from_tag, streams, blocks";
+const COLS: &str = "ref, call_id, method, start_us, answer_d, end_d, caller, caller_domain, callee,
+  callee_domain, status, state, phase, hangup, messages, rtp, rtcp, blocks, cold";
 
 fn row_to_call(bucket: &str, r: &rusqlite::Row<'_>) -> rusqlite::Result<CallRow> {
     let t = |i: usize| -> rusqlite::Result<String> {
         Ok(r.get::<_, Option<String>>(i)?.unwrap_or_default())
     };
     let start_us: i64 = r.get(3)?;
-    let streams: Option<Vec<u8>> = r.get(29)?;
-    let blocks: Option<Vec<u8>> = r.get(30)?;
+    let blocks: Option<Vec<u8>> = r.get(17)?;
+    let cold: Option<Vec<u8>> = r.get(18)?;
+    let method = t(2)?;
     Ok(CallRow {
         bucket: bucket.to_string(),
-        call_id: r.get(0)?,
-        call_ref: r.get::<_, i64>(1)? as u64,
-        method: t(2)?,
+        call_ref: r.get::<_, i64>(0)? as u64,
+        call_id: r.get(1)?,
+        method: if method.is_empty() {
+            "INVITE".to_string()
+        } else {
+            method
+        },
         start_us,
-        answer_us: r.get(4)?,
-        end_us: r.get(5)?,
+        answer_us: r.get::<_, Option<i64>>(4)?.map(|d| start_us + d),
+        end_us: start_us + r.get::<_, i64>(5)?,
         caller: t(6)?,
         caller_domain: t(7)?,
         callee: t(8)?,
         callee_domain: t(9)?,
-        ruri: t(10)?,
-        caller_ua: t(11)?,
-        callee_ua: t(12)?,
-        caller_addr: t(13)?,
-        callee_addr: t(14)?,
-        status: r.get(15)?,
-        reason: t(16)?,
-        q850: r.get(17)?,
-        state: t(18)?,
-        phase: t(19)?,
-        hangup: t(20)?,
-        messages: r.get(21)?,
-        rtp_packets: r.get::<_, i64>(22)? as u64,
-        rtcp_packets: r.get::<_, i64>(23)? as u64,
-        x_cid: t(24)?,
-        session_id: t(25)?,
-        icid: t(26)?,
-        close_reason: t(27)?,
-        from_tag: r.get::<_, Option<Vec<u8>>>(28)?.unwrap_or_default(),
-        streams: streams
-            .map(|b| unpack_streams(&b, start_us))
-            .unwrap_or_default(),
+        status: r.get(10)?,
+        state: name(&STATES, r.get(11)?),
+        phase: name(&PHASES, r.get(12)?),
+        hangup: name(&HANGUPS, r.get(13)?),
+        messages: r.get(14)?,
+        rtp_packets: r.get::<_, i64>(15)? as u64,
+        rtcp_packets: r.get::<_, i64>(16)? as u64,
         blocks: blocks.map(|b| unpack_blocks(&b)).unwrap_or_default(),
+        cold: cold.and_then(|b| unpack_blocks(&b).first().copied()),
+        ruri: String::new(),
+        caller_ua: String::new(),
+        callee_ua: String::new(),
+        caller_addr: String::new(),
+        callee_addr: String::new(),
+        reason: String::new(),
+        q850: None,
+        x_cid: String::new(),
+        session_id: String::new(),
+        icid: String::new(),
+        close_reason: String::new(),
+        from_tag: Vec::new(),
+        streams: Vec::new(),
     })
 }
 
@@ -580,10 +683,11 @@ pub fn search(conn: &Connection, bucket: &str, q: &CallQuery) -> rusqlite::Resul
     let from = q.from_us.unwrap_or(i64::MIN);
     let to = q.to_us.unwrap_or(i64::MAX);
     let mut args: Vec<(&str, &dyn rusqlite::ToSql)> = vec![(":from", &from), (":to", &to)];
+    // `method` is NULL for INVITE dialogs (calls).
     if q.only_dialogs {
-        sql.push_str(" AND method IS NOT 'INVITE'");
+        sql.push_str(" AND method IS NOT NULL");
     } else if !q.include_dialogs {
-        sql.push_str(" AND method = 'INVITE'");
+        sql.push_str(" AND method IS NULL");
     }
     if let Some(c) = &q.caller {
         sql.push_str(" AND (instr(caller, :caller) > 0 OR instr(caller_domain, :caller) > 0)");
@@ -597,11 +701,12 @@ pub fn search(conn: &Connection, bucket: &str, q: &CallQuery) -> rusqlite::Resul
         sql.push_str(" AND status = :status");
         args.push((":status", st));
     }
-    if let Some(st) = &q.state {
+    let state_code = q.state.as_deref().map(|v| code(&STATES, v));
+    if let Some(st) = &state_code {
         sql.push_str(" AND state = :state");
         args.push((":state", st));
     }
-    sql.push_str(" ORDER BY start_us, call_id");
+    sql.push_str(" ORDER BY start_us, ref");
     if q.limit > 0 {
         sql.push_str(&format!(" LIMIT {}", q.limit));
     }

@@ -20,6 +20,7 @@ mod reindex;
 pub mod segment;
 mod writer;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -277,6 +278,41 @@ pub fn list_segments(dir: &Path) -> Result<Vec<(u32, PathBuf)>, StoreError> {
     Ok(out)
 }
 
+/// Fills the cold fields (R-URI, user agents, addresses, streams...) of rows of one bucket
+/// from the summary blocks they point to; each block is read once.
+pub fn load_cold(dir: &Path, rows: &mut [CallRow]) -> Result<(), StoreError> {
+    let mut order: Vec<usize> = (0..rows.len()).filter(|i| rows[*i].cold.is_some()).collect();
+    order.sort_by_key(|i| rows[*i].cold);
+    let mut cur: Option<(segment::BlockRef, HashMap<u64, Vec<u8>>)> = None;
+    let mut file: Option<(u32, std::fs::File)> = None;
+    for i in order {
+        let Some(cold) = rows[i].cold else { continue };
+        if cur.as_ref().map(|c| c.0) != Some(cold) {
+            if file.as_ref().map(|f| f.0) != Some(cold.segment) {
+                let p = dir.join(format!("{:06}.seg", cold.segment));
+                file = Some((cold.segment, std::fs::File::open(&p).map_err(|e| StoreError::io(&p, e))?));
+            }
+            let Some((_, f)) = file.as_mut() else { continue };
+            let (hdr, raw) = segment::read_block(f, cold.offset)
+                .map_err(|e| StoreError::segment(dir, e))?;
+            let mut m = HashMap::new();
+            segment::for_each_record(&hdr, &raw, cold.offset, |kind, _, r, _, _, data| {
+                if kind == segment::KIND_SUMMARY {
+                    m.insert(r, data.to_vec());
+                }
+            })
+            .map_err(|e| StoreError::segment(dir, e))?;
+            cur = Some((cold, m));
+        }
+        if let Some((_, m)) = &cur {
+            if let Some(data) = m.get(&rows[i].call_ref) {
+                index::unpack_cold(data, &mut rows[i]);
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The read side of a store.
 pub struct Store {
     root: PathBuf,
@@ -312,7 +348,9 @@ impl Store {
                 continue;
             }
             let conn = index::open_read(&p).map_err(|e| StoreError::index(&p, e))?;
-            out.extend(index::search(&conn, &b.key, q).map_err(|e| StoreError::index(&p, e))?);
+            let mut rows = index::search(&conn, &b.key, q).map_err(|e| StoreError::index(&p, e))?;
+            load_cold(&b.dir, &mut rows)?;
+            out.extend(rows);
             if q.limit > 0 && out.len() >= q.limit {
                 break;
             }
@@ -491,9 +529,9 @@ mod time_tests {
     fn rfc3339_round_trips_and_offsets_apply() {
         let t = 1_795_335_337_116_552;
         let s = format_rfc3339_us(t);
-        assert_eq!(s, "2026-11-22T05:35:37.116552Z");
+        assert_eq!(s, "2026-11-22T08:15:37.116552Z");
         assert_eq!(parse_time_us(&s), Some(t));
-        assert_eq!(parse_time_us("2026-11-22T06:35:37.116552+01:00"), Some(t));
+        assert_eq!(parse_time_us("2026-11-22T09:15:37.116552+01:00"), Some(t));
         assert_eq!(parse_time_us("1795335337.116552"), Some(t));
         assert_eq!(parse_time_us("2026-11-22"), Some(1_795_305_600_000_000));
         assert_eq!(parse_time_us("yesterday"), None);

@@ -3,12 +3,16 @@
 use std::collections::HashMap;
 use std::path::Path;
 
+use rusqlite::Connection;
 use siphon_calls::{CallConfig, CallRef, CallSummary, Correlator};
 use siphon_sip::Message;
 use siphon_wire::decode::Decoder;
+use siphon_wire::link::LinkType;
 
 use crate::index::{self, StoredStream};
-use crate::segment::{self, BlockRef, KIND_CALL_DEF};
+use crate::segment::{
+    self, BlockBuf, BlockKind, BlockRef, SegmentWriter, KIND_CALL_DEF, KIND_SUMMARY,
+};
 use crate::{list_buckets, list_segments, StoreError};
 
 /// What a rebuild found.
@@ -30,6 +34,84 @@ pub struct ReindexReport {
     pub damaged_blocks: u64,
 }
 
+/// Rows are committed in batches of this many calls.
+const BATCH: usize = 10_000;
+
+/// Writes finished calls: their cold fields to a summary block of the rebuild's own segment,
+/// then their index rows.
+struct Emitter<'a> {
+    dir: &'a Path,
+    conn: &'a Connection,
+    seg: Option<SegmentWriter>,
+    seg_no: u32,
+    zstd: zstd::bulk::Compressor<'static>,
+    cold: BlockBuf,
+    rows: Vec<(CallSummary, Vec<BlockRef>)>,
+}
+
+impl Emitter<'_> {
+    fn add(&mut self, s: CallSummary, blocks: Vec<BlockRef>) -> Result<(), StoreError> {
+        let streams: Vec<StoredStream> = s.streams.iter().map(StoredStream::from_summary).collect();
+        self.cold.push(
+            KIND_SUMMARY,
+            LinkType(0),
+            s.call_ref,
+            s.start_us,
+            0,
+            &index::pack_cold(&s, &streams),
+        );
+        self.rows.push((s, blocks));
+        if self.rows.len() >= BATCH {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<u64, StoreError> {
+        if self.rows.is_empty() {
+            return Ok(0);
+        }
+        if self.seg.is_none() {
+            let p = self.dir.join(format!("{:06}.seg", self.seg_no));
+            self.seg =
+                Some(SegmentWriter::create(&p, self.seg_no).map_err(|e| StoreError::io(&p, e))?);
+        }
+        let mut bytes = Vec::new();
+        self.cold
+            .seal_into(BlockKind::Summary, &mut self.zstd, &mut bytes)
+            .map_err(|e| StoreError::io(self.dir, e))?;
+        let Some(seg) = self.seg.as_mut() else {
+            return Ok(0);
+        };
+        let at = seg
+            .append(&bytes, 1)
+            .map_err(|e| StoreError::io(self.dir, e))?;
+        seg.sync().map_err(|e| StoreError::io(self.dir, e))?;
+        let cold = BlockRef {
+            segment: self.seg_no,
+            offset: at,
+        };
+        let tx = self
+            .conn
+            .unchecked_transaction()
+            .map_err(|e| StoreError::index(self.dir, e))?;
+        let n = self.rows.len() as u64;
+        for (s, mut bl) in self.rows.drain(..) {
+            bl.sort_unstable();
+            bl.dedup();
+            index::upsert(self.conn, &s, &bl, Some(cold)).map_err(|e| StoreError::index(self.dir, e))?;
+        }
+        tx.commit().map_err(|e| StoreError::index(self.dir, e))?;
+        Ok(n)
+    }
+}
+
+/// True when a segment holds nothing but summary blocks (written by an earlier rebuild or
+/// flushes): such a segment is derived data, and a rebuild replaces it.
+fn only_summaries(scan: &segment::ScanReport) -> bool {
+    !scan.blocks.is_empty() && scan.blocks.iter().all(|(_, k)| *k == BlockKind::Summary as u8)
+}
+
 /// Rebuilds `index.sqlite` of every bucket under `root` from its segments.
 pub fn reindex(root: &Path, calls: &CallConfig) -> Result<ReindexReport, StoreError> {
     let mut rep = ReindexReport::default();
@@ -45,6 +127,27 @@ pub fn reindex(root: &Path, calls: &CallConfig) -> Result<ReindexReport, StoreEr
             }
         }
         let conn = index::open(&ipath).map_err(|e| StoreError::index(&ipath, e))?;
+        let mut segments = Vec::new();
+        let mut next_seg = 1;
+        for (n, p) in list_segments(&b.dir)? {
+            next_seg = next_seg.max(n + 1);
+            rep.torn_bytes += segment::recover(&p).map_err(|e| StoreError::segment(&p, e))?;
+            let scan = segment::scan(&p).map_err(|e| StoreError::segment(&p, e))?;
+            if only_summaries(&scan) {
+                std::fs::remove_file(&p).map_err(|e| StoreError::io(&p, e))?;
+                continue;
+            }
+            segments.push((n, p, scan));
+        }
+        let mut out = Emitter {
+            dir: &b.dir,
+            conn: &conn,
+            seg: None,
+            seg_no: next_seg,
+            zstd: zstd::bulk::Compressor::new(3).map_err(|e| StoreError::io(&b.dir, e))?,
+            cold: BlockBuf::default(),
+            rows: Vec::new(),
+        };
         // Media blocks of a flush are written after its SIP block, so a call may be completed
         // only well after its last SIP message: use a long grace period while rebuilding.
         let mut cfg = calls.clone();
@@ -54,31 +157,13 @@ pub fn reindex(root: &Path, calls: &CallConfig) -> Result<ReindexReport, StoreEr
         let mut blocks: HashMap<CallRef, Vec<BlockRef>> = HashMap::new();
         let mut done: Vec<CallSummary> = Vec::new();
         let mut last_expire = i64::MIN;
-        let tx = conn
-            .unchecked_transaction()
-            .map_err(|e| StoreError::index(&ipath, e))?;
-        let write = |done: &mut Vec<CallSummary>,
-                     blocks: &mut HashMap<CallRef, Vec<BlockRef>>,
-                     rep: &mut ReindexReport|
-         -> Result<(), StoreError> {
-            for s in done.drain(..) {
-                let streams: Vec<StoredStream> =
-                    s.streams.iter().map(StoredStream::from_summary).collect();
-                let mut bl = blocks.remove(&s.call_ref).unwrap_or_default();
-                bl.sort_unstable();
-                bl.dedup();
-                index::upsert(&conn, &s, &streams, &bl)
-                    .map_err(|e| StoreError::index(&ipath, e))?;
-                rep.calls += 1;
-            }
-            Ok(())
-        };
-        for (n, p) in list_segments(&b.dir)? {
+        for (n, p, scan) in segments {
             rep.segments += 1;
-            rep.torn_bytes += segment::recover(&p).map_err(|e| StoreError::segment(&p, e))?;
-            let scan = segment::scan(&p).map_err(|e| StoreError::segment(&p, e))?;
             let mut f = std::fs::File::open(&p).map_err(|e| StoreError::io(&p, e))?;
-            for (off, _) in scan.blocks {
+            for (off, kind) in scan.blocks {
+                if kind == BlockKind::Summary as u8 {
+                    continue;
+                }
                 let (hdr, raw) = match segment::read_block(&mut f, off) {
                     Ok(v) => v,
                     Err(_) => {
@@ -125,12 +210,24 @@ pub fn reindex(root: &Path, calls: &CallConfig) -> Result<ReindexReport, StoreEr
                         corr.on_call_media(r, ts, src, dst, &payload);
                     }
                 }
-                write(&mut done, &mut blocks, &mut rep)?;
+                for s in done.drain(..) {
+                    let bl = blocks.remove(&s.call_ref).unwrap_or_default();
+                    out.add(s, bl)?;
+                }
             }
         }
         corr.finish("", &mut done);
-        write(&mut done, &mut blocks, &mut rep)?;
-        tx.commit().map_err(|e| StoreError::index(&ipath, e))?;
+        for s in done.drain(..) {
+            let bl = blocks.remove(&s.call_ref).unwrap_or_default();
+            out.add(s, bl)?;
+        }
+        out.flush()?;
+        rep.calls += conn
+            .query_row("SELECT count(*) FROM calls", [], |r| r.get::<_, i64>(0))
+            .map_err(|e| StoreError::index(&ipath, e))? as u64;
+        if let Some(seg) = out.seg.take() {
+            seg.seal().map_err(|e| StoreError::io(&b.dir, e))?;
+        }
     }
     Ok(rep)
 }

@@ -6,6 +6,8 @@
 //! block   := "SBK1" kind:u8 codec:u8 reserved:u16 raw_len:u32le comp_len:u32le
 //!            records:u32le first_ts_us:i64le crc32c:u32le payload[comp_len]   (32-byte header)
 //! footer  := "SIPHEND\0" blocks:u32le data_end:u64le crc32c:u32le          (24 bytes)
+//! blocks are SIP (1: SIP messages and call definitions), media (2: one call's RTP/RTCP) or
+//! summary (3: the cold fields of the call rows committed at a flush).
 //! record  := kind:u8 link:varint call_ref:varint ts_delta:zigzag-varint node:varint len:varint bytes
 //! ```
 //! The block CRC32C covers the first 28 header bytes and the payload. `ts_delta` is relative to
@@ -37,6 +39,9 @@ pub const MAX_RAW_BLOCK: u32 = 64 << 20;
 /// Record kind byte of a call definition (call handle → Call-ID), stored in SIP blocks.
 pub const KIND_CALL_DEF: u8 = 10;
 
+/// Record kind byte of a call summary's cold fields, stored in summary blocks.
+pub const KIND_SUMMARY: u8 = 12;
+
 /// What a block holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
@@ -45,6 +50,8 @@ pub enum BlockKind {
     Sip = 1,
     /// RTP/RTCP of one call.
     Media = 2,
+    /// Call summaries written at a flush (the index's cold fields).
+    Summary = 3,
 }
 
 /// Where a block is.

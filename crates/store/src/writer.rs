@@ -1,7 +1,9 @@
 //! The write side: receives pipeline output, buffers it in blocks, and at each flush makes the
 //! blocks durable first and then commits the index rows that point to them.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
+
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -11,7 +13,7 @@ use siphon_ingest::{Record, Sink};
 use siphon_wire::link::LinkType;
 
 use crate::index::{self, merge_streams, StoredStream};
-use crate::segment::{BlockBuf, BlockKind, BlockRef, SegmentWriter, KIND_CALL_DEF};
+use crate::segment::{BlockBuf, BlockKind, BlockRef, SegmentWriter, KIND_CALL_DEF, KIND_SUMMARY};
 use crate::{bucket_key, list_segments, StoreConfig, StoreError};
 
 const SIP_BLOCK_MAX: usize = 1 << 20;
@@ -30,6 +32,8 @@ pub struct WriteStats {
     pub sip_block_bytes: u64,
     /// See `sip_block_bytes`.
     pub media_block_bytes: u64,
+    /// Compressed bytes of summary blocks (the index's cold fields).
+    pub summary_block_bytes: u64,
     /// Blocks written.
     pub blocks: u64,
     /// Flushes done.
@@ -85,8 +89,8 @@ impl StoreWriter {
     /// left by a crash.
     pub fn open(cfg: StoreConfig) -> Result<Self, StoreError> {
         std::fs::create_dir_all(&cfg.root).map_err(|e| StoreError::io(&cfg.root, e))?;
-        // Handles must not repeat across runs: start above every handle in use, and above the
-        // clock so that two stores merged later rarely collide.
+        // Handles must not repeat across runs: start above every handle in use. Small handles
+        // keep records and index rows short (they are stored as varints).
         let mut first_ref = 1u64;
         for b in crate::list_buckets(&cfg.root)? {
             let path = b.dir.join("index.sqlite");
@@ -96,18 +100,13 @@ impl StoreWriter {
                 }
             }
         }
-        let clock = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_micros() as u64)
-            .unwrap_or(0);
-        first_ref = first_ref.max(clock);
         Ok(StoreWriter {
             sip_zstd: zstd::bulk::Compressor::new(cfg.zstd_level)
                 .map_err(|e| StoreError::io(&cfg.root, e))?,
             media_zstd: zstd::bulk::Compressor::new(1).map_err(|e| StoreError::io(&cfg.root, e))?,
             cfg,
-            buckets: HashMap::new(),
-            calls: HashMap::new(),
+            buckets: HashMap::default(),
+            calls: HashMap::default(),
             completed: Vec::new(),
             since_flush: 0,
             last_flush: Instant::now(),
@@ -129,8 +128,11 @@ impl StoreWriter {
 
     /// True when `flush_count` packets or `flush_interval` have passed since the last flush.
     pub fn should_flush(&self) -> bool {
+        // The clock is read once every 256 packets: cheap on the hot path, precise enough.
         self.since_flush >= self.cfg.flush_count
-            || (self.since_flush > 0 && self.last_flush.elapsed() >= self.cfg.flush_interval)
+            || (self.since_flush > 0
+                && self.since_flush % 256 == 0
+                && self.last_flush.elapsed() >= self.cfg.flush_interval)
     }
 
     fn bucket(&mut self, key: &str) -> Result<&mut Bucket, StoreError> {
@@ -221,15 +223,21 @@ impl StoreWriter {
     }
 
     fn call_entry(&mut self, call_ref: CallRef, ts_us: i64) -> &mut OpenCall {
-        let key = bucket_key(self.cfg.subdirs, ts_us);
+        let subdirs = self.cfg.subdirs;
         self.calls.entry(call_ref).or_insert_with(|| OpenCall {
-            bucket: key,
+            bucket: bucket_key(subdirs, ts_us),
             blocks: Vec::new(),
             earlier_streams: Vec::new(),
             summary: None,
             media: BlockBuf::default(),
             touched: true,
         })
+    }
+
+    /// True when something is buffered and `flush_interval` has passed (for callers that flush
+    /// on a timer when traffic is slow).
+    pub fn interval_elapsed(&self) -> bool {
+        self.since_flush > 0 && self.last_flush.elapsed() >= self.cfg.flush_interval
     }
 
     /// Writes every buffered block, makes it durable, then commits the index rows of the calls
@@ -253,15 +261,57 @@ impl StoreWriter {
         for r in refs {
             self.seal_media(r)?;
         }
+        // Rows to commit, per bucket: calls touched since the last flush whose summary we have.
+        let mut by_bucket: HashMap<String, Vec<CallRef>> = HashMap::default();
+        for (r, c) in &self.calls {
+            if c.touched && c.summary.is_some() {
+                by_bucket.entry(c.bucket.clone()).or_default().push(*r);
+            }
+        }
         let keys: Vec<String> = self.buckets.keys().cloned().collect();
         for key in keys {
             let mut new_refs: Vec<(CallRef, BlockRef)> = Vec::new();
+            let rows = by_bucket.remove(&key).unwrap_or_default();
             let z = &mut self.sip_zstd;
             let st = &mut self.stats;
             let Some(b) = self.buckets.get_mut(&key) else {
                 continue;
             };
             Self::seal_sip(b, z, st);
+            // The cold fields of every row to commit go into one summary block.
+            let mut cold = BlockBuf::default();
+            let mut streams_of: Vec<(CallRef, Vec<StoredStream>)> = Vec::with_capacity(rows.len());
+            for r in &rows {
+                let Some(c) = self.calls.get(r) else { continue };
+                let Some(s) = c.summary.as_ref() else { continue };
+                let now: Vec<StoredStream> =
+                    s.streams.iter().map(StoredStream::from_summary).collect();
+                let streams = if c.earlier_streams.is_empty() {
+                    now
+                } else {
+                    merge_streams(&c.earlier_streams, &now)
+                };
+                cold.push(
+                    KIND_SUMMARY,
+                    LinkType(0),
+                    *r,
+                    s.start_us,
+                    0,
+                    &index::pack_cold(s, &streams),
+                );
+                streams_of.push((*r, streams));
+            }
+            let mut cold_at = None;
+            if !cold.is_empty() {
+                let at = b.pending.bytes.len();
+                cold.seal_into(BlockKind::Summary, z, &mut b.pending.bytes)
+                    .map_err(|e| StoreError::io(&b.dir, e))?;
+                st.summary_block_bytes += (b.pending.bytes.len() - at) as u64;
+                st.blocks += 1;
+                b.pending.blocks.push((at, Vec::new()));
+                cold_at = Some(at);
+            }
+            let mut cold_ref = None;
             if !b.pending.blocks.is_empty() {
                 if b.seg.is_none() {
                     let n = b.next_seg;
@@ -285,6 +335,10 @@ impl StoreWriter {
                             new_refs.push((c, br));
                         }
                     }
+                    cold_ref = cold_at.map(|off| BlockRef {
+                        segment: seg.number,
+                        offset: base + off as u64,
+                    });
                     b.pending.bytes.clear();
                 }
             }
@@ -293,44 +347,25 @@ impl StoreWriter {
                     if oc.blocks.last() != Some(&br) {
                         oc.blocks.push(br);
                     }
-                    oc.touched = true;
                 }
             }
-        }
-        // Index rows, one transaction per bucket, after the data is durable.
-        let mut by_bucket: HashMap<String, Vec<CallRef>> = HashMap::new();
-        for (r, c) in &self.calls {
-            if c.touched && c.summary.is_some() {
-                by_bucket.entry(c.bucket.clone()).or_default().push(*r);
-            }
-        }
-        for (key, refs) in by_bucket {
-            let Some(b) = self.buckets.get(&key) else {
+            // Index rows, one transaction per bucket, after the data is durable.
+            if rows.is_empty() {
                 continue;
-            };
+            }
+            let Some(b) = self.buckets.get(&key) else { continue };
             let tx = b
                 .conn
                 .unchecked_transaction()
                 .map_err(|e| StoreError::index(&b.dir, e))?;
             let mut n = 0u64;
-            for r in refs {
-                let Some(c) = self.calls.get(&r) else {
-                    continue;
-                };
-                let Some(s) = c.summary.as_ref() else {
-                    continue;
-                };
-                let now: Vec<StoredStream> =
-                    s.streams.iter().map(StoredStream::from_summary).collect();
-                let streams = if c.earlier_streams.is_empty() {
-                    now
-                } else {
-                    merge_streams(&c.earlier_streams, &now)
-                };
+            for (r, _) in &streams_of {
+                let Some(c) = self.calls.get(r) else { continue };
+                let Some(s) = c.summary.as_ref() else { continue };
                 let mut blocks = c.blocks.clone();
                 blocks.sort_unstable();
                 blocks.dedup();
-                index::upsert(&b.conn, s, &streams, &blocks)
+                index::upsert(&b.conn, s, &blocks, cold_ref)
                     .map_err(|e| StoreError::index(&b.dir, e))?;
                 n += 1;
             }
@@ -451,7 +486,10 @@ impl Sink for StoreWriter {
         let keys: Vec<String> = self.buckets.keys().cloned().collect();
         for key in keys {
             let b = self.buckets.get(&key)?;
-            if let Ok(Some(row)) = index::get(&b.conn, &key, call_id) {
+            if let Ok(Some(mut row)) = index::get(&b.conn, &key, call_id) {
+                if crate::load_cold(&b.dir, std::slice::from_mut(&mut row)).is_err() {
+                    continue;
+                }
                 let s = index::row_to_summary(&row);
                 self.calls.insert(
                     row.call_ref,
