@@ -509,18 +509,7 @@ impl Correlator {
                 s.streams.len() - 1
             }
         };
-        let clock = if h.payload_type == s.streams.get(idx).map_or(0, |st| st.payload_type) {
-            s.streams
-                .get(idx)
-                .map(|st| st.clock_rate)
-                .filter(|c| *c > 0)
-        } else {
-            call.rtpmap
-                .iter()
-                .find(|e| e.0 == h.payload_type)
-                .map(|e| e.2)
-                .or_else(|| clock_rate_for_static(h.payload_type))
-        };
+        let clock = analysis_clock(&call.rtpmap, h.payload_type);
         if let Some(st) = s.streams.get_mut(idx) {
             st.stats
                 .push(ts_us, h.seq, h.timestamp, h.payload_type, h.marker, clock);
@@ -636,6 +625,16 @@ impl Correlator {
     /// True when an address was announced by an open call's SDP.
     pub fn is_bound(&self, addr: &SocketAddr) -> bool {
         self.media.contains_key(addr)
+    }
+}
+
+/// Clock rate used for jitter: the SDP's rtpmap, else the static table; none for RFC 4733
+/// telephone-event, whose timestamps stay at the event start.
+fn analysis_clock(rtpmap: &[(u8, String, u32)], pt: u8) -> Option<u32> {
+    match rtpmap.iter().find(|e| e.0 == pt) {
+        Some(e) if e.1.to_ascii_lowercase().starts_with("telephone-event") => None,
+        Some(e) if e.2 > 0 => Some(e.2),
+        _ => clock_rate_for_static(pt),
     }
 }
 

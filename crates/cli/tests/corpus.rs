@@ -241,6 +241,48 @@ fn every_corpus_capture_round_trips_against_tshark() {
                 "{name}: RTP on ports no SDP announced"
             );
         }
+        // Stream figures equal tshark's: jitter mean/max and max delta within 0.01 ms; lost
+        // equal where there are no duplicates (tshark's Lost counts a duplicate as a negative
+        // loss; ours follows RFC 3550, checked against ground truth in its own test).
+        for s in exp["rtp"]["streams"].as_array().unwrap() {
+            let key = (
+                s["src"].as_str().unwrap(),
+                s["dst"].as_str().unwrap(),
+                s["ssrc"].as_str().unwrap(),
+            );
+            let Some(o) = ours
+                .values()
+                .flat_map(|c| c["streams"].as_array().unwrap().iter())
+                .find(|o| {
+                    (
+                        o["src"].as_str().unwrap(),
+                        o["dst"].as_str().unwrap(),
+                        o["ssrc"].as_str().unwrap(),
+                    ) == key
+                })
+            else {
+                continue;
+            };
+            for (a, b) in [
+                ("jitter_mean_ms", "mean_jitter_ms"),
+                ("jitter_max_ms", "max_jitter_ms"),
+                ("max_delta_ms", "max_delta_ms"),
+            ] {
+                let (x, y) = (o[a].as_f64().unwrap(), s[b].as_f64().unwrap());
+                assert!(
+                    (x - y).abs() <= 0.0105,
+                    "{name} {key:?}: {a} {x} vs tshark {y}"
+                );
+            }
+            if o["duplicates"].as_u64().unwrap() == 0 {
+                assert_eq!(
+                    o["lost"].as_i64().unwrap(),
+                    s["lost"].as_i64().unwrap().max(0),
+                    "{name} {key:?}: lost"
+                );
+            }
+        }
+
         let mut got_streams = BTreeSet::new();
         for c in ours.values() {
             for s in c["streams"].as_array().unwrap() {
@@ -322,4 +364,48 @@ fn every_corpus_capture_round_trips_against_tshark() {
         checked += 1;
     }
     assert!(checked >= 14);
+}
+
+#[test]
+fn impaired_capture_matches_its_ground_truth_exactly() {
+    let cap = corpus().join("impaired_twoway.pcap");
+    let truth: Value = serde_json::from_slice(
+        &std::fs::read(corpus().join("impaired_twoway.ground_truth.json")).unwrap(),
+    )
+    .unwrap();
+    let dir = tmpdir("impaired-truth");
+    let data = dir.join("data");
+    assert!(siphon()
+        .args(["import", "--quiet", "--data"])
+        .arg(&data)
+        .arg(&cap)
+        .status()
+        .unwrap()
+        .success());
+    let calls = run_json(siphon().args(["calls", "--json", "--data"]).arg(&data));
+    let streams: Vec<&Value> = calls
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|c| c["streams"].as_array().unwrap().iter())
+        .collect();
+    for t in truth["streams"].as_array().unwrap() {
+        let s = streams
+            .iter()
+            .find(|s| s["ssrc"] == t["ssrc"] && s["src"] == t["src"] && s["dst"] == t["dst"])
+            .unwrap_or_else(|| panic!("stream {} missing", t["ssrc"]));
+        assert_eq!(
+            s["packets"], t["captured_packets"],
+            "packets of {}",
+            t["ssrc"]
+        );
+        assert_eq!(s["lost"], t["lost"], "lost of {}", t["ssrc"]);
+        assert_eq!(
+            s["duplicates"], t["duplicated"],
+            "duplicates of {}",
+            t["ssrc"]
+        );
+        assert_eq!(s["reordered"], t["reordered"], "reordered of {}", t["ssrc"]);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -40,20 +40,25 @@ pub struct StreamStats {
     pub first_us: i64,
     /// See `first_us`.
     pub last_us: i64,
-    /// Smallest, largest and summed gap between consecutive packets (µs).
+    /// Smallest and largest gap between consecutive regular packets (µs; see [`StreamStats::push`]).
     pub min_delta_us: i64,
     /// See `min_delta_us`.
     pub max_delta_us: i64,
-    sum_delta_us: i64,
-    /// Current interarrival jitter in seconds (RFC 3550 A.8), and its max and sum over packets.
+    /// Running mean of the gaps (ms) and of the jitter (ms), over regular packets.
+    mean_delta_ms: f64,
+    /// Interarrival jitter in ms (RFC 3550 A.8), its maximum and running mean.
     jitter: f64,
     max_jitter: f64,
-    sum_jitter: f64,
-    jitter_samples: u64,
+    mean_jitter: f64,
+    analysed: u64,
+    /// Capture time (ms after the first packet) and extended RTP timestamp of the last packet
+    /// that was in timestamp order.
+    last_time_ms: f64,
+    last_ts_ext: i64,
+    ts_ext_prev: i64,
     base_ext: u64,
     max_ext: u64,
     seen: [u64; (WINDOW / 64) as usize],
-    last_transit: Option<f64>,
 }
 
 impl Default for StreamStats {
@@ -70,15 +75,17 @@ impl Default for StreamStats {
             last_us: 0,
             min_delta_us: i64::MAX,
             max_delta_us: 0,
-            sum_delta_us: 0,
+            mean_delta_ms: 0.0,
             jitter: 0.0,
             max_jitter: 0.0,
-            sum_jitter: 0.0,
-            jitter_samples: 0,
+            mean_jitter: 0.0,
+            analysed: 0,
+            last_time_ms: 0.0,
+            last_ts_ext: 0,
+            ts_ext_prev: 0,
             base_ext: 0,
             max_ext: 0,
             seen: [0; (WINDOW / 64) as usize],
-            last_transit: None,
         }
     }
 }
@@ -110,8 +117,34 @@ impl StreamStats {
         }
     }
 
+    /// Extends a 32-bit RTP timestamp relative to the previous packet's (wraps either way).
+    fn extend_ts(&mut self, ts: u32) -> i64 {
+        let prev = self.ts_ext_prev;
+        let low = (prev as u32) as i64;
+        let diff = i64::from(ts) - low;
+        let step = if diff > i64::from(i32::MAX) {
+            diff - (1i64 << 32)
+        } else if diff < i64::from(i32::MIN) {
+            diff + (1i64 << 32)
+        } else {
+            diff
+        };
+        let ext = prev + step;
+        self.ts_ext_prev = ext;
+        ext
+    }
+
     /// Accounts one packet: capture time in µs, its RTP header fields and the clock rate
-    /// (Hz) of its payload type (`None`: jitter is not updated for this packet).
+    /// (Hz) of its payload type. `clock` is `None` for payload types whose timestamps do not
+    /// advance with time (RFC 4733 telephone-event) or are unknown: such packets get no jitter.
+    ///
+    /// Delta and jitter follow Wireshark's RTP stream analysis, the reference operators
+    /// compare with: jitter is updated for every packet with a clock
+    /// (J = (15·J + |arrival − expected|)/16, expected from the last packet in timestamp
+    /// order); min/max/mean delta and max/mean jitter include only *regular* packets — not the
+    /// first, not marker-bit packets, not comfort noise (PT 13/19) or the packet after it, and
+    /// not packets whose timestamp goes back. Loss, duplicates and reordering follow RFC 3550
+    /// A.1 with a window of recent sequence numbers.
     pub fn push(
         &mut self,
         ts_us: i64,
@@ -127,71 +160,104 @@ impl StreamStats {
             self.max_ext = self.base_ext;
             self.payload_type = pt;
             self.seen_set(self.max_ext, true);
-        } else {
-            let delta = ts_us.saturating_sub(self.last_us);
-            self.min_delta_us = self.min_delta_us.min(delta);
-            self.max_delta_us = self.max_delta_us.max(delta);
-            self.sum_delta_us = self.sum_delta_us.saturating_add(delta);
-            if pt != self.payload_type {
-                self.payload_type_changes += 1;
-                self.payload_type = pt;
+            self.ts_ext_prev = i64::from(rtp_ts);
+            self.last_ts_ext = i64::from(rtp_ts);
+            self.last_time_ms = 0.0;
+            self.analysed = 1;
+            if marker {
+                self.markers += 1;
             }
-            // Extended sequence number closest to the highest one seen so far.
-            let cycle = self.max_ext & !0xffff;
-            let cands = [cycle.wrapping_sub(65536), cycle, cycle + 65536];
-            let ext = cands
-                .into_iter()
-                .map(|c| c | u64::from(seq))
-                .filter(|e| *e >= 65536 || cycle == 0)
-                .min_by_key(|e| e.abs_diff(self.max_ext))
-                .unwrap_or(cycle | u64::from(seq));
-            if ext > self.max_ext {
-                if ext >> 16 > self.max_ext >> 16 {
-                    self.seq_wraps += 1;
-                }
-                // Clear window bits of the numbers skipped over.
-                let from = (self.max_ext + 1).max(ext.saturating_sub(WINDOW - 1));
-                for e in from..ext {
-                    self.seen_set(e, false);
-                }
-                self.max_ext = ext;
-                self.seen_set(ext, true);
-            } else if self.max_ext - ext < WINDOW && ext >= self.base_ext {
-                if self.seen_get(ext) {
-                    self.duplicates += 1;
-                } else {
-                    self.reordered += 1;
-                    self.seen_set(ext, true);
-                }
-            } else if ext < self.base_ext && self.base_ext - ext < WINDOW {
-                // Late packet from before the first one seen: extends the range.
-                self.reordered += 1;
-                self.base_ext = ext;
-            } else {
-                self.reordered += 1;
+            self.packets = 1;
+            self.last_us = ts_us;
+            return;
+        }
+        if self.account_seq(seq) {
+            // A copy of a packet already analysed: counted, not timed again.
+            self.packets += 1;
+            self.last_us = ts_us;
+            if marker {
+                self.markers += 1;
             }
+            return;
+        }
+        let now_ms = ts_us.saturating_sub(self.first_us) as f64 / 1000.0;
+        let ts_ext = self.extend_ts(rtp_ts);
+        let in_order = ts_ext >= self.last_ts_ext;
+        let is_cn = |p: u8| p == 13 || p == 19;
+        let follows_cn = is_cn(self.payload_type);
+        if pt != self.payload_type {
+            self.payload_type_changes += 1;
+        }
+        self.payload_type = pt;
+        let delta_ms = now_ms - self.last_time_ms;
+        let clock = clock.filter(|r| *r > 0);
+        if let Some(rate) = clock {
+            let nominal_ms = (ts_ext - self.last_ts_ext) as f64 / (f64::from(rate) / 1000.0);
+            let diff = (now_ms - (self.last_time_ms + nominal_ms)).abs();
+            self.jitter = (15.0 * self.jitter + diff) / 16.0;
         }
         if marker {
             self.markers += 1;
         }
-        if let Some(rate) = clock.filter(|r| *r > 0) {
-            let transit = ts_us as f64 / 1e6 - f64::from(rtp_ts) / f64::from(rate);
-            if let Some(prev) = self.last_transit {
-                let mut d = (transit - prev).abs();
-                // RTP timestamps wrap at 2^32 ticks.
-                let wrap = 4_294_967_296.0 / f64::from(rate);
-                if d > wrap / 2.0 {
-                    d = (d - wrap).abs();
-                }
-                self.jitter += (d - self.jitter) / 16.0;
+        let regular = !marker && !is_cn(pt) && in_order && !follows_cn;
+        if regular {
+            let d_us = (delta_ms * 1000.0).round() as i64;
+            self.max_delta_us = self.max_delta_us.max(d_us);
+            self.min_delta_us = self.min_delta_us.min(d_us);
+            // Running means as the reference tool keeps them: weighted by the packets
+            // analysed before this one, updated on regular packets only.
+            let n = self.analysed as f64;
+            self.mean_delta_ms = (self.mean_delta_ms * (n - 1.0) + delta_ms) / n;
+            if clock.is_some() {
+                self.max_jitter = self.max_jitter.max(self.jitter);
+                self.mean_jitter = (self.mean_jitter * (n - 1.0) + self.jitter) / n;
             }
-            self.last_transit = Some(transit);
-            self.max_jitter = self.max_jitter.max(self.jitter);
-            self.sum_jitter += self.jitter;
-            self.jitter_samples += 1;
         }
+        self.last_time_ms = now_ms;
+        self.last_ts_ext = ts_ext;
+        self.analysed += 1;
         self.packets += 1;
         self.last_us = ts_us;
+    }
+
+    /// RFC 3550 A.1 accounting; true when the packet is a duplicate.
+    fn account_seq(&mut self, seq: u16) -> bool {
+        // Extended sequence number closest to the highest one seen so far.
+        let cycle = self.max_ext & !0xffff;
+        let cands = [cycle.wrapping_sub(65536), cycle, cycle + 65536];
+        let ext = cands
+            .into_iter()
+            .map(|c| c | u64::from(seq))
+            .filter(|e| *e >= 65536 || cycle == 0)
+            .min_by_key(|e| e.abs_diff(self.max_ext))
+            .unwrap_or(cycle | u64::from(seq));
+        if ext > self.max_ext {
+            if ext >> 16 > self.max_ext >> 16 {
+                self.seq_wraps += 1;
+            }
+            // Clear window bits of the numbers skipped over.
+            let from = (self.max_ext + 1).max(ext.saturating_sub(WINDOW - 1));
+            for e in from..ext {
+                self.seen_set(e, false);
+            }
+            self.max_ext = ext;
+            self.seen_set(ext, true);
+        } else if self.max_ext - ext < WINDOW && ext >= self.base_ext {
+            if self.seen_get(ext) {
+                self.duplicates += 1;
+                return true;
+            } else {
+                self.reordered += 1;
+                self.seen_set(ext, true);
+            }
+        } else if ext < self.base_ext && self.base_ext - ext < WINDOW {
+            // Late packet from before the first one seen: extends the range.
+            self.reordered += 1;
+            self.base_ext = ext;
+        } else {
+            self.reordered += 1;
+        }
+        false
     }
 
     /// Packets the sequence range calls for (highest − lowest + 1).
@@ -211,29 +277,30 @@ impl StreamStats {
 
     /// Current jitter in milliseconds.
     pub fn jitter_ms(&self) -> f64 {
-        self.jitter * 1000.0
+        self.jitter
     }
 
-    /// Largest jitter seen, in milliseconds.
+    /// Largest jitter of a regular packet, in milliseconds.
     pub fn max_jitter_ms(&self) -> f64 {
-        self.max_jitter * 1000.0
+        self.max_jitter
     }
 
-    /// Mean of the jitter after each packet, in milliseconds.
+    /// Mean jitter over regular packets, in milliseconds.
     pub fn mean_jitter_ms(&self) -> f64 {
-        if self.jitter_samples == 0 {
-            0.0
-        } else {
-            self.sum_jitter * 1000.0 / self.jitter_samples as f64
-        }
+        self.mean_jitter
     }
 
-    /// Mean gap between packets in milliseconds.
+    /// Mean gap between regular packets in milliseconds.
     pub fn mean_delta_ms(&self) -> f64 {
-        if self.packets < 2 {
+        self.mean_delta_ms
+    }
+
+    /// Smallest gap between regular packets in milliseconds (0 with fewer than two packets).
+    pub fn min_delta_ms(&self) -> f64 {
+        if self.min_delta_us == i64::MAX {
             0.0
         } else {
-            self.sum_delta_us as f64 / 1000.0 / (self.packets - 1) as f64
+            self.min_delta_us as f64 / 1000.0
         }
     }
 
