@@ -1,11 +1,12 @@
 #![no_main]
 //! RTP/RTCP header views and stream statistics on arbitrary bytes.
 use libfuzzer_sys::fuzz_target;
-use siphon_rtp::{looks_like_rtcp, looks_like_rtp, rtcp_packets, RtpHeader, StreamStats};
+use siphon_rtp::{looks_like_rtcp, looks_like_rtp, parse_rtcp, rtcp_packets, RtpHeader, StreamStats};
 
 fuzz_target!(|data: &[u8]| {
     let _ = looks_like_rtp(data);
     let _ = looks_like_rtcp(data);
+    let _ = parse_rtcp(data);
     for p in rtcp_packets(data) {
         assert!(p.len >= 4);
     }

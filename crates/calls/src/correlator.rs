@@ -3,12 +3,15 @@
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 
-use siphon_rtp::{clock_rate_for_static, looks_like_rtcp, RtpHeader, StreamStats};
+use siphon_rtp::{
+    clock_rate_for_static, looks_like_rtcp, parse_rtcp, rtt_us, RtcpReport, RtpHeader, StreamStats,
+};
 use siphon_sip::sdp::Sdp;
 use siphon_sip::Message;
 
 use crate::summary::{
-    codec_name, CallState, CallSummary, HangupSide, Phase, StreamDirection, StreamSummary,
+    codec_name, CallState, CallSummary, HangupSide, Phase, StreamDirection, StreamInterval,
+    StreamSummary,
 };
 use crate::CallRef;
 
@@ -80,6 +83,8 @@ struct Call {
     bound: Vec<SocketAddr>,
     closing_since: Option<i64>,
     dirty: bool,
+    /// Sender reports seen: (sender SSRC, NTP middle 32 bits, capture time), the latest few.
+    sr_seen: VecDeque<(u32, u32, i64)>,
 }
 
 /// The correlator: see the crate documentation.
@@ -175,6 +180,7 @@ impl Correlator {
                         bound: Vec::new(),
                         closing_since: None,
                         dirty: true,
+                        sr_seen: VecDeque::new(),
                     },
                 );
                 r
@@ -281,6 +287,7 @@ impl Correlator {
             icid: text(msg.icid()),
             cancel_seen: false,
             close_reason: String::new(),
+            quality: None,
         }
     }
 
@@ -467,6 +474,7 @@ impl Correlator {
             s.rtcp_packets += 1;
             s.end_us = s.end_us.max(ts_us);
             call.dirty = true;
+            Self::apply_rtcp(call, ts_us, payload);
             return Some(MediaClass::Rtcp(call_ref));
         }
         let h = RtpHeader::parse(payload).ok()?;
@@ -505,16 +513,109 @@ impl Correlator {
                     clock_rate: clock,
                     direction,
                     stats: StreamStats::new(),
+                    intervals: Vec::new(),
+                    rtcp: Default::default(),
                 });
                 s.streams.len() - 1
             }
         };
         let clock = analysis_clock(&call.rtpmap, h.payload_type);
+        let call_start = s.start_us;
         if let Some(st) = s.streams.get_mut(idx) {
+            let (exp0, dup0) = (st.stats.expected(), st.stats.duplicates);
             st.stats
                 .push(ts_us, h.seq, h.timestamp, h.payload_type, h.marker, clock);
+            let start = siphon_quality::interval_start(call_start, ts_us);
+            if st.intervals.last().map(|i| i.start_us) != Some(start) {
+                st.intervals.push(StreamInterval {
+                    start_us: start,
+                    expected_begin: exp0,
+                    dup_begin: dup0,
+                    ..Default::default()
+                });
+            }
+            if let Some(iv) = st.intervals.last_mut() {
+                iv.packets += 1;
+                iv.expected_end = st.stats.expected();
+                iv.dup_end = st.stats.duplicates;
+                iv.jitter_ms = st.stats.jitter_ms();
+            }
         }
         Some(MediaClass::Rtp(call_ref))
+    }
+
+    /// Reads the reports of an RTCP packet into the streams they are about.
+    fn apply_rtcp(call: &mut Call, ts_us: i64, payload: &[u8]) {
+        let reports = parse_rtcp(payload);
+        for r in &reports {
+            let blocks = match r {
+                RtcpReport::Sender {
+                    ssrc,
+                    ntp_mid,
+                    blocks,
+                    ..
+                } => {
+                    if call.sr_seen.len() >= 32 {
+                        call.sr_seen.pop_front();
+                    }
+                    call.sr_seen.push_back((*ssrc, *ntp_mid, ts_us));
+                    blocks.as_slice()
+                }
+                RtcpReport::Receiver { blocks, .. } => blocks.as_slice(),
+                RtcpReport::Xr { voip, .. } => {
+                    for v in voip {
+                        for st in call
+                            .summary
+                            .streams
+                            .iter_mut()
+                            .filter(|st| st.ssrc == v.ssrc)
+                        {
+                            if v.mos_lq != 127 {
+                                st.rtcp.xr_mos_lq = Some(f64::from(v.mos_lq) / 10.0);
+                            }
+                            if v.r_factor != 127 {
+                                st.rtcp.xr_r_factor = Some(v.r_factor);
+                            }
+                        }
+                    }
+                    continue;
+                }
+                _ => continue,
+            };
+            for b in blocks {
+                let rtt = (b.lsr != 0)
+                    .then(|| {
+                        call.sr_seen
+                            .iter()
+                            .rev()
+                            .find(|(s, m, _)| *s == b.ssrc && *m == b.lsr)
+                            .and_then(|(_, _, seen)| rtt_us(*seen, ts_us, b.dlsr))
+                    })
+                    .flatten()
+                    .map(|us| us as f64 / 1000.0);
+                for st in call
+                    .summary
+                    .streams
+                    .iter_mut()
+                    .filter(|st| st.ssrc == b.ssrc)
+                {
+                    let f = &mut st.rtcp;
+                    f.reports += 1;
+                    f.fraction_lost = Some(f64::from(b.fraction_lost) / 256.0);
+                    f.cumulative_lost = Some(b.cumulative_lost);
+                    if st.clock_rate > 0 {
+                        f.jitter_ms = Some(f64::from(b.jitter) * 1000.0 / f64::from(st.clock_rate));
+                    }
+                    if let Some(ms) = rtt {
+                        f.add_rtt(ms);
+                        if let Some(iv) = st.intervals.last_mut() {
+                            iv.rtt_sum_ms += ms;
+                            iv.rtt_count += 1;
+                        }
+                    }
+                }
+            }
+        }
     }
 
     /// Completes calls whose timeout or grace period has passed at capture time `now_us`.
@@ -588,6 +689,10 @@ impl Correlator {
             }
         }
         s.phase = Phase::Complete;
+        // Only answered calls carry media worth grading.
+        if s.is_call() && s.answer_us.is_some() {
+            s.quality = Some(crate::quality::report_for(&s));
+        }
         if self.cfg.id_cache_size > 0 {
             if self.closed.len() >= self.cfg.id_cache_size {
                 if let Some(old) = self.closed_order.pop_front() {
@@ -640,4 +745,194 @@ fn analysis_clock(rtpmap: &[(u8, String, u32)], pt: u8) -> Option<u32> {
 
 fn secs(s: u64) -> i64 {
     i64::try_from(s.saturating_mul(1_000_000)).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn sip(text: &str) -> Vec<u8> {
+        text.replace('\n', "\r\n").into_bytes()
+    }
+
+    fn invite(sdp_port: u16) -> Vec<u8> {
+        let body = format!(
+            "v=0\no=- 1 1 IN IP4 10.0.0.1\ns=-\nc=IN IP4 10.0.0.1\nt=0 0\nm=audio {sdp_port} RTP/AVP 8 101\na=rtpmap:8 PCMA/8000\na=rtpmap:101 telephone-event/8000\n"
+        );
+        sip(&format!(
+            "INVITE sip:bob@b.example SIP/2.0\nVia: SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bK1\nFrom: <sip:alice@a.example>;tag=a1\nTo: <sip:bob@b.example>\nCall-ID: c1\nCSeq: 1 INVITE\nContent-Type: application/sdp\nContent-Length: {}\n\n{}",
+            body.len() + body.matches('\n').count(),
+            body
+        ))
+    }
+
+    fn ok(sdp_port: u16, cseq: &str) -> Vec<u8> {
+        let body = format!(
+            "v=0\no=- 2 2 IN IP4 10.0.0.2\ns=-\nc=IN IP4 10.0.0.2\nt=0 0\nm=audio {sdp_port} RTP/AVP 8\na=rtpmap:8 PCMA/8000\n"
+        );
+        sip(&format!(
+            "SIP/2.0 200 OK\nVia: SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bK1\nFrom: <sip:alice@a.example>;tag=a1\nTo: <sip:bob@b.example>;tag=b1\nCall-ID: c1\nCSeq: {cseq}\nContent-Type: application/sdp\nContent-Length: {}\n\n{}",
+            body.len() + body.matches('\n').count(),
+            body
+        ))
+    }
+
+    fn bye_from_callee() -> Vec<u8> {
+        sip("BYE sip:alice@10.0.0.1 SIP/2.0\nVia: SIP/2.0/UDP 10.0.0.2:5060;branch=z9hG4bK9\nFrom: <sip:bob@b.example>;tag=b1\nTo: <sip:alice@a.example>;tag=a1\nCall-ID: c1\nCSeq: 1 BYE\nContent-Length: 0\n\n")
+    }
+
+    fn rtp(seq: u16, ts: u32, ssrc: u32) -> Vec<u8> {
+        let mut v = vec![0x80, 8];
+        v.extend_from_slice(&seq.to_be_bytes());
+        v.extend_from_slice(&ts.to_be_bytes());
+        v.extend_from_slice(&ssrc.to_be_bytes());
+        v.extend_from_slice(&[0xd5; 160]);
+        v
+    }
+
+    const A_SIG: &str = "10.0.0.1:5060";
+    const B_SIG: &str = "10.0.0.2:5060";
+
+    fn addr(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    fn feed_sip(c: &mut Correlator, t: i64, src: &str, dst: &str, bytes: &[u8]) -> SipOutcome {
+        let m = Message::parse(bytes).unwrap();
+        c.on_sip(t, addr(src), addr(dst), &m, &mut |_| None)
+            .unwrap()
+    }
+
+    fn setup(c: &mut Correlator) -> CallRef {
+        let r = feed_sip(c, 0, A_SIG, B_SIG, &invite(4000)).call_ref;
+        feed_sip(c, 100_000, B_SIG, A_SIG, &ok(6000, "1 INVITE"));
+        r
+    }
+
+    #[test]
+    fn answered_call_binds_media_both_ways_and_callee_hangs_up() {
+        let mut c = Correlator::new(CallConfig::default(), 1);
+        let r = setup(&mut c);
+        let a = addr("10.0.0.1:4000");
+        let b = addr("10.0.0.2:6000");
+        assert_eq!(
+            c.on_udp_media(200_000, a, b, &rtp(1, 0, 0xA)),
+            Some(MediaClass::Rtp(r))
+        );
+        assert_eq!(
+            c.on_udp_media(200_000, b, a, &rtp(1, 0, 0xB)),
+            Some(MediaClass::Rtp(r))
+        );
+        // An unannounced port is not this call's media.
+        assert_eq!(
+            c.on_udp_media(
+                200_000,
+                addr("10.0.0.9:7000"),
+                addr("10.0.0.8:7002"),
+                &rtp(1, 0, 1)
+            ),
+            None
+        );
+        feed_sip(&mut c, 3_000_000, B_SIG, A_SIG, &bye_from_callee());
+        let mut done = Vec::new();
+        c.expire(3_000_000 + 6_000_000, &mut done);
+        assert_eq!(done.len(), 1);
+        let s = &done[0];
+        assert_eq!(s.state, CallState::Answered);
+        assert_eq!(s.hangup, Some(HangupSide::Callee));
+        assert_eq!(s.phase, Phase::Complete);
+        let dirs: Vec<_> = s.streams.iter().map(|st| (st.ssrc, st.direction)).collect();
+        assert!(dirs.contains(&(0xA, StreamDirection::Uac)));
+        assert!(dirs.contains(&(0xB, StreamDirection::Uas)));
+        assert!(s.quality.is_some());
+        // Bindings are released with the call.
+        assert_eq!(c.bound_endpoints(), 0);
+    }
+
+    #[test]
+    fn reinvite_moves_media_to_the_new_port() {
+        let mut c = Correlator::new(CallConfig::default(), 1);
+        let r = setup(&mut c);
+        let re = String::from_utf8(invite(4100))
+            .unwrap()
+            .replace(
+                "To: <sip:bob@b.example>\r\n",
+                "To: <sip:bob@b.example>;tag=b1\r\n",
+            )
+            .replace("CSeq: 1 INVITE", "CSeq: 2 INVITE");
+        feed_sip(&mut c, 1_000_000, A_SIG, B_SIG, re.as_bytes());
+        let new_a = addr("10.0.0.1:4100");
+        let b = addr("10.0.0.2:6000");
+        assert_eq!(
+            c.on_udp_media(1_100_000, b, new_a, &rtp(9, 0, 0xB)),
+            Some(MediaClass::Rtp(r))
+        );
+    }
+
+    #[test]
+    fn pending_call_times_out_with_a_reason() {
+        let cfg = CallConfig {
+            pending_timeout_s: 10,
+            ..CallConfig::default()
+        };
+        let mut c = Correlator::new(cfg, 1);
+        feed_sip(&mut c, 0, A_SIG, B_SIG, &invite(4000));
+        let mut done = Vec::new();
+        c.expire(5_000_000, &mut done);
+        assert!(done.is_empty());
+        c.expire(11_000_000, &mut done);
+        assert_eq!(done.len(), 1);
+        assert_eq!(done[0].state, CallState::NoAnswer);
+        assert_eq!(done[0].close_reason, "pending timeout");
+        assert!(done[0].quality.is_none());
+    }
+
+    proptest! {
+        /// Jitter and loss of each stream do not depend on how the packets of different
+        /// streams interleave in the capture.
+        #[test]
+        fn stream_figures_are_invariant_to_interleaving(
+            order in proptest::collection::vec(any::<bool>(), 120),
+            jit in proptest::collection::vec(0i64..8_000, 120),
+            drop in proptest::collection::vec(0u8..20, 120),
+        ) {
+            let a = addr("10.0.0.1:4000");
+            let b = addr("10.0.0.2:6000");
+            // Each stream's own packets: (time, seq, ts); some dropped.
+            let make = |k: usize| -> Vec<(i64, u16, u32)> {
+                (0..60).filter(|i| drop[(i + k) % 120] != 0)
+                    .map(|i| (i as i64 * 20_000 + jit[(i * 2 + k) % 120], i as u16 + 100, i as u32 * 160))
+                    .collect()
+            };
+            let (sa, sb) = (make(0), make(1));
+            let run = |interleave: &dyn Fn(usize) -> bool| {
+                let mut c = Correlator::new(CallConfig::default(), 1);
+                setup(&mut c);
+                let (mut i, mut j, mut n) = (0, 0, 0);
+                while i < sa.len() || j < sb.len() {
+                    let take_a = j >= sb.len() || (i < sa.len() && interleave(n));
+                    if take_a {
+                        let (t, q, ts) = sa[i];
+                        c.on_udp_media(1_000_000 + t, a, b, &rtp(q, ts, 0xA));
+                        i += 1;
+                    } else {
+                        let (t, q, ts) = sb[j];
+                        c.on_udp_media(1_000_000 + t, b, a, &rtp(q, ts, 0xB));
+                        j += 1;
+                    }
+                    n += 1;
+                }
+                let mut out = Vec::new();
+                c.finish("", &mut out);
+                let mut v: Vec<_> = out[0].streams.iter().map(|s| (s.ssrc, s.stats.packets, s.stats.lost(),
+                    (s.stats.mean_jitter_ms() * 1e6).round() as i64, (s.stats.max_jitter_ms() * 1e6).round() as i64)).collect();
+                v.sort();
+                v
+            };
+            let x = run(&|n| order[n % 120]);
+            let y = run(&|n| n % 2 == 0);
+            prop_assert_eq!(x, y);
+        }
+    }
 }

@@ -11,11 +11,13 @@
 #![forbid(unsafe_code)]
 
 mod correlator;
+pub mod quality;
 mod summary;
 
 pub use correlator::{CallConfig, Correlator, MediaClass, SipOutcome};
 pub use summary::{
-    codec_name, CallState, CallSummary, HangupSide, Phase, StreamDirection, StreamSummary,
+    codec_name, CallState, CallSummary, HangupSide, Phase, RtcpFigures, StreamDirection,
+    StreamInterval, StreamSummary,
 };
 
 /// Numeric handle of a call inside one store; stable for the call's life.

@@ -166,6 +166,93 @@ pub struct StreamSummary {
     pub direction: StreamDirection,
     /// Sequence, loss and jitter accounting.
     pub stats: StreamStats,
+    /// 5-second intervals from the call start (for the quality timeseries).
+    pub intervals: Vec<StreamInterval>,
+    /// What the receiver of this stream reported in RTCP.
+    pub rtcp: RtcpFigures,
+}
+
+/// One 5-second interval of a stream, aligned on the call start.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StreamInterval {
+    /// Interval start, µs since the epoch.
+    pub start_us: i64,
+    /// Packets received in the interval (duplicates included).
+    pub packets: u64,
+    /// Stream's expected count and duplicates when the interval began and ended.
+    pub expected_begin: u64,
+    /// See `expected_begin`.
+    pub expected_end: u64,
+    /// See `expected_begin`.
+    pub dup_begin: u64,
+    /// See `expected_begin`.
+    pub dup_end: u64,
+    /// Jitter (ms) at the interval's last packet.
+    pub jitter_ms: f64,
+    /// Round-trip times (ms) measured in the interval: sum and count.
+    pub rtt_sum_ms: f64,
+    /// See `rtt_sum_ms`.
+    pub rtt_count: u32,
+}
+
+impl StreamInterval {
+    /// Packets the sequence numbers called for in this interval.
+    pub fn expected(&self) -> u64 {
+        self.expected_end.saturating_sub(self.expected_begin)
+    }
+
+    /// Packets missing in this interval (duplicates not counted as received).
+    pub fn lost(&self) -> u64 {
+        let dups = self.dup_end.saturating_sub(self.dup_begin);
+        self.expected()
+            .saturating_sub(self.packets.saturating_sub(dups))
+    }
+
+    /// Mean RTT of the interval, if any was measured.
+    pub fn rtt_ms(&self) -> Option<f64> {
+        (self.rtt_count > 0).then(|| self.rtt_sum_ms / f64::from(self.rtt_count))
+    }
+}
+
+/// RTCP figures about one stream, from the reports its receiver sent (RFC 3550 SR/RR blocks,
+/// XR VoIP metrics).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RtcpFigures {
+    /// Report blocks seen.
+    pub reports: u32,
+    /// Last fraction lost (0..1) and cumulative loss reported.
+    pub fraction_lost: Option<f64>,
+    /// See `fraction_lost`.
+    pub cumulative_lost: Option<i32>,
+    /// Last interarrival jitter reported, ms.
+    pub jitter_ms: Option<f64>,
+    /// Round-trip times from LSR/DLSR (ms): sum, count, min, max.
+    pub rtt_sum_ms: f64,
+    /// See `rtt_sum_ms`.
+    pub rtt_count: u32,
+    /// See `rtt_sum_ms`.
+    pub rtt_min_ms: Option<f64>,
+    /// See `rtt_sum_ms`.
+    pub rtt_max_ms: Option<f64>,
+    /// XR VoIP metrics: the endpoint's own MOS-LQ and R factor, when sent.
+    pub xr_mos_lq: Option<f64>,
+    /// See `xr_mos_lq`.
+    pub xr_r_factor: Option<u8>,
+}
+
+impl RtcpFigures {
+    /// Mean RTT, ms.
+    pub fn rtt_ms(&self) -> Option<f64> {
+        (self.rtt_count > 0).then(|| self.rtt_sum_ms / f64::from(self.rtt_count))
+    }
+
+    /// Adds one RTT sample.
+    pub fn add_rtt(&mut self, ms: f64) {
+        self.rtt_sum_ms += ms;
+        self.rtt_count += 1;
+        self.rtt_min_ms = Some(self.rtt_min_ms.map_or(ms, |m| m.min(ms)));
+        self.rtt_max_ms = Some(self.rtt_max_ms.map_or(ms, |m| m.max(ms)));
+    }
 }
 
 /// Everything known about one call (or non-call dialog) — the CDR.
@@ -233,6 +320,8 @@ pub struct CallSummary {
     pub cancel_seen: bool,
     /// Why the call was closed when not by SIP (timeout), empty otherwise.
     pub close_reason: String,
+    /// Quality report, computed when the call completes.
+    pub quality: Option<siphon_quality::QualityReport>,
 }
 
 impl CallSummary {

@@ -61,6 +61,17 @@ enum Cmd {
         #[arg(short, long, value_name = "FILE")]
         output: PathBuf,
     },
+    /// Show a call's quality report: per direction MOS (ITU-T G.107 E-model), loss, jitter,
+    /// RTT, verdict, one-way/no-audio diagnosis, 5-second timeseries.
+    Quality {
+        #[command(flatten)]
+        data: DataArg,
+        /// The Call-ID.
+        call_id: String,
+        /// Print quality.json instead of a summary.
+        #[arg(long)]
+        json: bool,
+    },
     /// Rebuild every index of the store from its segment files.
     Reindex {
         #[command(flatten)]
@@ -93,6 +104,15 @@ struct CallsArgs {
     /// List non-INVITE dialogs (REGISTER, OPTIONS, MESSAGE, ...) instead of calls.
     #[arg(long)]
     dialogs: bool,
+    /// MOS (worst direction's average) at least X.
+    #[arg(long, value_name = "X")]
+    min_mos: Option<f64>,
+    /// MOS at most X (e.g. --max-mos 3.5 for poor calls).
+    #[arg(long, value_name = "X")]
+    max_mos: Option<f64>,
+    /// Verdict: Excellent, Good, Fair, Poor or Bad.
+    #[arg(long)]
+    verdict: Option<String>,
     /// At most N rows (0: all).
     #[arg(long, default_value_t = 100, value_name = "N")]
     limit: usize,
@@ -148,8 +168,16 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 state: a.state,
                 include_dialogs: false,
                 only_dialogs: a.dialogs,
+                min_mos: a.min_mos,
+                max_mos: a.max_mos,
+                verdict: a.verdict,
                 limit: a.limit,
             };
+            if let Some(v) = &q.verdict {
+                if siphon_store::index::verdict_code(v).is_none() {
+                    bail!("--verdict {v:?}: expected Excellent, Good, Fair, Poor or Bad");
+                }
+            }
             let rows = store.search(&q)?;
             if a.json {
                 let v: Vec<_> = rows.iter().map(output::call_json).collect();
@@ -185,6 +213,24 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let n = flow::write_pcap(&store, &row, &output)
                 .with_context(|| format!("writing {}", output.display()))?;
             eprintln!("wrote {n} packets to {}", output.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Quality {
+            data,
+            call_id,
+            json,
+        } => {
+            let store = Store::open(&data.data)?;
+            let row = find_call(&store, &call_id)?;
+            let Some(q) = &row.quality_json else {
+                bail!("call {call_id:?} has no quality report yet (it is not complete)");
+            };
+            let v: serde_json::Value = serde_json::from_slice(q)?;
+            if json {
+                out(&format!("{}\n", serde_json::to_string_pretty(&v)?));
+            } else {
+                out(&output::quality_text(&v));
+            }
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Reindex { data } => {

@@ -15,7 +15,9 @@
 #![forbid(unsafe_code)]
 
 mod header;
+mod rtcp;
 mod stats;
 
 pub use header::{looks_like_rtcp, looks_like_rtp, rtcp_packets, RtcpHeader, RtpError, RtpHeader};
+pub use rtcp::{parse_rtcp, rtt_us, ReportBlock, RtcpReport, VoipMetrics};
 pub use stats::{clock_rate_for_static, StreamStats};

@@ -24,6 +24,7 @@ CREATE TABLE IF NOT EXISTS calls (
   caller TEXT, caller_domain TEXT, callee TEXT, callee_domain TEXT,
   status INTEGER, state INTEGER, phase INTEGER, hangup INTEGER,
   messages INTEGER, rtp INTEGER, rtcp INTEGER,
+  mos_avg INTEGER, mos_min INTEGER, verdict INTEGER,
   blocks BLOB, cold BLOB
 );
 CREATE INDEX IF NOT EXISTS calls_start ON calls(start_us);
@@ -41,6 +42,16 @@ const STATES: [&str; 8] = [
 ];
 const PHASES: [&str; 4] = ["pending", "active", "closing", "complete"];
 const HANGUPS: [&str; 3] = ["", "caller", "callee"];
+/// Verdict names; the code is stored, 0 meaning none.
+const VERDICTS: [&str; 6] = ["", "Excellent", "Good", "Fair", "Poor", "Bad"];
+
+/// Code of a verdict name (case-insensitive), for searches.
+pub fn verdict_code(v: &str) -> Option<i64> {
+    VERDICTS
+        .iter()
+        .position(|n| !n.is_empty() && n.eq_ignore_ascii_case(v))
+        .map(|p| p as i64)
+}
 
 fn code(names: &[&str], v: &str) -> i64 {
     names.iter().position(|n| *n == v).unwrap_or(0) as i64
@@ -72,7 +83,9 @@ fn unpack_addrs(buf: &[u8]) -> (String, String, usize) {
             pos += 1;
             return String::new();
         }
-        get_addr(buf, &mut pos).map(|a| a.to_string()).unwrap_or_default()
+        get_addr(buf, &mut pos)
+            .map(|a| a.to_string())
+            .unwrap_or_default()
     };
     let a = one();
     let b = one();
@@ -460,6 +473,14 @@ pub struct CallRow {
     pub blocks: Vec<BlockRef>,
     /// Summary block holding the cold fields (filled in by [`crate::Store`] when read).
     pub cold: Option<BlockRef>,
+    /// Worst direction's MOS average, and the lowest interval MOS (two decimals).
+    pub mos_avg: Option<f64>,
+    /// See `mos_avg`.
+    pub mos_min: Option<f64>,
+    /// Quality verdict ("" until the call completes).
+    pub verdict: String,
+    /// The quality report (`quality.json`), when the call is complete.
+    pub quality_json: Option<Vec<u8>>,
 }
 
 impl CallRow {
@@ -553,9 +574,9 @@ pub fn upsert(
     let mut st = conn.prepare_cached(
         "INSERT OR REPLACE INTO calls (ref, call_id, method, start_us, answer_d, end_d,
            caller, caller_domain, callee, callee_domain, status, state, phase, hangup,
-           messages, rtp, rtcp, blocks, cold)
+           messages, rtp, rtcp, blocks, cold, mos_avg, mos_min, verdict)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,
-           ?18, ?19)",
+           ?18, ?19, ?20, ?21, ?22)",
     )?;
     let phase = match s.phase {
         siphon_calls::Phase::Pending => 0i64,
@@ -568,6 +589,14 @@ pub fn upsert(
         Some(siphon_calls::HangupSide::Caller) => 1,
         Some(siphon_calls::HangupSide::Callee) => 2,
     };
+    let q = s.quality.as_ref();
+    let mos_min = q.and_then(|q| {
+        [&q.directions.uac, &q.directions.uas]
+            .into_iter()
+            .flatten()
+            .map(|d| d.mos.min)
+            .reduce(f64::min)
+    });
     st.execute(params![
         s.call_ref as i64,
         s.call_id,
@@ -588,12 +617,16 @@ pub fn upsert(
         s.rtcp_packets as i64,
         pack_blocks(blocks),
         cold.map(|c| pack_blocks(&[c])),
+        q.and_then(|q| q.mos).map(|m| (m * 100.0).round() as i64),
+        mos_min.map(|m| (m * 100.0).round() as i64),
+        q.and_then(|q| verdict_code(&format!("{:?}", q.verdict))),
     ])?;
     Ok(())
 }
 
 const COLS: &str = "ref, call_id, method, start_us, answer_d, end_d, caller, caller_domain, callee,
-  callee_domain, status, state, phase, hangup, messages, rtp, rtcp, blocks, cold";
+  callee_domain, status, state, phase, hangup, messages, rtp, rtcp, blocks, cold, mos_avg, mos_min,
+  verdict";
 
 fn row_to_call(bucket: &str, r: &rusqlite::Row<'_>) -> rusqlite::Result<CallRow> {
     let t = |i: usize| -> rusqlite::Result<String> {
@@ -628,6 +661,10 @@ fn row_to_call(bucket: &str, r: &rusqlite::Row<'_>) -> rusqlite::Result<CallRow>
         rtcp_packets: r.get::<_, i64>(16)? as u64,
         blocks: blocks.map(|b| unpack_blocks(&b)).unwrap_or_default(),
         cold: cold.and_then(|b| unpack_blocks(&b).first().copied()),
+        mos_avg: r.get::<_, Option<i64>>(19)?.map(|m| m as f64 / 100.0),
+        mos_min: r.get::<_, Option<i64>>(20)?.map(|m| m as f64 / 100.0),
+        verdict: name(&VERDICTS, r.get(21)?),
+        quality_json: None,
         ruri: String::new(),
         caller_ua: String::new(),
         callee_ua: String::new(),
@@ -673,6 +710,12 @@ pub struct CallQuery {
     pub include_dialogs: bool,
     /// Only non-INVITE dialogs.
     pub only_dialogs: bool,
+    /// MOS average at least / at most.
+    pub min_mos: Option<f64>,
+    /// See `min_mos`.
+    pub max_mos: Option<f64>,
+    /// Verdict (Excellent, Good, Fair, Poor, Bad).
+    pub verdict: Option<String>,
     /// At most this many rows (0: no limit).
     pub limit: usize,
 }
@@ -705,6 +748,21 @@ pub fn search(conn: &Connection, bucket: &str, q: &CallQuery) -> rusqlite::Resul
     if let Some(st) = &state_code {
         sql.push_str(" AND state = :state");
         args.push((":state", st));
+    }
+    let min_mos = q.min_mos.map(|m| (m * 100.0).round() as i64);
+    if let Some(m) = &min_mos {
+        sql.push_str(" AND mos_avg >= :min_mos");
+        args.push((":min_mos", m));
+    }
+    let max_mos = q.max_mos.map(|m| (m * 100.0).round() as i64);
+    if let Some(m) = &max_mos {
+        sql.push_str(" AND mos_avg <= :max_mos");
+        args.push((":max_mos", m));
+    }
+    let verdict = q.verdict.as_deref().map(|v| verdict_code(v).unwrap_or(-1));
+    if let Some(v) = &verdict {
+        sql.push_str(" AND verdict = :verdict");
+        args.push((":verdict", v));
     }
     sql.push_str(" ORDER BY start_us, ref");
     if q.limit > 0 {
@@ -759,6 +817,7 @@ pub fn row_to_summary(r: &CallRow) -> CallSummary {
         icid: r.icid.clone(),
         cancel_seen: r.state == "cancelled",
         close_reason: r.close_reason.clone(),
+        quality: None,
     }
 }
 

@@ -281,33 +281,44 @@ pub fn list_segments(dir: &Path) -> Result<Vec<(u32, PathBuf)>, StoreError> {
 /// Fills the cold fields (R-URI, user agents, addresses, streams...) of rows of one bucket
 /// from the summary blocks they point to; each block is read once.
 pub fn load_cold(dir: &Path, rows: &mut [CallRow]) -> Result<(), StoreError> {
-    let mut order: Vec<usize> = (0..rows.len()).filter(|i| rows[*i].cold.is_some()).collect();
+    let mut order: Vec<usize> = (0..rows.len())
+        .filter(|i| rows[*i].cold.is_some())
+        .collect();
     order.sort_by_key(|i| rows[*i].cold);
-    let mut cur: Option<(segment::BlockRef, HashMap<u64, Vec<u8>>)> = None;
+    type Cold = (HashMap<u64, Vec<u8>>, HashMap<u64, Vec<u8>>);
+    let mut cur: Option<(segment::BlockRef, Cold)> = None;
     let mut file: Option<(u32, std::fs::File)> = None;
     for i in order {
         let Some(cold) = rows[i].cold else { continue };
         if cur.as_ref().map(|c| c.0) != Some(cold) {
             if file.as_ref().map(|f| f.0) != Some(cold.segment) {
                 let p = dir.join(format!("{:06}.seg", cold.segment));
-                file = Some((cold.segment, std::fs::File::open(&p).map_err(|e| StoreError::io(&p, e))?));
+                file = Some((
+                    cold.segment,
+                    std::fs::File::open(&p).map_err(|e| StoreError::io(&p, e))?,
+                ));
             }
-            let Some((_, f)) = file.as_mut() else { continue };
-            let (hdr, raw) = segment::read_block(f, cold.offset)
-                .map_err(|e| StoreError::segment(dir, e))?;
-            let mut m = HashMap::new();
+            let Some((_, f)) = file.as_mut() else {
+                continue;
+            };
+            let (hdr, raw) =
+                segment::read_block(f, cold.offset).map_err(|e| StoreError::segment(dir, e))?;
+            let mut m = (HashMap::new(), HashMap::new());
             segment::for_each_record(&hdr, &raw, cold.offset, |kind, _, r, _, _, data| {
                 if kind == segment::KIND_SUMMARY {
-                    m.insert(r, data.to_vec());
+                    m.0.insert(r, data.to_vec());
+                } else if kind == segment::KIND_QUALITY {
+                    m.1.insert(r, data.to_vec());
                 }
             })
             .map_err(|e| StoreError::segment(dir, e))?;
             cur = Some((cold, m));
         }
         if let Some((_, m)) = &cur {
-            if let Some(data) = m.get(&rows[i].call_ref) {
+            if let Some(data) = m.0.get(&rows[i].call_ref) {
                 index::unpack_cold(data, &mut rows[i]);
             }
+            rows[i].quality_json = m.1.get(&rows[i].call_ref).cloned();
         }
     }
     Ok(())
@@ -370,9 +381,10 @@ impl Store {
                 continue;
             }
             let conn = index::open_read(&p).map_err(|e| StoreError::index(&p, e))?;
-            if let Some(r) = index::get(&conn, &b.key, call_id.as_bytes())
+            if let Some(mut r) = index::get(&conn, &b.key, call_id.as_bytes())
                 .map_err(|e| StoreError::index(&p, e))?
             {
+                load_cold(&b.dir, std::slice::from_mut(&mut r))?;
                 return Ok(Some(r));
             }
         }

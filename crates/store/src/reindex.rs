@@ -11,7 +11,7 @@ use siphon_wire::link::LinkType;
 
 use crate::index::{self, StoredStream};
 use crate::segment::{
-    self, BlockBuf, BlockKind, BlockRef, SegmentWriter, KIND_CALL_DEF, KIND_SUMMARY,
+    self, BlockBuf, BlockKind, BlockRef, SegmentWriter, KIND_CALL_DEF, KIND_QUALITY, KIND_SUMMARY,
 };
 use crate::{list_buckets, list_segments, StoreError};
 
@@ -60,6 +60,12 @@ impl Emitter<'_> {
             0,
             &index::pack_cold(&s, &streams),
         );
+        if let Some(q) = &s.quality {
+            if let Ok(json) = serde_json::to_vec(q) {
+                self.cold
+                    .push(KIND_QUALITY, LinkType(0), s.call_ref, s.start_us, 0, &json);
+            }
+        }
         self.rows.push((s, blocks));
         if self.rows.len() >= BATCH {
             self.flush()?;
@@ -99,7 +105,8 @@ impl Emitter<'_> {
         for (s, mut bl) in self.rows.drain(..) {
             bl.sort_unstable();
             bl.dedup();
-            index::upsert(self.conn, &s, &bl, Some(cold)).map_err(|e| StoreError::index(self.dir, e))?;
+            index::upsert(self.conn, &s, &bl, Some(cold))
+                .map_err(|e| StoreError::index(self.dir, e))?;
         }
         tx.commit().map_err(|e| StoreError::index(self.dir, e))?;
         Ok(n)
@@ -109,7 +116,11 @@ impl Emitter<'_> {
 /// True when a segment holds nothing but summary blocks (written by an earlier rebuild or
 /// flushes): such a segment is derived data, and a rebuild replaces it.
 fn only_summaries(scan: &segment::ScanReport) -> bool {
-    !scan.blocks.is_empty() && scan.blocks.iter().all(|(_, k)| *k == BlockKind::Summary as u8)
+    !scan.blocks.is_empty()
+        && scan
+            .blocks
+            .iter()
+            .all(|(_, k)| *k == BlockKind::Summary as u8)
 }
 
 /// Rebuilds `index.sqlite` of every bucket under `root` from its segments.

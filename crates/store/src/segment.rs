@@ -42,6 +42,9 @@ pub const KIND_CALL_DEF: u8 = 10;
 /// Record kind byte of a call summary's cold fields, stored in summary blocks.
 pub const KIND_SUMMARY: u8 = 12;
 
+/// Record kind byte of a call's quality report (JSON), stored in summary blocks.
+pub const KIND_QUALITY: u8 = 13;
+
 /// What a block holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]

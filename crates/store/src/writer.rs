@@ -13,7 +13,9 @@ use siphon_ingest::{Record, Sink};
 use siphon_wire::link::LinkType;
 
 use crate::index::{self, merge_streams, StoredStream};
-use crate::segment::{BlockBuf, BlockKind, BlockRef, SegmentWriter, KIND_CALL_DEF, KIND_SUMMARY};
+use crate::segment::{
+    BlockBuf, BlockKind, BlockRef, SegmentWriter, KIND_CALL_DEF, KIND_QUALITY, KIND_SUMMARY,
+};
 use crate::{bucket_key, list_segments, StoreConfig, StoreError};
 
 const SIP_BLOCK_MAX: usize = 1 << 20;
@@ -283,7 +285,9 @@ impl StoreWriter {
             let mut streams_of: Vec<(CallRef, Vec<StoredStream>)> = Vec::with_capacity(rows.len());
             for r in &rows {
                 let Some(c) = self.calls.get(r) else { continue };
-                let Some(s) = c.summary.as_ref() else { continue };
+                let Some(s) = c.summary.as_ref() else {
+                    continue;
+                };
                 let now: Vec<StoredStream> =
                     s.streams.iter().map(StoredStream::from_summary).collect();
                 let streams = if c.earlier_streams.is_empty() {
@@ -299,6 +303,11 @@ impl StoreWriter {
                     0,
                     &index::pack_cold(s, &streams),
                 );
+                if let Some(q) = &s.quality {
+                    if let Ok(json) = serde_json::to_vec(q) {
+                        cold.push(KIND_QUALITY, LinkType(0), *r, s.start_us, 0, &json);
+                    }
+                }
                 streams_of.push((*r, streams));
             }
             let mut cold_at = None;
@@ -353,7 +362,9 @@ impl StoreWriter {
             if rows.is_empty() {
                 continue;
             }
-            let Some(b) = self.buckets.get(&key) else { continue };
+            let Some(b) = self.buckets.get(&key) else {
+                continue;
+            };
             let tx = b
                 .conn
                 .unchecked_transaction()
@@ -361,7 +372,9 @@ impl StoreWriter {
             let mut n = 0u64;
             for (r, _) in &streams_of {
                 let Some(c) = self.calls.get(r) else { continue };
-                let Some(s) = c.summary.as_ref() else { continue };
+                let Some(s) = c.summary.as_ref() else {
+                    continue;
+                };
                 let mut blocks = c.blocks.clone();
                 blocks.sort_unstable();
                 blocks.dedup();
