@@ -544,10 +544,35 @@ impl Correlator {
         Some(MediaClass::Rtp(call_ref))
     }
 
+    /// The open call with this Call-ID.
+    pub fn call_ref_for(&self, call_id: &[u8]) -> Option<CallRef> {
+        self.by_id.get(call_id).copied()
+    }
+
+    /// Accounts RTCP reports that arrived decoded (HEP type 5 JSON) for an open call.
+    pub fn on_rtcp_reports(
+        &mut self,
+        call_ref: CallRef,
+        ts_us: i64,
+        reports: &[RtcpReport],
+    ) -> bool {
+        let Some(call) = self.calls.get_mut(&call_ref) else {
+            return false;
+        };
+        call.summary.rtcp_packets += 1;
+        call.dirty = true;
+        Self::apply_reports(call, ts_us, reports);
+        true
+    }
+
     /// Reads the reports of an RTCP packet into the streams they are about.
     fn apply_rtcp(call: &mut Call, ts_us: i64, payload: &[u8]) {
         let reports = parse_rtcp(payload);
-        for r in &reports {
+        Self::apply_reports(call, ts_us, &reports);
+    }
+
+    fn apply_reports(call: &mut Call, ts_us: i64, reports: &[RtcpReport]) {
+        for r in reports {
             let blocks = match r {
                 RtcpReport::Sender {
                     ssrc,

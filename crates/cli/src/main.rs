@@ -3,6 +3,7 @@
 mod flow;
 mod import;
 mod output;
+mod wav;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -71,6 +72,29 @@ enum Cmd {
         /// Print quality.json instead of a summary.
         #[arg(long)]
         json: bool,
+    },
+    /// Render a call's audio to WAV: stereo, caller→callee left and callee→caller right (or
+    /// --mono), PCMU/PCMA/G.722/L16/Opus; lost packets become silence of the right length.
+    Wav {
+        #[command(flatten)]
+        data: DataArg,
+        /// The Call-ID.
+        call_id: String,
+        /// Output file.
+        #[arg(short, long, value_name = "FILE")]
+        output: PathBuf,
+        /// Start: seconds from the call start, or an RFC 3339 time.
+        #[arg(long, value_name = "S")]
+        start: Option<String>,
+        /// End: seconds from the call start, or an RFC 3339 time.
+        #[arg(long, value_name = "S")]
+        end: Option<String>,
+        /// Mix both directions into one channel.
+        #[arg(long)]
+        mono: bool,
+        /// Output sample rate (default: the codec's natural rate).
+        #[arg(long, value_name = "HZ")]
+        rate: Option<u32>,
     },
     /// Rebuild every index of the store from its segment files.
     Reindex {
@@ -230,6 +254,70 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 out(&format!("{}\n", serde_json::to_string_pretty(&v)?));
             } else {
                 out(&output::quality_text(&v));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Wav {
+            data,
+            call_id,
+            output,
+            start,
+            end,
+            mono,
+            rate,
+        } => {
+            let store = Store::open(&data.data)?;
+            let row = find_call(&store, &call_id)?;
+            let offset = |name: &str, v: &Option<String>| -> Result<Option<i64>> {
+                let Some(v) = v else { return Ok(None) };
+                if let Ok(secs) = v.parse::<f64>() {
+                    if (0.0..1e9).contains(&secs) {
+                        return Ok(Some(row.start_us + (secs * 1e6).round() as i64));
+                    }
+                }
+                match parse_time_us(v) {
+                    Some(t) if v.contains('-') => Ok(Some(t)),
+                    _ => bail!(
+                        "--{name} {v:?}: expected seconds from the call start or an RFC 3339 time"
+                    ),
+                }
+            };
+            if let Some(r) = rate {
+                if !(1000..=384_000).contains(&r) {
+                    bail!("--rate {r}: expected 1000 to 384000 Hz");
+                }
+            }
+            let opts = siphon_media::RenderOptions {
+                start_us: offset("start", &start)?,
+                end_us: offset("end", &end)?,
+                mono,
+                rate,
+            };
+            let rep = wav::write(&store, &row, opts, &output)
+                .with_context(|| format!("writing {}", output.display()))?;
+            eprintln!(
+                "wrote {} ({} Hz, {} channel(s), {:.2} s); {} lost packet(s) filled with silence, {} duplicate(s) dropped",
+                output.display(),
+                rep.rate,
+                rep.channels,
+                rep.samples_written as f64 / f64::from(rep.rate.max(1)),
+                rep.lost_packets_filled,
+                rep.duplicates_dropped
+            );
+            for d in &rep.dtmf {
+                eprintln!(
+                    "DTMF {} at {} ({} ms, {})",
+                    d.digit,
+                    siphon_store::format_rfc3339_us(d.start_us),
+                    d.duration_ms,
+                    match d.channel {
+                        siphon_media::Channel::Left => "caller",
+                        siphon_media::Channel::Right => "callee",
+                    }
+                );
+            }
+            for w in &rep.warnings {
+                eprintln!("warning: {w}");
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -8,6 +8,8 @@
 //! or blocks on any input.
 #![forbid(unsafe_code)]
 
+pub mod rtcp_json;
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 

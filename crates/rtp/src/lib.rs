@@ -19,5 +19,5 @@ mod rtcp;
 mod stats;
 
 pub use header::{looks_like_rtcp, looks_like_rtp, rtcp_packets, RtcpHeader, RtpError, RtpHeader};
-pub use rtcp::{parse_rtcp, rtt_us, ReportBlock, RtcpReport, VoipMetrics};
+pub use rtcp::{ntp_mid, parse_rtcp, rtt_us, ReportBlock, RtcpReport, VoipMetrics};
 pub use stats::{clock_rate_for_static, StreamStats};

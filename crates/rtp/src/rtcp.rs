@@ -192,6 +192,12 @@ pub fn rtt_us(sr_seen_us: i64, now_us: i64, dlsr: u32) -> Option<i64> {
     (0..=60_000_000).contains(&rtt).then_some(rtt)
 }
 
+/// NTP middle 32 bits from seconds (since 1900) and microseconds, as HEP RTCP JSON gives them.
+pub fn ntp_mid(sec: u64, usec: u64) -> u32 {
+    let frac = (usec.min(999_999) << 32) / 1_000_000;
+    (((sec & 0xffff) << 16) | (frac >> 16)) as u32
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
