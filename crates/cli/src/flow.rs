@@ -4,93 +4,13 @@ use std::net::SocketAddr;
 use std::path::Path;
 
 use anyhow::Result;
-use serde_json::{json, Value};
-use siphon_sip::Message;
 use siphon_store::{format_rfc3339_us, CallRow, Store};
-use siphon_wire::decode::{Decoder, Transport};
-use siphon_wire::link::LinkType;
-use siphon_wire::write::{synth_tcp_frame, synth_udp_frame, PcapWriter};
 
-/// One SIP message of a call.
-pub struct FlowMessage {
-    pub ts_us: i64,
-    pub src: SocketAddr,
-    pub dst: SocketAddr,
-    pub transport: &'static str,
-    pub method: Option<String>,
-    pub status: Option<u16>,
-    pub reason: Option<String>,
-    pub cseq: String,
-    pub call_id: String,
-    pub has_sdp: bool,
-    pub raw: Vec<u8>,
-}
-
-fn lossy(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
+pub use siphon_server::export::{message_json, FlowMessage};
 
 /// The call's SIP messages in capture order.
 pub fn messages(store: &Store, row: &CallRow) -> Result<Vec<FlowMessage>> {
-    let mut dec = Decoder::new();
-    let mut out = Vec::new();
-    for r in store.records(row)? {
-        if r.kind != siphon_ingest::Kind::Sip as u8 {
-            continue;
-        }
-        let Ok(Some(p)) = dec.decode_raw(r.ts_us, r.link, &r.data) else {
-            continue;
-        };
-        let Ok(m) = Message::parse(p.payload) else {
-            continue;
-        };
-        out.push(FlowMessage {
-            ts_us: r.ts_us,
-            src: p.src,
-            dst: p.dst,
-            transport: match p.transport {
-                Transport::Udp => "UDP",
-                Transport::Tcp => "TCP",
-            },
-            method: m.method().map(lossy),
-            status: m.status(),
-            reason: m.reason_phrase().map(lossy),
-            cseq: m
-                .cseq()
-                .map(|c| format!("{} {}", c.seq, lossy(c.method)))
-                .unwrap_or_default(),
-            call_id: m.call_id().map(lossy).unwrap_or_default(),
-            has_sdp: m.sdp_bodies().next().is_some(),
-            raw: p.payload.to_vec(),
-        });
-    }
-    Ok(out)
-}
-
-/// `{ts, src, dst, transport, method | status, cseq, call_id, raw}`.
-pub fn message_json(m: &FlowMessage) -> Value {
-    let mut v = json!({
-        "ts": format_rfc3339_us(m.ts_us),
-        "src": m.src.to_string(),
-        "dst": m.dst.to_string(),
-        "transport": m.transport,
-        "cseq": m.cseq,
-        "call_id": m.call_id,
-        "raw": lossy(&m.raw),
-    });
-    if let Some(o) = v.as_object_mut() {
-        match (&m.method, m.status) {
-            (Some(meth), _) => {
-                o.insert("method".into(), json!(meth));
-            }
-            (None, Some(s)) => {
-                o.insert("status".into(), json!(s));
-                o.insert("reason".into(), json!(m.reason));
-            }
-            _ => {}
-        }
-    }
-    v
+    Ok(siphon_server::export::messages(store, row, None, None)?)
 }
 
 const COL: usize = 26;
@@ -177,51 +97,11 @@ pub fn ladder(row: &CallRow, msgs: &[FlowMessage]) -> String {
     out
 }
 
-/// Writes the call's packets, in capture-time order, to a pcap file; returns how many.
+/// Writes the call's packets to a pcap file (via a temporary name); returns how many.
 pub fn write_pcap(store: &Store, row: &CallRow, path: &Path) -> Result<usize> {
-    let mut recs = store.records(row)?;
-    recs.sort_by_key(|r| r.ts_us);
-    let first_link = recs.first().map(|r| r.link).unwrap_or(LinkType::ETHERNET);
-    let mixed = recs.iter().any(|r| r.link != first_link);
-    let mut dec = Decoder::new();
-    let has_tcp = recs.iter().any(|r| {
-        matches!(dec.decode_raw(r.ts_us, r.link, &r.data), Ok(Some(p)) if p.transport == Transport::Tcp)
-    });
-    let mixed = mixed || has_tcp;
-    let link = if mixed {
-        LinkType::ETHERNET
-    } else {
-        first_link
-    };
     let tmp = path.with_extension("pcap.part");
     let f = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
-    let mut w = PcapWriter::new(f, link)?;
-    let mut dec = Decoder::new();
-    // SIP over TCP is stored one message per frame; give each flow running sequence numbers
-    // so that readers reassemble it as the stream it was.
-    let mut tcp_seq: std::collections::HashMap<(SocketAddr, SocketAddr), u32> =
-        std::collections::HashMap::new();
-    for r in &recs {
-        let decoded = dec.decode_raw(r.ts_us, r.link, &r.data);
-        let frame = match decoded {
-            Ok(Some(p)) if p.transport == Transport::Tcp => {
-                let seq = tcp_seq.entry((p.src, p.dst)).or_insert(1);
-                let f = synth_tcp_frame(p.src, p.dst, *seq, p.payload);
-                *seq = seq.wrapping_add(p.payload.len() as u32);
-                if link != LinkType::ETHERNET {
-                    continue;
-                }
-                f
-            }
-            Ok(Some(p)) if mixed => synth_udp_frame(p.src, p.dst, p.payload),
-            _ if mixed => continue,
-            _ => r.data.clone(),
-        };
-        w.write_frame(r.ts_us, &frame, frame.len() as u32)?;
-    }
-    let mut f = w.into_inner()?;
-    std::io::Write::flush(&mut f)?;
-    drop(f);
+    let n = siphon_server::export::write_pcap(store, row, f)?;
     std::fs::rename(&tmp, path)?;
-    Ok(recs.len())
+    Ok(n)
 }
