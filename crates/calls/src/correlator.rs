@@ -18,6 +18,9 @@ use crate::CallRef;
 /// Randomly seeded (no collision attacks from crafted addresses or Call-IDs) and fast.
 type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
+/// Calls remembered per media address (several calls may share a media server's port).
+const MAX_CALLS_PER_ENDPOINT: usize = 8;
+
 /// Timeouts and bounds of the correlator. Times are capture time.
 #[derive(Debug, Clone)]
 pub struct CallConfig {
@@ -92,7 +95,7 @@ pub struct Correlator {
     cfg: CallConfig,
     by_id: HashMap<Vec<u8>, CallRef>,
     calls: HashMap<CallRef, Call>,
-    media: HashMap<SocketAddr, Binding>,
+    media: HashMap<SocketAddr, Vec<Binding>>,
     closed: HashMap<Vec<u8>, CallRef>,
     closed_order: VecDeque<Vec<u8>>,
     next_ref: CallRef,
@@ -212,14 +215,16 @@ impl Correlator {
                         None => SocketAddr::new(ip, m.port.wrapping_add(1)),
                     };
                     let mut bind = |addr: SocketAddr, is_rtcp: bool| {
-                        self.media.insert(
-                            addr,
-                            Binding {
-                                call_ref,
-                                side,
-                                rtcp: is_rtcp,
-                            },
-                        );
+                        let v = self.media.entry(addr).or_default();
+                        v.retain(|b| b.call_ref != call_ref);
+                        if v.len() >= MAX_CALLS_PER_ENDPOINT {
+                            v.remove(0);
+                        }
+                        v.push(Binding {
+                            call_ref,
+                            side,
+                            rtcp: is_rtcp,
+                        });
                         if !call.bound.contains(&addr) {
                             call.bound.push(addr);
                         }
@@ -422,10 +427,7 @@ impl Correlator {
         dst: SocketAddr,
         payload: &[u8],
     ) -> Option<MediaClass> {
-        let (binding, dst_side) = match self.media.get(&dst) {
-            Some(b) => (*b, true),
-            None => (*self.media.get(&src)?, false),
-        };
+        let (binding, dst_side) = self.pick(src, dst)?;
         self.account(
             binding.call_ref,
             Some((binding.side, dst_side, binding.rtcp)),
@@ -434,6 +436,25 @@ impl Correlator {
             dst,
             payload,
         )
+    }
+
+    /// The call a packet between `src` and `dst` belongs to, and whether it matched on `dst`:
+    /// a call that announced both addresses first (two calls can share one endpoint, e.g. a
+    /// media server's single port), else the latest call that announced `dst`, else `src`.
+    fn pick(&self, src: SocketAddr, dst: SocketAddr) -> Option<(Binding, bool)> {
+        let d = self.media.get(&dst);
+        let s = self.media.get(&src);
+        if let (Some(d), Some(s)) = (d, s) {
+            for b in d.iter().rev() {
+                if s.iter().any(|x| x.call_ref == b.call_ref) {
+                    return Some((*b, true));
+                }
+            }
+        }
+        if let Some(b) = d.and_then(|v| v.last()) {
+            return Some((*b, true));
+        }
+        s.and_then(|v| v.last()).map(|b| (*b, false))
     }
 
     /// Accounts a media packet known to belong to `call_ref` (used when rebuilding an index
@@ -447,9 +468,14 @@ impl Correlator {
         dst: SocketAddr,
         payload: &[u8],
     ) -> Option<MediaClass> {
-        let bind = match (self.media.get(&dst), self.media.get(&src)) {
-            (Some(b), _) if b.call_ref == call_ref => Some((b.side, true, b.rtcp)),
-            (_, Some(b)) if b.call_ref == call_ref => Some((b.side, false, b.rtcp)),
+        let find = |a: &SocketAddr| {
+            self.media
+                .get(a)
+                .and_then(|v| v.iter().find(|b| b.call_ref == call_ref).copied())
+        };
+        let bind = match (find(&dst), find(&src)) {
+            (Some(b), _) => Some((b.side, true, b.rtcp)),
+            (_, Some(b)) => Some((b.side, false, b.rtcp)),
             _ => None,
         };
         self.account(call_ref, bind, ts_us, src, dst, payload)
@@ -698,8 +724,11 @@ impl Correlator {
             return;
         };
         for a in &call.bound {
-            if self.media.get(a).is_some_and(|b| b.call_ref == r) {
-                self.media.remove(a);
+            if let Some(v) = self.media.get_mut(a) {
+                v.retain(|b| b.call_ref != r);
+                if v.is_empty() {
+                    self.media.remove(a);
+                }
             }
         }
         let mut s = call.summary;

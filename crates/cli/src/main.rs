@@ -34,6 +34,31 @@ struct DataArg {
 
 #[derive(Subcommand)]
 enum Cmd {
+    /// Run the collector: HEP v3 over UDP/TCP (port 9060), optional live capture from an
+    /// interface, the call store, the HTTP API (port 3001) and Prometheus metrics.
+    ///
+    /// Settings come from the defaults, then --config FILE, then SIPHON_* environment
+    /// variables, then these flags. See docs/config.md. Stops cleanly on SIGTERM/SIGINT.
+    Serve {
+        /// Configuration file (TOML).
+        #[arg(long, short, value_name = "FILE", env = "SIPHON_CONFIG")]
+        config: Option<PathBuf>,
+        /// Store directory (overrides storage.data).
+        #[arg(long, value_name = "DIR")]
+        data: Option<PathBuf>,
+        /// HEP listen address for UDP and TCP, e.g. 0.0.0.0:9060.
+        #[arg(long, value_name = "ADDR:PORT")]
+        hep_listen: Option<String>,
+        /// HTTP listen address, e.g. 127.0.0.1:3001.
+        #[arg(long, value_name = "ADDR:PORT")]
+        http_listen: Option<String>,
+        /// Capture live from this network interface (libpcap; needs root or CAP_NET_RAW).
+        #[arg(long, value_name = "IF")]
+        interface: Option<String>,
+    },
+    /// Configuration tools.
+    #[command(subcommand)]
+    Config(ConfigCmd),
     /// Import pcap, pcapng or gzip'd capture files into the store.
     ///
     /// SIP is found on the --sip-port ports and by content on any port; RTP/RTCP through the SDP
@@ -100,6 +125,15 @@ enum Cmd {
     Reindex {
         #[command(flatten)]
         data: DataArg,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCmd {
+    /// Validate a configuration file and print the effective settings (secrets hidden).
+    Check {
+        /// The file.
+        file: PathBuf,
     },
 }
 
@@ -180,6 +214,37 @@ fn find_call(store: &Store, call_id: &str) -> Result<siphon_store::CallRow> {
 
 fn run(cli: Cli) -> Result<ExitCode> {
     match cli.cmd {
+        Cmd::Serve {
+            config,
+            data,
+            hep_listen,
+            http_listen,
+            interface,
+        } => {
+            let mut cfg = siphon_server::config::Config::load(config.as_deref())?;
+            siphon_server::serve::Overrides {
+                data,
+                hep_listen,
+                http_listen,
+                interface,
+            }
+            .apply(&mut cfg)?;
+            siphon_server::serve::run(cfg)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Config(ConfigCmd::Check { file }) => {
+            match siphon_server::config::Config::load(Some(&file)) {
+                Ok(cfg) => {
+                    eprintln!("{}: configuration is valid", file.display());
+                    out(&cfg.to_toml_redacted());
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    eprintln!("siphon: error: {e}");
+                    Ok(ExitCode::FAILURE)
+                }
+            }
+        }
         Cmd::Import(a) => import::run(a),
         Cmd::Calls(a) => {
             let store = Store::open(&a.data.data)?;
@@ -274,6 +339,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     if (0.0..1e9).contains(&secs) {
                         return Ok(Some(row.start_us + (secs * 1e6).round() as i64));
                     }
+                    bail!("--{name} {v:?}: seconds from the call start must be 0 or more");
                 }
                 match parse_time_us(v) {
                     Some(t) if v.contains('-') => Ok(Some(t)),

@@ -1,76 +1,9 @@
 //! Call objects (design §9 JSON contract) and the call table.
 
-use serde_json::{json, Value};
-use siphon_store::{format_rfc3339_us, CallRow, StoredStream};
+use serde_json::Value;
+use siphon_store::{format_rfc3339_us, CallRow};
 
-fn opt(s: &str) -> Value {
-    if s.is_empty() {
-        Value::Null
-    } else {
-        Value::String(s.to_string())
-    }
-}
-
-/// A stream object: `{src, dst, ssrc, payload_type, codec, clock_rate, packets, lost, duplicates,
-/// reordered, max_delta_ms, jitter_mean_ms, jitter_max_ms, first, last, direction}`.
-pub fn stream_json(s: &StoredStream) -> Value {
-    json!({
-        "src": s.src.to_string(),
-        "dst": s.dst.to_string(),
-        "ssrc": format!("0x{:08X}", s.ssrc),
-        "payload_type": s.payload_type,
-        "codec": s.codec,
-        "clock_rate": s.clock_rate,
-        "packets": s.packets,
-        "lost": s.lost,
-        "duplicates": s.duplicates,
-        "reordered": s.reordered,
-        "max_delta_ms": s.max_delta_us as f64 / 1000.0,
-        "jitter_mean_ms": s.jitter_mean_us as f64 / 1000.0,
-        "jitter_max_ms": s.jitter_max_us as f64 / 1000.0,
-        "first": format_rfc3339_us(s.first_us),
-        "last": format_rfc3339_us(s.last_us),
-        "direction": s.direction.as_str(),
-    })
-}
-
-/// A call object.
-pub fn call_json(r: &CallRow) -> Value {
-    json!({
-        "call_id": r.call_id_str(),
-        "method": r.method,
-        "start": format_rfc3339_us(r.start_us),
-        "answer": r.answer_us.map(format_rfc3339_us),
-        "end": format_rfc3339_us(r.end_us),
-        "duration_s": (r.end_us - r.start_us) as f64 / 1e6,
-        "caller": r.caller,
-        "caller_domain": r.caller_domain,
-        "callee": r.callee,
-        "callee_domain": r.callee_domain,
-        "ruri": opt(&r.ruri),
-        "caller_ua": opt(&r.caller_ua),
-        "callee_ua": opt(&r.callee_ua),
-        "caller_addr": opt(&r.caller_addr),
-        "callee_addr": opt(&r.callee_addr),
-        "status_code": r.status,
-        "reason": opt(&r.reason),
-        "q850_cause": r.q850,
-        "state": r.state,
-        "phase": r.phase,
-        "hangup": opt(&r.hangup),
-        "messages": r.messages,
-        "rtp_packets": r.rtp_packets,
-        "rtcp_packets": r.rtcp_packets,
-        "x_cid": opt(&r.x_cid),
-        "session_id": opt(&r.session_id),
-        "icid": opt(&r.icid),
-        "close_reason": opt(&r.close_reason),
-        "streams": r.streams.iter().map(stream_json).collect::<Vec<_>>(),
-        "mos": r.mos_avg,
-        "mos_min": r.mos_min,
-        "verdict": opt(&r.verdict),
-    })
-}
+pub use siphon_server::api::call_json;
 
 fn cut(s: &str, n: usize) -> String {
     if s.chars().count() <= n {

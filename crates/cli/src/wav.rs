@@ -7,7 +7,12 @@ use siphon_media::{RenderOptions, RenderReport};
 use siphon_store::{CallRow, Store};
 
 /// Renders the call into `path` (written to a temporary name, then renamed).
-pub fn write(store: &Store, row: &CallRow, opts: RenderOptions, path: &Path) -> Result<RenderReport> {
+pub fn write(
+    store: &Store,
+    row: &CallRow,
+    opts: RenderOptions,
+    path: &Path,
+) -> Result<RenderReport> {
     let tmp = path.with_extension("wav.part");
     let f = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
     let rep = siphon_server::export::write_wav(store, row, opts, f)?;

@@ -92,6 +92,9 @@ pub struct IngestConfig {
     pub hep_legacy: bool,
     /// Keep RTP-looking packets on ports no SDP announced, as orphan streams.
     pub heuristic_rtp: bool,
+    /// When set, HEP packets must carry this auth key (chunk 0x000e); others are refused and
+    /// counted as `hep_auth_refused`.
+    pub hep_auth_key: Option<Vec<u8>>,
     /// Call state machine and caches.
     pub calls: CallConfig,
 }
@@ -104,6 +107,7 @@ impl Default for IngestConfig {
             hep_ports: vec![9060],
             hep_legacy: false,
             heuristic_rtp: false,
+            hep_auth_key: None,
             calls: CallConfig::default(),
         }
     }
@@ -136,7 +140,29 @@ pub struct IngestStats {
     pub not_udp_tcp: u64,
     /// Malformed input by reason.
     pub malformed: BTreeMap<&'static str, u64>,
+    /// SIP requests by method ([`SIP_METHODS`], last slot: any other method).
+    pub sip_requests: [u64; SIP_METHODS.len() + 1],
+    /// SIP responses by class: 1xx..6xx at index 1..=6, anything else at 0.
+    pub sip_responses: [u64; 7],
 }
+
+/// Methods counted one by one in [`IngestStats::sip_requests`].
+pub const SIP_METHODS: [&str; 14] = [
+    "INVITE",
+    "ACK",
+    "BYE",
+    "CANCEL",
+    "REGISTER",
+    "OPTIONS",
+    "PRACK",
+    "SUBSCRIBE",
+    "NOTIFY",
+    "PUBLISH",
+    "INFO",
+    "REFER",
+    "MESSAGE",
+    "UPDATE",
+];
 
 impl IngestStats {
     /// Total malformed frames.
@@ -258,6 +284,26 @@ impl Pipeline {
         }
     }
 
+    /// Feeds one HEP packet received from the network (UDP datagram or one packet framed from a
+    /// TCP stream); the packet it carries keeps its own addresses and timestamp.
+    pub fn push_hep(&mut self, data: &[u8], sink: &mut dyn Sink) {
+        let inner = &mut self.inner;
+        inner.stats.frames += 1;
+        inner.stats.bytes += data.len() as u64;
+        inner.hep(data, sink);
+    }
+
+    /// Advances the call state machine to `now_us` (wall clock of a live collector, so calls
+    /// complete even when no packet arrives).
+    pub fn tick(&mut self, now_us: i64, sink: &mut dyn Sink) {
+        let inner = &mut self.inner;
+        inner.last_expire_us = now_us;
+        inner.corr.expire(now_us, &mut inner.done);
+        for s in inner.done.drain(..) {
+            sink.call_completed(s);
+        }
+    }
+
     /// Ends the input: every open call is completed with `reason` (e.g. "end of capture").
     pub fn finish(&mut self, reason: &str, sink: &mut dyn Sink) {
         let inner = &mut self.inner;
@@ -370,6 +416,12 @@ impl Inner {
                 return;
             }
         };
+        if let Some(key) = &self.cfg.hep_auth_key {
+            if hep.auth_key != Some(key.as_slice()) {
+                self.stats.bad("hep_auth_refused");
+                return;
+            }
+        }
         self.stats.hep_packets += 1;
         let mut scratch = std::mem::take(&mut self.hep_scratch);
         let payload = match hep.payload {
@@ -446,6 +498,21 @@ impl Inner {
             return;
         };
         self.stats.sip_messages += 1;
+        if let Some(m) = msg.method() {
+            let i = SIP_METHODS
+                .iter()
+                .position(|x| x.as_bytes() == m)
+                .unwrap_or(SIP_METHODS.len());
+            if let Some(c) = self.stats.sip_requests.get_mut(i) {
+                *c += 1;
+            }
+        } else if let Some(st) = msg.status() {
+            let class = usize::from(st / 100);
+            let i = if (1..=6).contains(&class) { class } else { 0 };
+            if let Some(c) = self.stats.sip_responses.get_mut(i) {
+                *c += 1;
+            }
+        }
         if out.opened {
             let is_invite = if msg.is_request() {
                 msg.method() == Some(b"INVITE".as_slice())

@@ -43,7 +43,9 @@ fn lossy(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
-/// The call's SIP messages in capture order, optionally only those within [from, to] (µs).
+/// The call's SIP messages by capture time (stable: messages with the same time keep their
+/// arrival order), optionally only those within [from, to] (µs). HEP senders stamp each
+/// message when they saw it, and their packets may arrive out of that order.
 pub fn messages(
     store: &Store,
     row: &CallRow,
@@ -85,6 +87,7 @@ pub fn messages(
             raw: p.payload.to_vec(),
         });
     }
+    out.sort_by_key(|m| m.ts_us);
     Ok(out)
 }
 
@@ -131,7 +134,11 @@ pub fn write_pcap<W: Write>(store: &Store, row: &CallRow, out: W) -> Result<usiz
         matches!(dec.decode_raw(r.ts_us, r.link, &r.data), Ok(Some(p)) if p.transport == Transport::Tcp)
     });
     let mixed = has_tcp || recs.iter().any(|r| r.link != first_link);
-    let link = if mixed { LinkType::ETHERNET } else { first_link };
+    let link = if mixed {
+        LinkType::ETHERNET
+    } else {
+        first_link
+    };
     let mut w = PcapWriter::new(out, link)?;
     let mut tcp_seq: HashMap<(SocketAddr, SocketAddr), u32> = HashMap::new();
     let mut n = 0;
@@ -172,7 +179,13 @@ pub fn write_wav<W: Write + Seek>(
             frame: &r.data,
         })
         .collect();
-    Ok(render_call(&packets, row.start_us, &row.from_tag, opts, out)?)
+    Ok(render_call(
+        &packets,
+        row.start_us,
+        &row.from_tag,
+        opts,
+        out,
+    )?)
 }
 
 /// Export failures.

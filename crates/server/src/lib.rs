@@ -3,6 +3,9 @@
 //! messages, pcap, WAV) that the command line shares.
 #![forbid(unsafe_code)]
 
-pub mod export;
 pub mod api;
+pub mod collector;
 pub mod config;
+pub mod export;
+pub mod metrics;
+pub mod serve;

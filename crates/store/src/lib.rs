@@ -446,6 +446,31 @@ mod tests {
     }
 
     #[test]
+    fn retention_deletes_old_and_oversize_buckets_but_never_today() {
+        let root = std::env::temp_dir().join(format!("siphon-retention-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let day = 86_400_000_000i64;
+        let now = 1_795_614_137_000_000; // 2026-11-25
+        for d in 0..5 {
+            let key = bucket_key(Subdirs::Daily, now - d * day);
+            let dir = root.join(&key);
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(dir.join("index.sqlite"), vec![0u8; 1000]).unwrap();
+        }
+        let gone = retention(&root, Some(2), None, now).unwrap();
+        assert_eq!(gone, vec!["20261121".to_string(), "20261122".to_string()]);
+        let gone = retention(&root, None, Some(1500), now).unwrap();
+        assert_eq!(gone, vec!["20261123".to_string(), "20261124".to_string()]);
+        let left: Vec<String> = list_buckets(&root)
+            .unwrap()
+            .into_iter()
+            .map(|b| b.key)
+            .collect();
+        assert_eq!(left, vec!["20261125".to_string()]);
+        let _ = std::fs::remove_dir_all(&root);
+    }
+
+    #[test]
     fn bucket_range_covers_its_key() {
         for t in [
             0i64,
@@ -459,6 +484,61 @@ mod tests {
             }
         }
     }
+}
+
+/// Deletes whole buckets: those that ended more than `max_age_days` ago, then the oldest ones
+/// while the store is larger than `max_bytes`. The bucket of `now_us` is never deleted.
+/// Returns the keys deleted.
+pub fn retention(
+    root: &Path,
+    max_age_days: Option<u32>,
+    max_bytes: Option<u64>,
+    now_us: i64,
+) -> Result<Vec<String>, StoreError> {
+    fn size(p: &Path) -> u64 {
+        let mut n = 0;
+        if let Ok(rd) = std::fs::read_dir(p) {
+            for e in rd.flatten() {
+                let path = e.path();
+                if path.is_dir() {
+                    n += size(&path);
+                } else {
+                    n += e.metadata().map(|m| m.len()).unwrap_or(0);
+                }
+            }
+        }
+        n
+    }
+    let mut buckets: Vec<(BucketDir, (i64, i64))> = list_buckets(root)?
+        .into_iter()
+        .filter_map(|b| bucket_range(&b.key).map(|r| (b, r)))
+        .filter(|(_, (s, e))| !(*s <= now_us && now_us < *e))
+        .collect();
+    buckets.sort_by_key(|(_, r)| r.0);
+    let mut deleted = Vec::new();
+    if let Some(days) = max_age_days {
+        let cutoff = now_us - i64::from(days) * 86_400_000_000;
+        for (b, (_, end)) in &buckets {
+            if *end <= cutoff {
+                std::fs::remove_dir_all(&b.dir).map_err(|e| StoreError::io(&b.dir, e))?;
+                deleted.push(b.key.clone());
+            }
+        }
+        buckets.retain(|(b, _)| !deleted.contains(&b.key));
+    }
+    if let Some(max) = max_bytes {
+        let mut total = size(root);
+        for (b, _) in &buckets {
+            if total <= max {
+                break;
+            }
+            let n = size(&b.dir);
+            std::fs::remove_dir_all(&b.dir).map_err(|e| StoreError::io(&b.dir, e))?;
+            total = total.saturating_sub(n);
+            deleted.push(b.key.clone());
+        }
+    }
+    Ok(deleted)
 }
 
 /// Formats µs since the epoch as RFC 3339 UTC with microseconds (`2026-11-25T13:42:17.123456Z`).

@@ -80,6 +80,9 @@ pub struct StoreWriter {
     sip_zstd: zstd::bulk::Compressor<'static>,
     media_zstd: zstd::bulk::Compressor<'static>,
     since_flush: u64,
+    /// Calls opened or completed since the last flush (their rows must be written even when
+    /// no packet arrives).
+    changes: u64,
     last_flush: Instant,
     error: Option<StoreError>,
     stats: WriteStats,
@@ -111,6 +114,7 @@ impl StoreWriter {
             calls: HashMap::default(),
             completed: Vec::new(),
             since_flush: 0,
+            changes: 0,
             last_flush: Instant::now(),
             error: None,
             stats: WriteStats::default(),
@@ -239,7 +243,8 @@ impl StoreWriter {
     /// True when something is buffered and `flush_interval` has passed (for callers that flush
     /// on a timer when traffic is slow).
     pub fn interval_elapsed(&self) -> bool {
-        self.since_flush > 0 && self.last_flush.elapsed() >= self.cfg.flush_interval
+        (self.since_flush > 0 || self.changes > 0)
+            && self.last_flush.elapsed() >= self.cfg.flush_interval
     }
 
     /// Writes every buffered block, makes it durable, then commits the index rows of the calls
@@ -392,6 +397,7 @@ impl StoreWriter {
             self.calls.remove(&r);
         }
         self.since_flush = 0;
+        self.changes = 0;
         self.last_flush = Instant::now();
         self.stats.flushes += 1;
         self.stats.flush_time += t0.elapsed();
@@ -471,6 +477,7 @@ impl Sink for StoreWriter {
     }
 
     fn call_completed(&mut self, summary: CallSummary) {
+        self.changes += 1;
         let r = summary.call_ref;
         let e = self.call_entry(r, summary.start_us);
         e.summary = Some(summary);

@@ -74,7 +74,7 @@ fn rewrite_sdp_ports(p: &[u8], k: u32) -> Vec<u8> {
     out
 }
 
-fn replace_all(hay: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
+pub fn replace_all(hay: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(hay.len() + 16);
     let mut i = 0;
     while i < hay.len() {

@@ -1,0 +1,349 @@
+//! Collector benchmark.
+//!
+//! 1. HEP load: `siphon serve` pinned to one core receives HEP v3 (SIP messages of the corpus,
+//!    each copy of the 24 calls with its own Call-IDs) over UDP, then over TCP, from a sender
+//!    pinned to the other core, at rising rates for SIPHON_BENCH_SECONDS (default 10; the
+//!    issue's figure is 60) each; a rate passes when nothing was dropped (queue or kernel) and
+//!    every message was analysed. Printed beside the same run's `siphon import` rate.
+//! 2. Flow latency: a store of SIPHON_BENCH_CALLS calls (default 1,000,000, SIP only) is built
+//!    through the library, served, and `GET /api/v1/calls/{id}/flow` is timed for 2,000 random
+//!    calls: p50 and p99.
+//!
+//! `cargo bench -p siphon-cli --bench serve`
+
+#[path = "../tests/support/gen.rs"]
+mod gen;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use siphon_ingest::{IngestConfig, Pipeline};
+use siphon_store::{StoreConfig, StoreWriter};
+use siphon_wire::capture::{CaptureReader, Frame};
+use siphon_wire::decode::Decoder;
+use siphon_wire::link::LinkType;
+
+fn env_u64(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+struct Guard(Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn pinned(core: u32, bin: &str) -> Command {
+    let mut c = Command::new("taskset");
+    c.args(["-c", &core.to_string(), bin]);
+    c
+}
+
+fn http_get(port: u16, path: &str) -> (u16, Vec<u8>) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut b = Vec::new();
+    s.read_to_end(&mut b).unwrap();
+    let end = b.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or(0);
+    let status = String::from_utf8_lossy(&b[..end])
+        .split(' ')
+        .nth(1)
+        .and_then(|x| x.parse().ok())
+        .unwrap_or(0);
+    (status, b[end + 4..].to_vec())
+}
+
+/// Sum of the samples of a metric whose line starts with `prefix`.
+fn metric(port: u16, prefix: &str) -> u64 {
+    let (_, body) = http_get(port, "/metrics");
+    String::from_utf8_lossy(&body)
+        .lines()
+        .filter(|l| l.starts_with(prefix))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
+
+fn start_serve(data: &Path, hep: u16, http: u16) -> Guard {
+    let c = pinned(0, env!("CARGO_BIN_EXE_siphon"))
+        .args(["serve", "--data"])
+        .arg(data)
+        .args(["--hep-listen", &format!("127.0.0.1:{hep}")])
+        .args(["--http-listen", &format!("127.0.0.1:{http}")])
+        .env("SIPHON_STORAGE_FSYNC", "flush")
+        .env("SIPHON_HEP_RECV_BUFFER_BYTES", "33554432")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    while TcpStream::connect(("127.0.0.1", http)).is_err() {
+        assert!(t0.elapsed() < Duration::from_secs(30));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Guard(c)
+}
+
+/// HEP packets of the SIP messages of `copies` copies of the 24-call template.
+fn hep_template(corpus: &Path, copies: u32) -> Vec<Vec<u8>> {
+    let mut r = CaptureReader::open(&corpus.join("many_calls_24.pcap")).unwrap();
+    let mut dec = Decoder::new();
+    let mut sip = Vec::new();
+    while let Some(f) = r.next_frame().unwrap() {
+        let Ok(Some(p)) = dec.decode(&f) else {
+            continue;
+        };
+        if p.src.port() == 5060 || p.dst.port() == 5060 || p.src.port() < 10000 {
+            sip.push((p.ts_us, p.src, p.dst, p.payload.to_vec()));
+        }
+    }
+    let mut out = Vec::new();
+    for k in 0..copies {
+        for (ts, src, dst, payload) in &sip {
+            let text = String::from_utf8_lossy(payload).replace("-5918@", &format!("-5918b{k}@"));
+            let h = siphon_hep::HepPacket {
+                version: 3,
+                src: *src,
+                dst: *dst,
+                ip_protocol: 17,
+                ts_us: *ts + i64::from(k) * 1_000,
+                proto_type: 1,
+                capture_id: Some(1),
+                auth_key: None,
+                correlation_id: None,
+                node_name: None,
+                vlan: None,
+                payload: siphon_hep::Payload::Plain(text.as_bytes()),
+            };
+            let mut b = Vec::new();
+            siphon_hep::encode_v3(&h, &mut b);
+            out.push(b);
+        }
+    }
+    out
+}
+
+/// Sends `pkts` cyclically at `rate` per second for `secs`; returns how many were sent.
+fn send_udp(pkts: &[Vec<u8>], to: SocketAddr, rate: u64, secs: u64) -> u64 {
+    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let per_ms = rate / 1000;
+    let t0 = Instant::now();
+    let mut sent = 0u64;
+    let mut i = 0usize;
+    for ms in 0..secs * 1000 {
+        for _ in 0..per_ms {
+            let _ = s.send_to(&pkts[i % pkts.len()], to);
+            i += 1;
+            sent += 1;
+        }
+        let due = Duration::from_millis(ms + 1);
+        let el = t0.elapsed();
+        if el < due {
+            std::thread::sleep(due - el);
+        }
+    }
+    sent
+}
+
+fn send_tcp(pkts: &[Vec<u8>], to: SocketAddr, rate: u64, secs: u64) -> u64 {
+    let mut s = TcpStream::connect(to).unwrap();
+    let per_ms = rate / 1000;
+    let t0 = Instant::now();
+    let mut sent = 0u64;
+    let mut i = 0usize;
+    let mut buf = Vec::with_capacity(1 << 20);
+    for ms in 0..secs * 1000 {
+        buf.clear();
+        for _ in 0..per_ms {
+            buf.extend_from_slice(&pkts[i % pkts.len()]);
+            i += 1;
+            sent += 1;
+        }
+        s.write_all(&buf).unwrap();
+        let due = Duration::from_millis(ms + 1);
+        let el = t0.elapsed();
+        if el < due {
+            std::thread::sleep(due - el);
+        }
+    }
+    sent
+}
+
+fn hep_load(corpus: &Path, dir: &Path, secs: u64) {
+    let pkts = hep_template(corpus, 400);
+    let mut best = [0u64; 2];
+    for (ti, transport) in ["udp", "tcp"].iter().enumerate() {
+        for rate in [100_000u64, 200_000, 300_000, 400_000, 500_000, 600_000] {
+            let data = dir.join(format!("hep-{transport}-{rate}"));
+            let (hep, http) = (39_060, 39_061);
+            let _srv = start_serve(&data, hep, http);
+            let to: SocketAddr = format!("127.0.0.1:{hep}").parse().unwrap();
+            // The sender runs on core 1; this process is moved there.
+            let _ = Command::new("taskset")
+                .args(["-p", "-c", "1", &std::process::id().to_string()])
+                .stdout(Stdio::null())
+                .status();
+            let sent = if ti == 0 {
+                send_udp(&pkts, to, rate, secs)
+            } else {
+                send_tcp(&pkts, to, rate, secs)
+            };
+            std::thread::sleep(Duration::from_secs(2));
+            let src = if ti == 0 { "hep_udp" } else { "hep_tcp" };
+            let received = metric(
+                http,
+                &format!("siphon_received_packets_total{{source=\"{src}\"}}"),
+            );
+            let dropped = metric(http, "siphon_dropped_packets_total");
+            let analysed = metric(http, "siphon_packets_total{type=\"sip\"}");
+            let ok = dropped == 0 && received == sent && analysed == sent;
+            println!(
+                "HEP/{transport} {rate:>7}/s for {secs} s: sent {sent}, received {received}, analysed {analysed}, dropped {dropped} -> {}",
+                if ok { "pass" } else { "FAIL" }
+            );
+            let _ = std::fs::remove_dir_all(&data);
+            if !ok {
+                break;
+            }
+            best[ti] = rate;
+        }
+    }
+    println!(
+        "highest zero-drop SIP message rate on one core: UDP {} msg/s, TCP {} msg/s (target 400,000; Homer publishes ~120,000)",
+        best[0], best[1]
+    );
+}
+
+fn import_rate(corpus: &Path, dir: &Path) {
+    let cap = dir.join("import.pcap");
+    let g = gen::generate(corpus, &cap, 150, 500_000);
+    let t0 = Instant::now();
+    let st = pinned(0, env!("CARGO_BIN_EXE_siphon"))
+        .args(["import", "--quiet", "--data"])
+        .arg(dir.join("import-data"))
+        .arg(&cap)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let s = t0.elapsed().as_secs_f64();
+    println!(
+        "same run: siphon import {} packets in {s:.2} s = {:.0} packets/s on one core",
+        g.packets,
+        g.packets as f64 / s
+    );
+    let _ = std::fs::remove_file(&cap);
+}
+
+/// Builds a SIP-only store of `calls` calls through the library; returns the Call-IDs.
+fn build_store(corpus: &Path, data: &Path, calls: u64) -> Vec<String> {
+    let mut r = CaptureReader::open(&corpus.join("many_calls_24.pcap")).unwrap();
+    let mut dec = Decoder::new();
+    let mut sip = Vec::new();
+    while let Some(f) = r.next_frame().unwrap() {
+        let Ok(Some(p)) = dec.decode(&f) else {
+            continue;
+        };
+        if p.src.port() < 10000 {
+            sip.push((p.ts_us, f.data.to_vec()));
+        }
+    }
+    let t_first = sip[0].0;
+    let mut cfg = StoreConfig::new(data);
+    cfg.subdirs = siphon_store::Subdirs::Daily;
+    cfg.fsync = false;
+    let mut w = StoreWriter::open(cfg).unwrap();
+    let mut p = Pipeline::new(IngestConfig::default(), w.first_ref());
+    let copies = calls.div_ceil(24);
+    let mut ids = Vec::new();
+    let mut dirty = Vec::new();
+    for k in 0..copies {
+        for (ts, frame) in &sip {
+            // Rebuild IP/UDP lengths: the replacement makes the frame longer.
+            let mut f = gen::replace_all(frame, b"-5918@", format!("-5918c{k:07}@").as_bytes());
+            let ip_len = (f.len() - 14) as u16;
+            f[16..18].copy_from_slice(&ip_len.to_be_bytes());
+            f[24..26].copy_from_slice(&[0, 0]);
+            let udp_len = (f.len() - 34) as u16;
+            f[38..40].copy_from_slice(&udp_len.to_be_bytes());
+            f[40..42].copy_from_slice(&[0, 0]);
+            let frame = Frame {
+                ts_us: 1_800_000_000_000_000 + (ts - t_first) + k as i64 * 40_000,
+                link: LinkType::ETHERNET,
+                data: &f,
+                orig_len: f.len() as u32,
+                interface: 0,
+            };
+            p.push_frame(&frame, &mut w);
+            if w.should_flush() {
+                p.take_dirty(&mut dirty);
+                w.flush(std::mem::take(&mut dirty)).unwrap();
+            }
+        }
+        if k % 97 == 0 {
+            ids.push(format!("{}-5918c{k:07}@127.0.0.1", 1 + (k % 24)));
+        }
+    }
+    p.finish("end", &mut w);
+    w.close(Vec::new()).unwrap();
+    ids
+}
+
+fn flow_latency(corpus: &Path, dir: &Path, calls: u64) {
+    let data = dir.join("latency");
+    let t0 = Instant::now();
+    let ids = build_store(corpus, &data, calls);
+    println!(
+        "built a store of {} calls in {:.1} s",
+        calls.div_ceil(24) * 24,
+        t0.elapsed().as_secs_f64()
+    );
+    let http = 39_071;
+    let _srv = start_serve(&data, 39_070, http);
+    let mut lat = Vec::new();
+    for i in 0..2000 {
+        let id = &ids[(i * 7919) % ids.len()];
+        let path = format!("/api/v1/calls/{}/flow", id.replace('@', "%40"));
+        let t = Instant::now();
+        let (st, body) = http_get(http, &path);
+        lat.push(t.elapsed().as_secs_f64() * 1000.0);
+        assert_eq!(st, 200, "{path}: {}", String::from_utf8_lossy(&body));
+    }
+    lat.sort_by(f64::total_cmp);
+    println!(
+        "GET /api/v1/calls/{{id}}/flow on {} calls: p50 {:.2} ms, p99 {:.2} ms (target p99 < 10 ms)",
+        calls.div_ceil(24) * 24,
+        lat[lat.len() / 2],
+        lat[lat.len() * 99 / 100]
+    );
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        println!("serve: bench");
+        return;
+    }
+    let corpus: PathBuf = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpus");
+    let dir = std::env::temp_dir().join(format!("siphon-bench-serve-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let secs = env_u64("SIPHON_BENCH_SECONDS", 10);
+    let calls = env_u64("SIPHON_BENCH_CALLS", 1_000_000);
+    if std::env::var_os("SIPHON_BENCH_SKIP_LOAD").is_none() {
+        import_rate(&corpus, &dir);
+        hep_load(&corpus, &dir, secs);
+    }
+    flow_latency(&corpus, &dir, calls);
+    let _ = std::fs::remove_dir_all(&dir);
+}

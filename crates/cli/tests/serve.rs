@@ -1,0 +1,632 @@
+//! `siphon serve` with real peers on loopback: Kamailio's siptrace (HEP v3) proxying SIPp
+//! calls, sngrep replaying a corpus capture as HEP, live capture on `lo` of SIPp calls with
+//! RTP; and a clean stop on SIGTERM. Each result is compared with what `siphon import` makes of
+//! a direct capture (tshark) of the same traffic.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+fn corpus() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpus")
+}
+
+fn siphon() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_siphon"))
+}
+
+/// A port base unique to this test process and test, on loopback.
+fn ports(slot: u16) -> u16 {
+    20_000 + (std::process::id() % 400) as u16 * 100 + slot * 10
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("siphon-serve-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Kills a child process when dropped (so a failing test leaves nothing running).
+struct Guard(Child);
+
+impl Drop for Guard {
+    /// SIGTERM first (Kamailio then stops its children too), SIGKILL after 3 s.
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &self.0.id().to_string()])
+                .status();
+            let t0 = Instant::now();
+            while t0.elapsed() < Duration::from_secs(3) {
+                if let Ok(Some(_)) = self.0.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn sigterm(c: &mut Child) -> std::process::ExitStatus {
+    let st = Command::new("kill")
+        .args(["-TERM", &c.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let t0 = Instant::now();
+    loop {
+        if let Some(s) = c.try_wait().unwrap() {
+            return s;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "serve did not stop on SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn http_get(port: u16, path: &str) -> (u16, Vec<u8>) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).unwrap();
+    let head_end = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+    let status: u16 = head.split(' ').nth(1).unwrap().parse().unwrap();
+    let mut body = buf[head_end + 4..].to_vec();
+    if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        let mut out = Vec::new();
+        let mut rest = &body[..];
+        loop {
+            let nl = rest.windows(2).position(|w| w == b"\r\n").unwrap();
+            let n = usize::from_str_radix(std::str::from_utf8(&rest[..nl]).unwrap().trim(), 16)
+                .unwrap();
+            if n == 0 {
+                break;
+            }
+            out.extend_from_slice(&rest[nl + 2..nl + 2 + n]);
+            rest = &rest[nl + 2 + n + 2..];
+        }
+        body = out;
+    }
+    (status, body)
+}
+
+fn get_json(port: u16, path: &str) -> Value {
+    let (st, body) = http_get(port, path);
+    assert_eq!(st, 200, "{path}: {}", String::from_utf8_lossy(&body));
+    serde_json::from_slice(&body).unwrap()
+}
+
+fn wait_http(port: u16) {
+    let t0 = Instant::now();
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "serve did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn serve(data: &Path, hep: u16, http: u16, extra: &[&str]) -> Guard {
+    serve_env(data, hep, http, extra, &[])
+}
+
+fn serve_env(data: &Path, hep: u16, http: u16, extra: &[&str], env: &[(&str, String)]) -> Guard {
+    let c = siphon()
+        .args(["serve", "--data"])
+        .arg(data)
+        .args(["--hep-listen", &format!("127.0.0.1:{hep}")])
+        .args(["--http-listen", &format!("127.0.0.1:{http}")])
+        .args(extra)
+        .env("SIPHON_STORAGE_FLUSH_INTERVAL_SECS", "1")
+        .env("SIPHON_CALLS_CLOSING_GRACE_SECS", "1")
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(data.with_file_name("serve.log")).unwrap())
+        .spawn()
+        .unwrap();
+    wait_http(http);
+    Guard(c)
+}
+
+/// tshark capturing `filter` on lo into `out`; returns once it is capturing.
+fn tshark(out: &Path, filter: &str) -> Guard {
+    let c = Command::new("tshark")
+        .args(["-q", "-i", "lo", "-f", filter, "-w"])
+        .arg(out)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("tshark is needed (apt-get install tshark)");
+    let mut g = Guard(c);
+    // tshark prints "Capturing on 'Loopback: lo'" when ready.
+    let mut err = g.0.stderr.take().unwrap();
+    let mut seen = Vec::new();
+    let mut b = [0u8; 256];
+    let t0 = Instant::now();
+    while !String::from_utf8_lossy(&seen).contains("Capturing on") {
+        let n = err.read(&mut b).unwrap();
+        assert!(
+            n > 0 && t0.elapsed() < Duration::from_secs(20),
+            "tshark did not start"
+        );
+        seen.extend_from_slice(&b[..n]);
+    }
+    std::thread::spawn(move || {
+        let mut sink = Vec::new();
+        let _ = err.read_to_end(&mut sink);
+    });
+    g
+}
+
+/// Stops tshark cleanly (SIGINT) so that its file is complete.
+fn stop_tshark(mut g: Guard) {
+    std::thread::sleep(Duration::from_millis(500));
+    let _ = Command::new("kill")
+        .args(["-INT", &g.0.id().to_string()])
+        .status();
+    let _ = g.0.wait();
+}
+
+fn import(data: &Path, cap: &Path) {
+    let st = siphon()
+        .args(["import", "--quiet", "--data"])
+        .arg(data)
+        .arg(cap)
+        .status()
+        .unwrap();
+    assert!(st.success());
+}
+
+fn cli_json(args: &[&str], data: &Path) -> Value {
+    let out = siphon()
+        .args(args)
+        .arg("--data")
+        .arg(data)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+type Msg = (String, String, String, String);
+
+/// µs since the epoch of an RFC 3339 time with microseconds ("...T14:36:44.265078Z").
+fn us(t: &str) -> i64 {
+    let (hms, frac) = t[11..].trim_end_matches('Z').split_once('.').unwrap();
+    let mut p = hms.split(':').map(|x| x.parse::<i64>().unwrap());
+    let s = p.next().unwrap() * 3600 + p.next().unwrap() * 60 + p.next().unwrap();
+    // Within one month is enough here: both times are seconds apart.
+    let day: i64 = t[8..10].parse().unwrap();
+    (day * 86_400 + s) * 1_000_000 + frac.parse::<i64>().unwrap()
+}
+
+fn msgs(v: &Value) -> Vec<Msg> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            let what = m["method"]
+                .as_str()
+                .map(str::to_string)
+                .unwrap_or_else(|| m["status"].to_string());
+            (
+                m["src"].as_str().unwrap().to_string(),
+                m["dst"].as_str().unwrap().to_string(),
+                what,
+                m["cseq"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// Polls the API until `n` complete calls are listed.
+fn wait_calls(http: u16, n: usize, path: &str) -> Vec<Value> {
+    let t0 = Instant::now();
+    loop {
+        let v = get_json(http, path);
+        let calls = v["calls"].as_array().unwrap().clone();
+        if calls.len() >= n && calls.iter().all(|c| c["phase"] == "complete") {
+            return calls;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(40),
+            "expected {n} complete calls, have {}",
+            serde_json::to_string(&calls).unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+#[test]
+fn kamailio_siptrace_hep_gives_the_same_calls_as_a_direct_capture() {
+    let base = ports(0);
+    let (hep, http, kam, uas, uac) = (base, base + 1, base + 2, base + 3, base + 4);
+    let dir = tmp("kamailio");
+    let cfg = std::fs::read_to_string(corpus().join("kamailio.cfg"))
+        .unwrap()
+        .replace(
+            "listen=udp:127.0.0.1:5060",
+            &format!("listen=udp:127.0.0.1:{kam}"),
+        )
+        .replace("sip:127.0.0.1:9060", &format!("sip:127.0.0.1:{hep}"))
+        .replace("sip:127.0.0.1:5092", &format!("sip:127.0.0.1:{uas}"));
+    let cfg_path = dir.join("kamailio.cfg");
+    std::fs::write(&cfg_path, cfg).unwrap();
+    let data = dir.join("data");
+    let mut srv = serve(&data, hep, http, &[]);
+    let cap = dir.join("direct.pcap");
+    // Kamailio sends HEP from its SIP socket: leave those packets out of the direct capture.
+    let ts = tshark(&cap, &format!("udp port {kam} and not udp port {hep}"));
+    let _kamailio = Guard(
+        Command::new("kamailio")
+            .args(["-f"])
+            .arg(&cfg_path)
+            .args(["-DD", "-E", "-m", "64", "-M", "8", "-Y"])
+            .arg(&dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("kamailio is needed (apt-get install kamailio)"),
+    );
+    let _uas = Guard(
+        Command::new("sipp")
+            .args([
+                "-sn",
+                "uas",
+                "-i",
+                "127.0.0.1",
+                "-p",
+                &uas.to_string(),
+                "-nostdin",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("sipp is needed (apt-get install sip-tester)"),
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    let st = Command::new("sipp")
+        .args([
+            "-sn",
+            "uac",
+            &format!("127.0.0.1:{kam}"),
+            "-i",
+            "127.0.0.1",
+            "-p",
+            &uac.to_string(),
+        ])
+        .args([
+            "-m",
+            "3",
+            "-r",
+            "5",
+            "-d",
+            "500",
+            "-nostdin",
+            "-timeout",
+            "30s",
+            "-timeout_error",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success(), "sipp uac failed");
+    let calls = wait_calls(http, 3, "/api/v1/calls?limit=100");
+    stop_tshark(ts);
+
+    let direct = dir.join("direct-data");
+    import(&direct, &cap);
+    let want = cli_json(&["calls", "--json", "--limit", "0"], &direct);
+    let mut want_ids: Vec<&str> = want
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["call_id"].as_str().unwrap())
+        .collect();
+    let mut got_ids: Vec<&str> = calls
+        .iter()
+        .map(|c| c["call_id"].as_str().unwrap())
+        .collect();
+    want_ids.sort();
+    got_ids.sort();
+    assert_eq!(got_ids, want_ids);
+    assert_eq!(got_ids.len(), 3);
+    for id in got_ids {
+        let enc: String = id.replace('@', "%40");
+        let got = get_json(http, &format!("/api/v1/calls/{enc}/flow"));
+        let want = cli_json(&["flow", "--json", id], &direct);
+        // The same messages; each HEP message carries Kamailio's own timestamp, within 5 ms of
+        // the capture time (so two messages microseconds apart may swap places).
+        let (mut g, mut w) = (msgs(&got), msgs(&want));
+        g.sort();
+        w.sort();
+        assert_eq!(g, w, "messages of {id}");
+        let ts = |v: &Value| -> Vec<(Msg, i64)> {
+            let mut out: Vec<(Msg, i64)> = msgs(v)
+                .into_iter()
+                .zip(v.as_array().unwrap())
+                .map(|(m, x)| (m, us(x["ts"].as_str().unwrap())))
+                .collect();
+            out.sort();
+            out
+        };
+        for ((gm, gt), (wm, wt)) in ts(&got).iter().zip(ts(&want).iter()) {
+            assert_eq!(gm, wm);
+            assert!(
+                (gt - wt).abs() < 5_000,
+                "{id} {gm:?}: HEP {gt} vs capture {wt}"
+            );
+        }
+        let c = get_json(http, &format!("/api/v1/calls/{enc}"));
+        assert_eq!(c["state"], "answered");
+    }
+    // Metrics saw the HEP traffic.
+    let (st, m) = http_get(http, "/metrics");
+    assert_eq!(st, 200);
+    let m = String::from_utf8_lossy(&m);
+    assert!(
+        m.contains("siphon_received_packets_total{source=\"hep_udp\"}"),
+        "{m}"
+    );
+    assert!(
+        m.contains("siphon_sip_requests_total{method=\"INVITE\"}"),
+        "{m}"
+    );
+    let status = sigterm(&mut srv.0);
+    assert!(status.success(), "serve exited with {status}");
+}
+
+#[test]
+fn sngrep_hep_replay_of_a_corpus_capture_lands() {
+    let base = ports(1);
+    let (hep, http) = (base, base + 1);
+    let dir = tmp("sngrep");
+    let data = dir.join("data");
+    let mut srv = serve(&data, hep, http, &[]);
+    let cap = corpus().join("failed_calls.pcap");
+    let st = Command::new("sngrep")
+        .args(["-I"])
+        .arg(&cap)
+        .args(["-H", &format!("udp:127.0.0.1:{hep}"), "-N", "-q"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("sngrep is needed (apt-get install sngrep)");
+    assert!(st.success());
+    let direct = dir.join("direct");
+    import(&direct, &cap);
+    let want = cli_json(&["calls", "--json", "--limit", "0"], &direct);
+    let n = want.as_array().unwrap().len();
+    let calls = wait_calls(http, n, "/api/v1/calls?limit=100");
+    for w in want.as_array().unwrap() {
+        let id = w["call_id"].as_str().unwrap();
+        let g = calls
+            .iter()
+            .find(|c| c["call_id"] == id)
+            .unwrap_or_else(|| panic!("{id} missing"));
+        assert_eq!(g["status_code"], w["status_code"], "{id}");
+        assert_eq!(g["messages"], w["messages"], "{id}");
+    }
+    assert!(sigterm(&mut srv.0).success());
+}
+
+#[test]
+fn live_capture_on_lo_equals_importing_the_same_traffic() {
+    let base = ports(2);
+    let (hep, http, uas, uac) = (base, base + 1, base + 3, base + 4);
+    let dir = tmp("live");
+    let data = dir.join("data");
+    // The default capture filter takes the SIP ports and UDP 10000-60000 (RTP): SIPp's
+    // signalling ports here are in that range too, and SIP is recognised by content.
+    let (mp_uas, mp_uac) = (base + 50, base + 70);
+    // Tests run in parallel: capture only this test's ports, in the collector as in tshark.
+    let filter = format!(
+        "udp port {uas} or udp port {uac} or udp portrange {mp_uas}-{}",
+        mp_uac + 9
+    );
+    let mut srv = serve_env(
+        &data,
+        hep,
+        http,
+        &["--interface", "lo"],
+        &[("SIPHON_CAPTURE_BPF", filter.clone())],
+    );
+    let cap = dir.join("direct.pcap");
+    let ts = tshark(&cap, &filter);
+    // sipp's uac_pcap scenario plays pcap/g711a.pcap from the working directory.
+    std::os::unix::fs::symlink("/usr/share/sip-tester", dir.join("pcap")).unwrap();
+    let _uas = Guard(
+        Command::new("sipp")
+            .args([
+                "-sn",
+                "uas",
+                "-i",
+                "127.0.0.1",
+                "-p",
+                &uas.to_string(),
+                "-mp",
+                &mp_uas.to_string(),
+                "-nostdin",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    std::thread::sleep(Duration::from_millis(800));
+    let st = Command::new("sipp")
+        .args([
+            "-sn",
+            "uac_pcap",
+            &format!("127.0.0.1:{uas}"),
+            "-i",
+            "127.0.0.1",
+            "-p",
+            &uac.to_string(),
+        ])
+        .args([
+            "-mp",
+            &mp_uac.to_string(),
+            "-m",
+            "2",
+            "-r",
+            "2",
+            "-nostdin",
+            "-timeout",
+            "40s",
+            "-timeout_error",
+        ])
+        .current_dir(&dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success(), "sipp uac_pcap failed");
+    let calls = wait_calls(http, 2, "/api/v1/calls?limit=100");
+    stop_tshark(ts);
+    let direct = dir.join("direct-data");
+    import(&direct, &cap);
+    let want = cli_json(&["calls", "--json", "--limit", "0"], &direct);
+    assert_eq!(want.as_array().unwrap().len(), calls.len());
+    for w in want.as_array().unwrap() {
+        let id = w["call_id"].as_str().unwrap();
+        let g = calls
+            .iter()
+            .find(|c| c["call_id"] == id)
+            .unwrap_or_else(|| panic!("{id} missing"));
+        assert_eq!(g["messages"], w["messages"], "{id}");
+        let key = |c: &Value| -> Vec<(String, String, String, u64)> {
+            let mut v: Vec<_> = c["streams"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|s| {
+                    (
+                        s["src"].as_str().unwrap().to_string(),
+                        s["dst"].as_str().unwrap().to_string(),
+                        s["ssrc"].as_str().unwrap().to_string(),
+                        s["packets"].as_u64().unwrap(),
+                    )
+                })
+                .collect();
+            v.sort();
+            v
+        };
+        assert_eq!(key(g), key(w), "streams of {id}");
+        assert!(!key(g).is_empty(), "{id} has RTP");
+    }
+    assert!(sigterm(&mut srv.0).success());
+}
+
+/// HEP v3 packets carrying the SIP messages of a corpus capture, with an auth key.
+fn hep_packets(cap: &Path, key: &[u8]) -> Vec<Vec<u8>> {
+    use siphon_wire::capture::CaptureReader;
+    use siphon_wire::decode::Decoder;
+    let mut r = CaptureReader::open(cap).unwrap();
+    let mut dec = Decoder::new();
+    let mut out = Vec::new();
+    while let Some(f) = r.next_frame().unwrap() {
+        let Ok(Some(p)) = dec.decode(&f) else {
+            continue;
+        };
+        if !p.payload.starts_with(b"SIP/2.0")
+            && !p.payload.starts_with(b"INVITE")
+            && !p.payload.starts_with(b"ACK")
+            && !p.payload.starts_with(b"BYE")
+        {
+            continue;
+        }
+        let h = siphon_hep::HepPacket {
+            version: 3,
+            src: p.src,
+            dst: p.dst,
+            ip_protocol: 17,
+            ts_us: p.ts_us,
+            proto_type: 1,
+            capture_id: Some(7),
+            auth_key: Some(key),
+            correlation_id: None,
+            node_name: None,
+            vlan: None,
+            payload: siphon_hep::Payload::Plain(p.payload),
+        };
+        let mut b = Vec::new();
+        siphon_hep::encode_v3(&h, &mut b);
+        out.push(b);
+    }
+    out
+}
+
+#[test]
+fn hep_tcp_with_auth_key_survives_sigkill_and_restart() {
+    let base = ports(3);
+    let (hep, http) = (base, base + 1);
+    let dir = tmp("tcp-auth");
+    let data = dir.join("data");
+    let env = [("SIPHON_HEP_AUTH_KEY", "s3cret".to_string())];
+    let mut srv = serve_env(&data, hep, http, &[], &env);
+    let cap = corpus().join("basic_twoway_g711a.pcap");
+    // Wrong key over UDP: refused and counted.
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    for p in hep_packets(&cap, b"wrong") {
+        udp.send_to(&p, ("127.0.0.1", hep)).unwrap();
+    }
+    // Right key over TCP, all packets back to back on one connection.
+    let mut tcp = TcpStream::connect(("127.0.0.1", hep)).unwrap();
+    let good = hep_packets(&cap, b"s3cret");
+    assert_eq!(good.len(), 7);
+    for p in &good {
+        tcp.write_all(p).unwrap();
+    }
+    tcp.flush().unwrap();
+    let calls = wait_calls(http, 1, "/api/v1/calls");
+    assert_eq!(calls.len(), 1);
+    assert_eq!(calls[0]["call_id"], "1-5790@127.0.0.1");
+    assert_eq!(calls[0]["messages"], 7);
+    let (_, m) = http_get(http, "/metrics");
+    let m = String::from_utf8_lossy(&m).to_string();
+    assert!(
+        m.contains("siphon_malformed_packets_total{reason=\"hep_auth_refused\"} 7"),
+        "{m}"
+    );
+    assert!(
+        m.contains("siphon_received_packets_total{source=\"hep_tcp\"} 7"),
+        "{m}"
+    );
+    drop(tcp);
+    // SIGKILL: what was flushed (the completed call) must survive a restart.
+    let _ = Command::new("kill")
+        .args(["-KILL", &srv.0.id().to_string()])
+        .status();
+    let _ = srv.0.wait();
+    let mut srv = serve_env(&data, hep, http, &[], &env);
+    let again = get_json(http, "/api/v1/calls");
+    assert_eq!(again["calls"].as_array().unwrap().len(), 1);
+    let flow = get_json(http, "/api/v1/calls/1-5790%40127.0.0.1/flow");
+    assert_eq!(flow.as_array().unwrap().len(), 7);
+    assert!(sigterm(&mut srv.0).success());
+}

@@ -1,0 +1,657 @@
+//! Ingest listeners and the pipeline thread.
+//!
+//! ```text
+//! HEP/UDP thread ─┐
+//! HEP/TCP threads ├─ batches ─► bounded queue ─► pipeline thread: Pipeline → StoreWriter
+//! capture thread ─┘   (full: counted as dropped)      tick each second: state machine,
+//!                                                      interval flush, metrics, retention
+//! ```
+//! Listeners never block on the pipeline: when the queue is full the batch is dropped and
+//! counted (`siphon_dropped_packets{reason="queue_full"}`); kernel drops of the UDP socket and
+//! of the capture are read and exported too.
+
+use std::io::{ErrorKind, Read};
+use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use siphon_calls::{CallRef, CallSummary};
+use siphon_ingest::{IngestStats, Pipeline, Record, Sink, SIP_METHODS};
+use siphon_store::{StoreWriter, WriteStats};
+use siphon_wire::capture::Frame;
+use siphon_wire::link::LinkType;
+
+use crate::config::Config;
+use crate::metrics::{ClassLabel, MethodLabel, Metrics, ReasonLabel, SourceLabel, TypeLabel};
+
+/// Packets per batch handed from a listener to the pipeline.
+const BATCH: usize = 64;
+/// Largest HEP packet accepted over TCP.
+const MAX_HEP_TCP: usize = 65_535;
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Source {
+    HepUdp,
+    HepTcp,
+    Interface(LinkType),
+}
+
+impl Source {
+    fn label(&self) -> &'static str {
+        match self {
+            Source::HepUdp => "hep_udp",
+            Source::HepTcp => "hep_tcp",
+            Source::Interface(_) => "interface",
+        }
+    }
+}
+
+/// Packets from one listener: one buffer, (time, start, length) per packet.
+struct Batch {
+    source: Source,
+    buf: Vec<u8>,
+    items: Vec<(i64, usize, usize)>,
+}
+
+impl Batch {
+    fn new(source: Source) -> Self {
+        Batch {
+            source,
+            buf: Vec::with_capacity(BATCH * 512),
+            items: Vec::with_capacity(BATCH),
+        }
+    }
+
+    fn push(&mut self, ts_us: i64, data: &[u8]) {
+        let start = self.buf.len();
+        self.buf.extend_from_slice(data);
+        self.items.push((ts_us, start, data.len()));
+    }
+
+    fn is_full(&self) -> bool {
+        self.items.len() >= BATCH
+    }
+}
+
+fn now_us() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or(0)
+}
+
+/// Hands a batch to the pipeline, or counts it as dropped when the queue is full.
+fn send(tx: &SyncSender<Batch>, batch: Batch, metrics: &Metrics) -> bool {
+    if batch.items.is_empty() {
+        return true;
+    }
+    let n = batch.items.len() as u64;
+    let bytes = batch.buf.len() as u64;
+    let label = SourceLabel {
+        source: batch.source.label().to_string(),
+    };
+    metrics.received_packets.get_or_create(&label).inc_by(n);
+    metrics.received_bytes.get_or_create(&label).inc_by(bytes);
+    match tx.try_send(batch) {
+        Ok(()) => true,
+        Err(TrySendError::Full(_)) => {
+            metrics
+                .drops
+                .get_or_create(&ReasonLabel {
+                    reason: "queue_full".into(),
+                })
+                .inc_by(n);
+            true
+        }
+        Err(TrySendError::Disconnected(_)) => false,
+    }
+}
+
+/// A running collector.
+pub struct Collector {
+    stop: Arc<AtomicBool>,
+    listeners: Vec<JoinHandle<()>>,
+    pipeline: Option<JoinHandle<Result<WriteStats>>>,
+    /// Where the HEP UDP listener is bound (useful with port 0).
+    pub hep_udp_addr: Option<SocketAddr>,
+    /// Where the HEP TCP listener is bound.
+    pub hep_tcp_addr: Option<SocketAddr>,
+}
+
+/// Starts the pipeline thread and every configured listener.
+pub fn start(cfg: &Config, metrics: Arc<Metrics>) -> Result<Collector> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let queue = (cfg.pipeline.queue_packets / BATCH).max(16);
+    let (tx, rx) = sync_channel::<Batch>(queue);
+    let writer = StoreWriter::open(cfg.store_config())
+        .with_context(|| format!("opening the store at {}", cfg.storage.data.display()))?;
+    let mut listeners = Vec::new();
+    let mut hep_udp_addr = None;
+    let mut hep_tcp_addr = None;
+    let mut udp_ports = Vec::new();
+    if let Some(a) = &cfg.hep.udp_listen {
+        let addr: SocketAddr = a.parse().with_context(|| format!("hep.udp_listen {a:?}"))?;
+        let sock = udp_socket(addr, cfg.hep.recv_buffer_bytes)
+            .with_context(|| format!("binding HEP UDP on {addr}"))?;
+        let local = sock.local_addr()?;
+        hep_udp_addr = Some(local);
+        udp_ports.push(local.port());
+        let (tx, stop, m) = (tx.clone(), stop.clone(), metrics.clone());
+        listeners.push(
+            std::thread::Builder::new()
+                .name("hep-udp".into())
+                .spawn(move || udp_loop(sock, tx, stop, m))?,
+        );
+    }
+    if let Some(a) = &cfg.hep.tcp_listen {
+        let addr: SocketAddr = a.parse().with_context(|| format!("hep.tcp_listen {a:?}"))?;
+        let l = TcpListener::bind(addr).with_context(|| format!("binding HEP TCP on {addr}"))?;
+        hep_tcp_addr = Some(l.local_addr()?);
+        l.set_nonblocking(true)?;
+        let (tx, stop, m) = (tx.clone(), stop.clone(), metrics.clone());
+        let max = cfg.hep.max_tcp_connections;
+        listeners.push(
+            std::thread::Builder::new()
+                .name("hep-tcp".into())
+                .spawn(move || tcp_accept_loop(l, tx, stop, m, max))?,
+        );
+    }
+    if let Some(dev) = &cfg.capture.interface {
+        let cap = open_capture(cfg, dev)?;
+        let (tx, stop, m) = (tx.clone(), stop.clone(), metrics.clone());
+        listeners.push(
+            std::thread::Builder::new()
+                .name("capture".into())
+                .spawn(move || capture_loop(cap, tx, stop, m))?,
+        );
+    }
+    drop(tx);
+    let mut icfg = cfg.ingest_config();
+    icfg.hep_auth_key = cfg.hep.auth_key.as_ref().map(|k| k.as_bytes().to_vec());
+    let pipe = Pipeline::new(icfg, writer.first_ref());
+    let m = metrics.clone();
+    let retention = (cfg.storage.retention_days, cfg.storage.retention_max_bytes);
+    let root = cfg.storage.data.clone();
+    let stop2 = stop.clone();
+    let pipeline = std::thread::Builder::new()
+        .name("pipeline".into())
+        .spawn(move || pipeline_loop(rx, pipe, writer, m, stop2, udp_ports, root, retention))?;
+    Ok(Collector {
+        stop,
+        listeners,
+        pipeline: Some(pipeline),
+        hep_udp_addr,
+        hep_tcp_addr,
+    })
+}
+
+impl Collector {
+    /// Stops the listeners, lets the pipeline drain its queue, completes open calls with the
+    /// reason "collector shutdown", flushes and seals the store.
+    pub fn shutdown(mut self) -> Result<WriteStats> {
+        self.stop.store(true, Ordering::SeqCst);
+        for l in self.listeners.drain(..) {
+            let _ = l.join();
+        }
+        match self.pipeline.take() {
+            Some(p) => match p.join() {
+                Ok(r) => r,
+                Err(_) => bail!("the pipeline thread panicked"),
+            },
+            None => bail!("already shut down"),
+        }
+    }
+}
+
+fn udp_socket(addr: SocketAddr, rcvbuf: usize) -> Result<UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let s = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    s.set_reuse_address(true)?;
+    if rcvbuf > 0 {
+        // The kernel may cap it (net.core.rmem_max); what we got is in the startup log.
+        let _ = s.set_recv_buffer_size(rcvbuf);
+    }
+    s.bind(&addr.into())?;
+    let u: UdpSocket = s.into();
+    u.set_read_timeout(Some(Duration::from_millis(100)))?;
+    Ok(u)
+}
+
+fn udp_loop(sock: UdpSocket, tx: SyncSender<Batch>, stop: Arc<AtomicBool>, m: Arc<Metrics>) {
+    let mut buf = vec![0u8; 65_536];
+    while !stop.load(Ordering::Relaxed) {
+        let mut batch = Batch::new(Source::HepUdp);
+        match sock.recv_from(&mut buf) {
+            Ok((n, _)) => batch.push(now_us(), buf.get(..n).unwrap_or_default()),
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => continue,
+            Err(_) => continue,
+        }
+        // Take what else is already queued, without waiting.
+        if sock.set_nonblocking(true).is_ok() {
+            while !batch.is_full() {
+                match sock.recv_from(&mut buf) {
+                    Ok((n, _)) => batch.push(now_us(), buf.get(..n).unwrap_or_default()),
+                    Err(_) => break,
+                }
+            }
+            let _ = sock.set_nonblocking(false);
+        }
+        if !send(&tx, batch, &m) {
+            break;
+        }
+    }
+}
+
+fn tcp_accept_loop(
+    l: TcpListener,
+    tx: SyncSender<Batch>,
+    stop: Arc<AtomicBool>,
+    m: Arc<Metrics>,
+    max: usize,
+) {
+    let open = Arc::new(AtomicUsize::new(0));
+    let mut conns = Vec::new();
+    while !stop.load(Ordering::Relaxed) {
+        match l.accept() {
+            Ok((s, _)) => {
+                if open.load(Ordering::SeqCst) >= max {
+                    m.drops
+                        .get_or_create(&ReasonLabel {
+                            reason: "tcp_connection_limit".into(),
+                        })
+                        .inc();
+                    continue;
+                }
+                open.fetch_add(1, Ordering::SeqCst);
+                let (tx, stop, m, open) = (tx.clone(), stop.clone(), m.clone(), open.clone());
+                if let Ok(h) = std::thread::Builder::new()
+                    .name("hep-tcp-conn".into())
+                    .spawn(move || {
+                        tcp_conn(s, tx, stop, m);
+                        open.fetch_sub(1, Ordering::SeqCst);
+                    })
+                {
+                    conns.push(h);
+                }
+                conns.retain(|h: &JoinHandle<()>| !h.is_finished());
+            }
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(20)),
+        }
+    }
+    for h in conns {
+        let _ = h.join();
+    }
+}
+
+/// Reads HEP v3 packets back to back from a TCP stream (framed by their length field).
+fn tcp_conn(mut s: TcpStream, tx: SyncSender<Batch>, stop: Arc<AtomicBool>, m: Arc<Metrics>) {
+    let _ = s.set_nonblocking(false);
+    let _ = s.set_read_timeout(Some(Duration::from_millis(100)));
+    let mut buf: Vec<u8> = Vec::with_capacity(1 << 16);
+    let mut chunk = vec![0u8; 1 << 16];
+    let mut batch = Batch::new(Source::HepTcp);
+    loop {
+        let stopping = stop.load(Ordering::Relaxed);
+        match s.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => buf.extend_from_slice(chunk.get(..n).unwrap_or_default()),
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                if !send(
+                    &tx,
+                    std::mem::replace(&mut batch, Batch::new(Source::HepTcp)),
+                    &m,
+                ) {
+                    return;
+                }
+                if stopping {
+                    break;
+                }
+                continue;
+            }
+            Err(_) => break,
+        }
+        let mut off = 0;
+        while let Some(head) = buf.get(off..off + 6) {
+            if head.get(..4) != Some(b"HEP3".as_slice()) {
+                m.malformed
+                    .get_or_create(&ReasonLabel {
+                        reason: "hep_tcp_framing".into(),
+                    })
+                    .inc();
+                return; // lost framing: drop the connection, the sender reconnects
+            }
+            let len = usize::from(u16::from_be_bytes([head[4], head[5]]));
+            if !(6..=MAX_HEP_TCP).contains(&len) {
+                m.malformed
+                    .get_or_create(&ReasonLabel {
+                        reason: "hep_tcp_framing".into(),
+                    })
+                    .inc();
+                return;
+            }
+            let Some(pkt) = buf.get(off..off + len) else {
+                break;
+            };
+            batch.push(now_us(), pkt);
+            off += len;
+            if batch.is_full()
+                && !send(
+                    &tx,
+                    std::mem::replace(&mut batch, Batch::new(Source::HepTcp)),
+                    &m,
+                )
+            {
+                return;
+            }
+        }
+        buf.drain(..off);
+    }
+    let _ = send(&tx, batch, &m);
+}
+
+fn open_capture(cfg: &Config, dev: &str) -> Result<pcap::Capture<pcap::Active>> {
+    let mut cap = pcap::Capture::from_device(dev)
+        .with_context(|| format!("capture interface {dev:?}"))?
+        .promisc(cfg.capture.promiscuous)
+        .snaplen(cfg.capture.snaplen)
+        .buffer_size(cfg.capture.buffer_bytes)
+        .timeout(100)
+        .immediate_mode(true)
+        .open()
+        .with_context(|| format!("opening {dev:?} for capture (needs root or CAP_NET_RAW)"))?;
+    let filter = cfg.bpf_filter();
+    cap.filter(&filter, true)
+        .with_context(|| format!("BPF filter {filter:?}"))?;
+    // Non-blocking reads: with immediate mode libpcap may not honour the read timeout, and a
+    // partial batch must not wait for the next packet.
+    cap.setnonblock()
+        .with_context(|| format!("non-blocking capture on {dev:?}"))
+}
+
+fn capture_loop(
+    mut cap: pcap::Capture<pcap::Active>,
+    tx: SyncSender<Batch>,
+    stop: Arc<AtomicBool>,
+    m: Arc<Metrics>,
+) {
+    let link = LinkType(cap.get_datalink().0 as u32);
+    let mut batch = Batch::new(Source::Interface(link));
+    let mut last_stats = Instant::now();
+    let (mut kernel_seen, mut if_seen) = (0u32, 0u32);
+    while !stop.load(Ordering::Relaxed) {
+        match cap.next_packet() {
+            Ok(p) => {
+                let ts = p.header.ts.tv_sec * 1_000_000 + p.header.ts.tv_usec;
+                batch.push(ts, p.data);
+                if batch.is_full()
+                    && !send(
+                        &tx,
+                        std::mem::replace(&mut batch, Batch::new(Source::Interface(link))),
+                        &m,
+                    )
+                {
+                    return;
+                }
+            }
+            Err(pcap::Error::TimeoutExpired) => {
+                if !send(
+                    &tx,
+                    std::mem::replace(&mut batch, Batch::new(Source::Interface(link))),
+                    &m,
+                ) {
+                    return;
+                }
+            }
+            Err(e) => {
+                eprintln!("siphon: capture stopped: {e}");
+                break;
+            }
+        }
+        if last_stats.elapsed() >= Duration::from_secs(1) {
+            last_stats = Instant::now();
+            if let Ok(s) = cap.stats() {
+                let k = s.dropped.wrapping_sub(kernel_seen);
+                let i = s.if_dropped.wrapping_sub(if_seen);
+                kernel_seen = s.dropped;
+                if_seen = s.if_dropped;
+                m.drops
+                    .get_or_create(&ReasonLabel {
+                        reason: "kernel".into(),
+                    })
+                    .inc_by(u64::from(k));
+                m.drops
+                    .get_or_create(&ReasonLabel {
+                        reason: "interface".into(),
+                    })
+                    .inc_by(u64::from(i));
+            }
+        }
+    }
+    let _ = send(&tx, batch, &m);
+}
+
+/// The store writer, counting completed calls into the metrics.
+struct MeteredSink<'a> {
+    writer: &'a mut StoreWriter,
+    metrics: &'a Metrics,
+}
+
+impl Sink for MeteredSink<'_> {
+    fn record(&mut self, rec: &Record<'_>) {
+        self.writer.record(rec);
+    }
+    fn call_opened(&mut self, call_ref: CallRef, call_id: &[u8], ts_us: i64) {
+        self.writer.call_opened(call_ref, call_id, ts_us);
+    }
+    fn call_completed(&mut self, summary: CallSummary) {
+        self.metrics.call_completed(&summary);
+        self.writer.call_completed(summary);
+    }
+    fn resolve(&mut self, call_id: &[u8]) -> Option<CallSummary> {
+        self.writer.resolve(call_id)
+    }
+}
+
+/// Publishes what changed in the pipeline's counters since the last call.
+fn publish(m: &Metrics, now: &IngestStats, last: &IngestStats) {
+    let d = |a: u64, b: u64| a.saturating_sub(b);
+    for (t, a, b) in [
+        ("sip", now.sip_messages, last.sip_messages),
+        ("rtp", now.rtp_packets, last.rtp_packets),
+        ("rtcp", now.rtcp_packets, last.rtcp_packets),
+        (
+            "other",
+            now.unmatched + now.not_udp_tcp,
+            last.unmatched + last.not_udp_tcp,
+        ),
+    ] {
+        if a > b {
+            m.packets_by_type
+                .get_or_create(&TypeLabel { r#type: t.into() })
+                .inc_by(d(a, b));
+        }
+    }
+    for (reason, n) in &now.malformed {
+        let before = last.malformed.get(reason).copied().unwrap_or(0);
+        if *n > before {
+            m.malformed
+                .get_or_create(&ReasonLabel {
+                    reason: (*reason).to_string(),
+                })
+                .inc_by(n - before);
+        }
+    }
+    for (i, (a, b)) in now
+        .sip_requests
+        .iter()
+        .zip(last.sip_requests.iter())
+        .enumerate()
+    {
+        if a > b {
+            let method = SIP_METHODS.get(i).copied().unwrap_or("other");
+            m.sip_requests
+                .get_or_create(&MethodLabel {
+                    method: method.into(),
+                })
+                .inc_by(a - b);
+        }
+    }
+    for (i, (a, b)) in now
+        .sip_responses
+        .iter()
+        .zip(last.sip_responses.iter())
+        .enumerate()
+    {
+        if a > b {
+            let class = if i == 0 {
+                "other".to_string()
+            } else {
+                format!("{i}xx")
+            };
+            m.sip_responses
+                .get_or_create(&ClassLabel { class })
+                .inc_by(a - b);
+        }
+    }
+}
+
+/// Kernel drops of our UDP sockets, from /proc/net/udp{,6} (last column), by local port.
+fn udp_kernel_drops(ports: &[u16]) -> u64 {
+    let mut total = 0;
+    for f in ["/proc/net/udp", "/proc/net/udp6"] {
+        let Ok(text) = std::fs::read_to_string(f) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            let Some(local) = cols.get(1) else { continue };
+            let Some(port) = local
+                .rsplit(':')
+                .next()
+                .and_then(|p| u16::from_str_radix(p, 16).ok())
+            else {
+                continue;
+            };
+            if ports.contains(&port) {
+                total += cols.last().and_then(|d| d.parse::<u64>().ok()).unwrap_or(0);
+            }
+        }
+    }
+    total
+}
+
+#[allow(clippy::too_many_arguments)]
+fn pipeline_loop(
+    rx: Receiver<Batch>,
+    mut pipe: Pipeline,
+    mut writer: StoreWriter,
+    m: Arc<Metrics>,
+    _stop: Arc<AtomicBool>,
+    udp_ports: Vec<u16>,
+    root: std::path::PathBuf,
+    retention: (Option<u32>, Option<u64>),
+) -> Result<WriteStats> {
+    let mut last_tick = Instant::now();
+    let mut last_retention: Option<Instant> = None;
+    let mut last_stats = IngestStats::default();
+    let mut dirty = Vec::new();
+    let mut kernel_seen = udp_kernel_drops(&udp_ports);
+    let mut written_seen = 0u64;
+    let flush = |pipe: &mut Pipeline,
+                 writer: &mut StoreWriter,
+                 dirty: &mut Vec<CallSummary>|
+     -> Result<()> {
+        pipe.take_dirty(dirty);
+        let t0 = Instant::now();
+        writer.flush(std::mem::take(dirty))?;
+        m.store_flush_seconds.observe(t0.elapsed().as_secs_f64());
+        Ok(())
+    };
+    loop {
+        match rx.recv_timeout(Duration::from_millis(200)) {
+            Ok(batch) => {
+                let mut sink = MeteredSink {
+                    writer: &mut writer,
+                    metrics: &m,
+                };
+                for (ts, start, len) in &batch.items {
+                    let Some(data) = batch.buf.get(*start..start + len) else {
+                        continue;
+                    };
+                    match batch.source {
+                        Source::HepUdp | Source::HepTcp => pipe.push_hep(data, &mut sink),
+                        Source::Interface(link) => {
+                            let frame = Frame {
+                                ts_us: *ts,
+                                link,
+                                data,
+                                orig_len: data.len() as u32,
+                                interface: 0,
+                            };
+                            pipe.push_frame(&frame, &mut sink);
+                        }
+                    }
+                }
+                if writer.should_flush() {
+                    flush(&mut pipe, &mut writer, &mut dirty)?;
+                }
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => break,
+        }
+        if last_tick.elapsed() >= Duration::from_secs(1) {
+            last_tick = Instant::now();
+            {
+                let mut sink = MeteredSink {
+                    writer: &mut writer,
+                    metrics: &m,
+                };
+                pipe.tick(now_us(), &mut sink);
+            }
+            if writer.interval_elapsed() {
+                flush(&mut pipe, &mut writer, &mut dirty)?;
+            }
+            let st = pipe.stats().clone();
+            publish(&m, &st, &last_stats);
+            last_stats = st;
+            m.active_calls.set(pipe.open_calls() as i64);
+            let ws = writer.stats();
+            let written = ws.sip_block_bytes + ws.media_block_bytes + ws.summary_block_bytes;
+            m.store_bytes.inc_by(written.saturating_sub(written_seen));
+            written_seen = written;
+            let k = udp_kernel_drops(&udp_ports);
+            if k > kernel_seen {
+                m.drops
+                    .get_or_create(&ReasonLabel {
+                        reason: "kernel".into(),
+                    })
+                    .inc_by(k - kernel_seen);
+            }
+            kernel_seen = k;
+            if retention.0.is_some() || retention.1.is_some() {
+                let due = last_retention.is_none_or(|t| t.elapsed() >= Duration::from_secs(600));
+                if due {
+                    last_retention = Some(Instant::now());
+                    let _ = siphon_store::retention(&root, retention.0, retention.1, now_us());
+                }
+            }
+        }
+    }
+    {
+        let mut sink = MeteredSink {
+            writer: &mut writer,
+            metrics: &m,
+        };
+        pipe.finish("collector shutdown", &mut sink);
+    }
+    let st = pipe.stats().clone();
+    publish(&m, &st, &last_stats);
+    Ok(writer.close(Vec::new())?)
+}

@@ -1,0 +1,312 @@
+//! Prometheus metrics of the collector (`GET /metrics`).
+//!
+//! Hot-path counters live in the pipeline's own statistics; the pipeline thread publishes them
+//! here once a second (as deltas), so ingest pays nothing per packet for metrics.
+
+use std::sync::atomic::AtomicU64;
+use std::sync::Mutex;
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+/// A label set with one label.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SourceLabel {
+    /// Where packets came from: hep_udp, hep_tcp, interface.
+    pub source: String,
+}
+
+/// Packet type label.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TypeLabel {
+    /// sip, rtp, rtcp, other.
+    pub r#type: String,
+}
+
+/// Reason label.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    /// Why.
+    pub reason: String,
+}
+
+/// SIP method label.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MethodLabel {
+    /// Request method.
+    pub method: String,
+}
+
+/// SIP response class label.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ClassLabel {
+    /// 1xx .. 6xx.
+    pub class: String,
+}
+
+/// Call outcome label.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabel {
+    /// answered, busy, cancelled, rejected, no-answer, failed.
+    pub outcome: String,
+}
+
+/// Direction label for quality histograms.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DirectionLabel {
+    /// uac (caller→callee) or uas.
+    pub direction: String,
+}
+
+/// Every metric the collector exports.
+pub struct Metrics {
+    registry: Registry,
+    /// Packets and bytes received, by source.
+    pub received_packets: Family<SourceLabel, Counter>,
+    /// See `received_packets`.
+    pub received_bytes: Family<SourceLabel, Counter>,
+    /// Packets by what they turned out to be.
+    pub packets_by_type: Family<TypeLabel, Counter>,
+    /// Packets dropped before analysis: queue_full, kernel, interface.
+    pub drops: Family<ReasonLabel, Counter>,
+    /// Malformed or refused input by reason.
+    pub malformed: Family<ReasonLabel, Counter>,
+    /// SIP requests by method and responses by class.
+    pub sip_requests: Family<MethodLabel, Counter>,
+    /// See `sip_requests`.
+    pub sip_responses: Family<ClassLabel, Counter>,
+    /// Calls open now.
+    pub active_calls: Gauge,
+    /// Completed calls by outcome.
+    pub calls: Family<OutcomeLabel, Counter>,
+    /// Answer-seizure ratio, average call duration (s), network effectiveness ratio, over the
+    /// calls completed since start.
+    pub asr: Gauge<f64, AtomicU64>,
+    /// See `asr`.
+    pub acd_seconds: Gauge<f64, AtomicU64>,
+    /// See `asr`.
+    pub ner: Gauge<f64, AtomicU64>,
+    /// MOS, jitter (ms) and loss (%) per direction of completed calls.
+    pub mos: Family<DirectionLabel, Histogram>,
+    /// See `mos`.
+    pub jitter_ms: Family<DirectionLabel, Histogram>,
+    /// See `mos`.
+    pub loss_pct: Family<DirectionLabel, Histogram>,
+    /// Time of a store flush, and bytes written to segments.
+    pub store_flush_seconds: Histogram,
+    /// See `store_flush_seconds`.
+    pub store_bytes: Counter,
+    /// Calls and talk time behind ASR/ACD/NER.
+    totals: Mutex<CallTotals>,
+}
+
+#[derive(Default)]
+struct CallTotals {
+    attempts: u64,
+    answered: u64,
+    effective: u64,
+    talk_s: f64,
+}
+
+fn mos_hist() -> Histogram {
+    Histogram::new([1.0, 2.0, 2.5, 3.0, 3.1, 3.5, 3.6, 4.0, 4.03, 4.2, 4.34, 4.5])
+}
+
+fn jitter_hist() -> Histogram {
+    Histogram::new([1.0, 5.0, 10.0, 20.0, 30.0, 50.0, 100.0])
+}
+
+fn loss_hist() -> Histogram {
+    Histogram::new([0.0, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0])
+}
+
+impl Metrics {
+    /// All metrics, registered under the `siphon_` prefix.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("siphon");
+        let received_packets = Family::<SourceLabel, Counter>::default();
+        let received_bytes = Family::<SourceLabel, Counter>::default();
+        let packets_by_type = Family::<TypeLabel, Counter>::default();
+        let drops = Family::<ReasonLabel, Counter>::default();
+        let malformed = Family::<ReasonLabel, Counter>::default();
+        let sip_requests = Family::<MethodLabel, Counter>::default();
+        let sip_responses = Family::<ClassLabel, Counter>::default();
+        let active_calls = Gauge::default();
+        let calls = Family::<OutcomeLabel, Counter>::default();
+        let asr = Gauge::<f64, AtomicU64>::default();
+        let acd_seconds = Gauge::<f64, AtomicU64>::default();
+        let ner = Gauge::<f64, AtomicU64>::default();
+        let store_flush_seconds = Histogram::new([0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0]);
+        let store_bytes = Counter::default();
+        registry.register(
+            "received_packets",
+            "Packets received, by source",
+            received_packets.clone(),
+        );
+        registry.register(
+            "received_bytes",
+            "Bytes received, by source",
+            received_bytes.clone(),
+        );
+        registry.register(
+            "packets",
+            "Packets analysed, by type",
+            packets_by_type.clone(),
+        );
+        registry.register(
+            "dropped_packets",
+            "Packets dropped before analysis, by reason",
+            drops.clone(),
+        );
+        registry.register(
+            "malformed_packets",
+            "Malformed or refused input, by reason",
+            malformed.clone(),
+        );
+        registry.register(
+            "sip_requests",
+            "SIP requests, by method",
+            sip_requests.clone(),
+        );
+        registry.register(
+            "sip_responses",
+            "SIP responses, by class",
+            sip_responses.clone(),
+        );
+        registry.register(
+            "active_calls",
+            "Calls and dialogs open now",
+            active_calls.clone(),
+        );
+        registry.register("calls", "Completed calls, by outcome", calls.clone());
+        registry.register(
+            "asr_ratio",
+            "Answer-seizure ratio of completed calls",
+            asr.clone(),
+        );
+        registry.register(
+            "acd_seconds",
+            "Average duration of answered calls",
+            acd_seconds.clone(),
+        );
+        registry.register(
+            "ner_ratio",
+            "Network effectiveness ratio of completed calls",
+            ner.clone(),
+        );
+        let mos = Family::<DirectionLabel, Histogram>::new_with_constructor(
+            mos_hist as fn() -> Histogram,
+        );
+        let jitter_ms = Family::<DirectionLabel, Histogram>::new_with_constructor(
+            jitter_hist as fn() -> Histogram,
+        );
+        let loss_pct = Family::<DirectionLabel, Histogram>::new_with_constructor(
+            loss_hist as fn() -> Histogram,
+        );
+        registry.register(
+            "call_mos",
+            "MOS (E-model) of completed calls, per direction",
+            mos.clone(),
+        );
+        registry.register(
+            "call_jitter_ms",
+            "Mean jitter of completed calls, per direction",
+            jitter_ms.clone(),
+        );
+        registry.register(
+            "call_loss_percent",
+            "Packet loss of completed calls, per direction",
+            loss_pct.clone(),
+        );
+        registry.register(
+            "store_flush_seconds",
+            "Time to write and commit one flush",
+            store_flush_seconds.clone(),
+        );
+        registry.register(
+            "store_written_bytes",
+            "Bytes written to segment files",
+            store_bytes.clone(),
+        );
+        Metrics {
+            registry,
+            received_packets,
+            received_bytes,
+            packets_by_type,
+            drops,
+            malformed,
+            sip_requests,
+            sip_responses,
+            active_calls,
+            calls,
+            asr,
+            acd_seconds,
+            ner,
+            mos,
+            jitter_ms,
+            loss_pct,
+            store_flush_seconds,
+            store_bytes,
+            totals: Mutex::new(CallTotals::default()),
+        }
+    }
+
+    /// The Prometheus text exposition.
+    pub fn encode(&self) -> String {
+        let mut s = String::new();
+        if encode(&mut s, &self.registry).is_err() {
+            s.clear();
+        }
+        s
+    }
+
+    /// Accounts a completed call: outcome, ASR/ACD/NER, quality histograms.
+    pub fn call_completed(&self, c: &siphon_calls::CallSummary) {
+        if !c.is_call() {
+            return;
+        }
+        let outcome = c.state.as_str().to_string();
+        self.calls.get_or_create(&OutcomeLabel { outcome }).inc();
+        if let Ok(mut t) = self.totals.lock() {
+            t.attempts += 1;
+            if c.answer_us.is_some() {
+                t.answered += 1;
+                t.talk_s += c.talk_s();
+            }
+            // NER counts every attempt the network completed: answered, or ended by the user
+            // (busy, no answer, rejected, cancelled); not server or network failures.
+            if !matches!(c.state, siphon_calls::CallState::Failed) {
+                t.effective += 1;
+            }
+            let a = t.attempts as f64;
+            self.asr.set(t.answered as f64 / a);
+            self.ner.set(t.effective as f64 / a);
+            if t.answered > 0 {
+                self.acd_seconds.set(t.talk_s / t.answered as f64);
+            }
+        }
+        if let Some(q) = &c.quality {
+            for (label, d) in [("uac", &q.directions.uac), ("uas", &q.directions.uas)] {
+                if let Some(d) = d {
+                    let l = DirectionLabel {
+                        direction: label.to_string(),
+                    };
+                    self.mos.get_or_create(&l).observe(d.emodel.mos);
+                    self.jitter_ms.get_or_create(&l).observe(d.jitter_mean_ms);
+                    self.loss_pct.get_or_create(&l).observe(d.loss_pct);
+                }
+            }
+        }
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
