@@ -160,3 +160,48 @@ fn unsafe_kill(pid: u32) {
         .unwrap();
     assert!(st.success());
 }
+
+#[test]
+fn truncated_capture_imports_up_to_the_damage_and_says_where() {
+    let dir = std::env::temp_dir().join(format!("siphon-trunc-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let full = std::fs::read(corpus().join("basic_twoway_g711a.pcap")).unwrap();
+    let cut = dir.join("cut.pcap");
+    std::fs::write(&cut, &full[..full.len() - 100]).unwrap();
+    let data = dir.join("data");
+    let out = siphon()
+        .args(["import", "--json", "--data"])
+        .arg(&data)
+        .arg(&cut)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "a damaged file is exit status 2"
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["packets"], 478, "every frame before the damage");
+    let err = v["errors"][0].as_str().unwrap();
+    assert!(
+        err.contains("cut.pcap") && err.contains("truncated"),
+        "{err}"
+    );
+    let calls = calls_json(&data, false);
+    assert_eq!(calls.len(), 1);
+    // The cut frame was the last one: the 200 OK to BYE.
+    assert_eq!(calls[0]["messages"], 6);
+    let garbage = dir.join("garbage.pcap");
+    std::fs::write(&garbage, b"this is not a capture file at all").unwrap();
+    let out = siphon()
+        .args(["import", "--data"])
+        .arg(&data)
+        .arg(&garbage)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("garbage.pcap"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -325,7 +325,7 @@ const CALL_KEYS: [&str; 32] = [
     "verdict",
 ];
 
-const STREAM_KEYS: [&str; 16] = [
+const STREAM_KEYS: [&str; 17] = [
     "src",
     "dst",
     "ssrc",
@@ -342,6 +342,7 @@ const STREAM_KEYS: [&str; 16] = [
     "first",
     "last",
     "direction",
+    "rtcp",
 ];
 
 fn keys(v: &Value) -> BTreeSet<String> {

@@ -148,6 +148,30 @@ pub struct StoredStream {
     pub first_us: i64,
     /// See `first_us`.
     pub last_us: i64,
+    /// What the receiver reported in RTCP about this stream (absent when no report block
+    /// named it).
+    pub rtcp: Option<RtcpStored>,
+}
+
+/// RTCP figures kept with a stream.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RtcpStored {
+    /// Report blocks seen.
+    pub reports: u32,
+    /// Last fraction lost, in 1/256.
+    pub fraction_lost: u8,
+    /// Last cumulative loss reported.
+    pub cumulative_lost: i32,
+    /// Last jitter reported, µs.
+    pub jitter_us: u64,
+    /// Mean, min and max RTT from LSR/DLSR, µs (0 samples: none).
+    pub rtt_samples: u32,
+    /// See `rtt_samples`.
+    pub rtt_mean_us: u64,
+    /// See `rtt_samples`.
+    pub rtt_min_us: u64,
+    /// See `rtt_samples`.
+    pub rtt_max_us: u64,
 }
 
 impl StoredStream {
@@ -170,6 +194,19 @@ impl StoredStream {
             jitter_max_us: (s.stats.max_jitter_ms() * 1000.0).round() as u64,
             first_us: s.stats.first_us,
             last_us: s.stats.last_us,
+            rtcp: (s.rtcp.reports > 0).then(|| RtcpStored {
+                reports: s.rtcp.reports,
+                fraction_lost: s
+                    .rtcp
+                    .fraction_lost
+                    .map_or(0, |f| (f * 256.0).round().clamp(0.0, 255.0) as u8),
+                cumulative_lost: s.rtcp.cumulative_lost.unwrap_or(0),
+                jitter_us: s.rtcp.jitter_ms.map_or(0, |j| (j * 1000.0).round() as u64),
+                rtt_samples: s.rtcp.rtt_count,
+                rtt_mean_us: s.rtcp.rtt_ms().map_or(0, |r| (r * 1000.0).round() as u64),
+                rtt_min_us: s.rtcp.rtt_min_ms.map_or(0, |r| (r * 1000.0).round() as u64),
+                rtt_max_us: s.rtcp.rtt_max_ms.map_or(0, |r| (r * 1000.0).round() as u64),
+            }),
         }
     }
 
@@ -299,6 +336,24 @@ pub fn pack_streams(streams: &[StoredStream], base_us: i64) -> Vec<u8> {
         }
         put_varint(&mut out, zz(s.first_us - base_us));
         put_varint(&mut out, zz(s.last_us - s.first_us));
+        match &s.rtcp {
+            None => out.push(0),
+            Some(r) => {
+                out.push(1);
+                put_varint(&mut out, u64::from(r.reports));
+                out.push(r.fraction_lost);
+                put_varint(&mut out, zz(i64::from(r.cumulative_lost)));
+                for v in [
+                    r.jitter_us,
+                    u64::from(r.rtt_samples),
+                    r.rtt_mean_us,
+                    r.rtt_min_us,
+                    r.rtt_max_us,
+                ] {
+                    put_varint(&mut out, v);
+                }
+            }
+        }
     }
     out
 }
@@ -336,6 +391,28 @@ fn unpack_one(buf: &[u8], pos: &mut usize, base_us: i64) -> Option<StoredStream>
     }
     let first_us = base_us + unzz(get_varint(buf, pos)?);
     let last_us = first_us + unzz(get_varint(buf, pos)?);
+    let rtcp = match *get_bytes(buf, pos, 1)?.first()? {
+        1 => {
+            let reports = u32::try_from(get_varint(buf, pos)?).ok()?;
+            let fraction_lost = *get_bytes(buf, pos, 1)?.first()?;
+            let cumulative_lost = i32::try_from(unzz(get_varint(buf, pos)?)).ok()?;
+            let mut r = [0u64; 5];
+            for x in &mut r {
+                *x = get_varint(buf, pos)?;
+            }
+            Some(RtcpStored {
+                reports,
+                fraction_lost,
+                cumulative_lost,
+                jitter_us: r[0],
+                rtt_samples: u32::try_from(r[1]).ok()?,
+                rtt_mean_us: r[2],
+                rtt_min_us: r[3],
+                rtt_max_us: r[4],
+            })
+        }
+        _ => None,
+    };
     let [packets, lost, duplicates, reordered, max_delta_us, jitter_mean_us, jitter_max_us] = v;
     Some(StoredStream {
         src,
@@ -354,6 +431,7 @@ fn unpack_one(buf: &[u8], pos: &mut usize, base_us: i64) -> Option<StoredStream>
         jitter_max_us,
         first_us,
         last_us,
+        rtcp,
     })
 }
 
@@ -867,6 +945,16 @@ mod tests {
             jitter_max_us: 827,
             first_us: 1_795_335_337_621_789,
             last_us: 1_795_335_344_671_502,
+            rtcp: Some(RtcpStored {
+                reports: 3,
+                fraction_lost: 12,
+                cumulative_lost: -2,
+                jitter_us: 1250,
+                rtt_samples: 2,
+                rtt_mean_us: 41_000,
+                rtt_min_us: 40_000,
+                rtt_max_us: 42_000,
+            }),
         };
         let base = 1_795_335_337_116_552;
         assert_eq!(

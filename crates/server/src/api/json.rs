@@ -32,6 +32,18 @@ pub fn stream_json(s: &StoredStream) -> Value {
         "first": format_rfc3339_us(s.first_us),
         "last": format_rfc3339_us(s.last_us),
         "direction": s.direction.as_str(),
+        "rtcp": s.rtcp.map(|r| json!({
+            "reports": r.reports,
+            "fraction_lost": f64::from(r.fraction_lost) / 256.0,
+            "cumulative_lost": r.cumulative_lost,
+            "jitter_ms": r.jitter_us as f64 / 1000.0,
+            "rtt_ms": (r.rtt_samples > 0).then(|| json!({
+                "mean": r.rtt_mean_us as f64 / 1000.0,
+                "min": r.rtt_min_us as f64 / 1000.0,
+                "max": r.rtt_max_us as f64 / 1000.0,
+                "samples": r.rtt_samples,
+            })),
+        })),
     })
 }
 
