@@ -109,8 +109,10 @@ mod tests {
             jitter_max_us: 827,
             first_us: 1_795_335_337_621_789,
             last_us: 1_795_335_344_671_502,
+            rtcp: None,
         };
         let v = stream_json(&s);
+        assert!(v["rtcp"].is_null());
         assert_eq!(v["ssrc"], "0xDEE0EE8F");
         assert_eq!(v["dst"], "[2001:db8::1]:40000");
         assert_eq!(v["max_delta_ms"], 34.835);
