@@ -7,7 +7,7 @@ use std::path::Path;
 use rusqlite::{params, Connection, OptionalExtension};
 use siphon_calls::{CallState, CallSummary, StreamDirection, StreamSummary};
 
-use crate::segment::BlockRef;
+use crate::segment::{get_varint, put_varint, unzigzag as unzz, zigzag as zz, BlockRef};
 
 /// Index schema version, kept in `meta`.
 pub const INDEX_VERSION: i64 = 1;
@@ -239,27 +239,6 @@ pub fn merge_streams(earlier: &[StoredStream], later: &[StoredStream]) -> Vec<St
     out
 }
 
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
-fn get_varint(buf: &[u8], pos: &mut usize) -> Option<u64> {
-    let mut v = 0u64;
-    for shift in (0..64).step_by(7) {
-        let b = *buf.get(*pos)?;
-        *pos += 1;
-        v |= u64::from(b & 0x7f) << shift;
-        if b & 0x80 == 0 {
-            return Some(v);
-        }
-    }
-    None
-}
-
 fn put_addr(out: &mut Vec<u8>, a: &SocketAddr) {
     match a.ip() {
         IpAddr::V4(v) => {
@@ -296,14 +275,6 @@ fn get_addr(buf: &[u8], pos: &mut usize) -> Option<SocketAddr> {
     };
     let p: [u8; 2] = get_bytes(buf, pos, 2)?.try_into().ok()?;
     Some(SocketAddr::new(ip, u16::from_be_bytes(p)))
-}
-
-fn zz(v: i64) -> u64 {
-    ((v << 1) ^ (v >> 63)) as u64
-}
-
-fn unzz(v: u64) -> i64 {
-    ((v >> 1) as i64) ^ -((v & 1) as i64)
 }
 
 /// Packs streams; times are relative to `base_us` (the call start).
