@@ -274,6 +274,10 @@ fn every_corpus_capture_round_trips_against_tshark() {
                     "{name} {key:?}: {a} {x} vs tshark {y}"
                 );
             }
+            assert_eq!(
+                o["payload_types"], s["payload_types"],
+                "{name} {key:?}: payload types"
+            );
             if o["duplicates"].as_u64().unwrap() == 0 {
                 assert_eq!(
                     o["lost"].as_i64().unwrap(),

@@ -36,6 +36,8 @@ pub struct StreamStats {
     pub payload_type_changes: u32,
     /// Last payload type seen.
     pub payload_type: u8,
+    /// Every payload type seen (bit n: payload type n).
+    pub payload_types_seen: u128,
     /// Capture time of the first and last packet (µs).
     pub first_us: i64,
     /// See `first_us`.
@@ -70,6 +72,7 @@ impl Default for StreamStats {
             seq_wraps: 0,
             markers: 0,
             payload_type_changes: 0,
+            payload_types_seen: 0,
             payload_type: 0,
             first_us: 0,
             last_us: 0,
@@ -154,6 +157,7 @@ impl StreamStats {
         marker: bool,
         clock: Option<u32>,
     ) {
+        self.payload_types_seen |= 1u128 << (pt & 0x7f);
         if self.packets == 0 {
             self.first_us = ts_us;
             self.base_ext = u64::from(seq) + 65536;
@@ -258,6 +262,13 @@ impl StreamStats {
             self.reordered += 1;
         }
         false
+    }
+
+    /// The payload types seen, in increasing order.
+    pub fn payload_types(&self) -> Vec<u8> {
+        (0u8..128)
+            .filter(|p| self.payload_types_seen & (1u128 << p) != 0)
+            .collect()
     }
 
     /// Packets the sequence range calls for (highest − lowest + 1).

@@ -325,7 +325,7 @@ const CALL_KEYS: [&str; 32] = [
     "verdict",
 ];
 
-const STREAM_KEYS: [&str; 17] = [
+const STREAM_KEYS: [&str; 20] = [
     "src",
     "dst",
     "ssrc",
@@ -342,6 +342,9 @@ const STREAM_KEYS: [&str; 17] = [
     "first",
     "last",
     "direction",
+    "payload_types",
+    "markers",
+    "payload_type_changes",
     "rtcp",
 ];
 

@@ -151,6 +151,12 @@ pub struct StoredStream {
     /// What the receiver reported in RTCP about this stream (absent when no report block
     /// named it).
     pub rtcp: Option<RtcpStored>,
+    /// Payload types seen (bit n: type n), marker bits and payload type changes.
+    pub payload_types: u128,
+    /// See `payload_types`.
+    pub markers: u64,
+    /// See `payload_types`.
+    pub payload_type_changes: u32,
 }
 
 /// RTCP figures kept with a stream.
@@ -194,6 +200,9 @@ impl StoredStream {
             jitter_max_us: (s.stats.max_jitter_ms() * 1000.0).round() as u64,
             first_us: s.stats.first_us,
             last_us: s.stats.last_us,
+            payload_types: s.stats.payload_types_seen,
+            markers: s.stats.markers,
+            payload_type_changes: s.stats.payload_type_changes,
             rtcp: (s.rtcp.reports > 0).then(|| RtcpStored {
                 reports: s.rtcp.reports,
                 fraction_lost: s
@@ -307,6 +316,9 @@ pub fn pack_streams(streams: &[StoredStream], base_us: i64) -> Vec<u8> {
         }
         put_varint(&mut out, zz(s.first_us - base_us));
         put_varint(&mut out, zz(s.last_us - s.first_us));
+        out.extend_from_slice(&s.payload_types.to_le_bytes());
+        put_varint(&mut out, s.markers);
+        put_varint(&mut out, u64::from(s.payload_type_changes));
         match &s.rtcp {
             None => out.push(0),
             Some(r) => {
@@ -362,6 +374,9 @@ fn unpack_one(buf: &[u8], pos: &mut usize, base_us: i64) -> Option<StoredStream>
     }
     let first_us = base_us + unzz(get_varint(buf, pos)?);
     let last_us = first_us + unzz(get_varint(buf, pos)?);
+    let payload_types = u128::from_le_bytes(get_bytes(buf, pos, 16)?.try_into().ok()?);
+    let markers = get_varint(buf, pos)?;
+    let payload_type_changes = u32::try_from(get_varint(buf, pos)?).ok()?;
     let rtcp = match *get_bytes(buf, pos, 1)?.first()? {
         1 => {
             let reports = u32::try_from(get_varint(buf, pos)?).ok()?;
@@ -403,6 +418,9 @@ fn unpack_one(buf: &[u8], pos: &mut usize, base_us: i64) -> Option<StoredStream>
         first_us,
         last_us,
         rtcp,
+        payload_types,
+        markers,
+        payload_type_changes,
     })
 }
 
@@ -926,6 +944,9 @@ mod tests {
                 rtt_min_us: 40_000,
                 rtt_max_us: 42_000,
             }),
+            payload_types: (1 << 8) | (1 << 101),
+            markers: 1,
+            payload_type_changes: 2,
         };
         let base = 1_795_335_337_116_552;
         assert_eq!(

@@ -32,6 +32,9 @@ pub fn stream_json(s: &StoredStream) -> Value {
         "first": format_rfc3339_us(s.first_us),
         "last": format_rfc3339_us(s.last_us),
         "direction": s.direction.as_str(),
+        "payload_types": (0u8..128).filter(|p| s.payload_types & (1u128 << p) != 0).collect::<Vec<u8>>(),
+        "markers": s.markers,
+        "payload_type_changes": s.payload_type_changes,
         "rtcp": s.rtcp.map(|r| json!({
             "reports": r.reports,
             "fraction_lost": f64::from(r.fraction_lost) / 256.0,
@@ -110,8 +113,12 @@ mod tests {
             first_us: 1_795_335_337_621_789,
             last_us: 1_795_335_344_671_502,
             rtcp: None,
+            payload_types: 1 << 8,
+            markers: 0,
+            payload_type_changes: 0,
         };
         let v = stream_json(&s);
+        assert_eq!(v["payload_types"], serde_json::json!([8]));
         assert!(v["rtcp"].is_null());
         assert_eq!(v["ssrc"], "0xDEE0EE8F");
         assert_eq!(v["dst"], "[2001:db8::1]:40000");
