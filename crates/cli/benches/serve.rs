@@ -3,7 +3,7 @@
 //! 1. HEP load: `siphon serve` pinned to one core receives HEP v3 (SIP messages of the corpus,
 //!    each copy of the 24 calls with its own Call-IDs) over UDP, then over TCP, from a sender
 //!    pinned to the other core, at rising rates for SIPHON_BENCH_SECONDS (default 10; the
-//!    issue's figure is 60) each; a rate passes when nothing was dropped (queue or kernel) and
+//!    issue's figure is 60; SIPHON_BENCH_RATES=a,b,c picks the rates) each; a rate passes when nothing was dropped (queue or kernel) and
 //!    every message was analysed. Printed beside the same run's `siphon import` rate.
 //! 2. Flow latency: a store of SIPHON_BENCH_CALLS calls (default 1,000,000, SIP only) is built
 //!    through the library, served, and `GET /api/v1/calls/{id}/flow` is timed for 2,000 random
@@ -185,7 +185,11 @@ fn hep_load(corpus: &Path, dir: &Path, secs: u64) {
     let pkts = hep_template(corpus, 400);
     let mut best = [0u64; 2];
     for (ti, transport) in ["udp", "tcp"].iter().enumerate() {
-        for rate in [100_000u64, 200_000, 300_000, 400_000, 500_000, 600_000] {
+        let rates: Vec<u64> = std::env::var("SIPHON_BENCH_RATES")
+            .ok()
+            .map(|v| v.split(',').filter_map(|r| r.trim().parse().ok()).collect())
+            .unwrap_or_else(|| vec![100_000, 200_000, 300_000, 400_000, 500_000, 600_000]);
+        for &rate in &rates {
             let data = dir.join(format!("hep-{transport}-{rate}"));
             let (hep, http) = (39_060, 39_061);
             let _srv = start_serve(&data, hep, http);
