@@ -154,7 +154,17 @@ impl Correlator {
             Some(r) => *r,
             None => {
                 let known = self.closed.get(call_id).copied();
-                let summary = match resolve(call_id) {
+                // An INVITE without a To tag starts a new call: only in-dialog requests,
+                // responses and non-INVITE refreshes (REGISTER reuses its Call-ID) can belong to
+                // a dialog that was already completed and stored.
+                let initial = msg.method() == Some(b"INVITE".as_slice())
+                    && msg.to().and_then(|t| t.tag).is_none();
+                let looked_up = if initial && known.is_none() {
+                    None
+                } else {
+                    resolve(call_id)
+                };
+                let summary = match looked_up {
                     Some(s) => Some(s),
                     None => known.map(|r| self.fresh_summary(r, call_id, ts_us, src, dst, msg)),
                 };

@@ -96,56 +96,80 @@ fn start_serve(data: &Path, hep: u16, http: u16) -> Guard {
     Guard(c)
 }
 
-/// HEP packets of the SIP messages of `copies` copies of the 24-call template.
-fn hep_template(corpus: &Path, copies: u32) -> Vec<Vec<u8>> {
-    let mut r = CaptureReader::open(&corpus.join("many_calls_24.pcap")).unwrap();
-    let mut dec = Decoder::new();
-    let mut sip = Vec::new();
-    while let Some(f) = r.next_frame().unwrap() {
-        let Ok(Some(p)) = dec.decode(&f) else {
-            continue;
-        };
-        if p.src.port() == 5060 || p.dst.port() == 5060 || p.src.port() < 10000 {
-            sip.push((p.ts_us, p.src, p.dst, p.payload.to_vec()));
-        }
-    }
-    let mut out = Vec::new();
-    for k in 0..copies {
-        for (ts, src, dst, payload) in &sip {
-            let text = String::from_utf8_lossy(payload).replace("-5918@", &format!("-5918b{k}@"));
+/// HEP packets of the SIP messages of the 24-call template, each with the positions of an
+/// 8-digit copy number inside its Call-ID: the sender writes a new number into every cycle,
+/// so every call is new (as on a live network) without re-encoding.
+struct Template {
+    pkts: Vec<Vec<u8>>,
+    digits: Vec<Vec<usize>>,
+}
+
+impl Template {
+    fn new(corpus: &Path) -> Self {
+        let mut r = CaptureReader::open(&corpus.join("many_calls_24.pcap")).unwrap();
+        let mut dec = Decoder::new();
+        let (mut pkts, mut digits) = (Vec::new(), Vec::new());
+        while let Some(f) = r.next_frame().unwrap() {
+            let Ok(Some(p)) = dec.decode(&f) else {
+                continue;
+            };
+            if p.src.port() >= 10000 && p.dst.port() >= 10000 {
+                continue;
+            }
+            let payload = gen::replace_all(p.payload, b"-5918@", b"-5918b00000000@");
             let h = siphon_hep::HepPacket {
                 version: 3,
-                src: *src,
-                dst: *dst,
+                src: p.src,
+                dst: p.dst,
                 ip_protocol: 17,
-                ts_us: *ts + i64::from(k) * 1_000,
+                ts_us: p.ts_us,
                 proto_type: 1,
                 capture_id: Some(1),
                 auth_key: None,
                 correlation_id: None,
                 node_name: None,
                 vlan: None,
-                payload: siphon_hep::Payload::Plain(text.as_bytes()),
+                payload: siphon_hep::Payload::Plain(&payload),
             };
             let mut b = Vec::new();
             siphon_hep::encode_v3(&h, &mut b);
-            out.push(b);
+            let at: Vec<usize> = b
+                .windows(15)
+                .enumerate()
+                .filter(|(_, w)| *w == b"-5918b00000000@")
+                .map(|(i, _)| i + 6)
+                .collect();
+            pkts.push(b);
+            digits.push(at);
         }
+        Template { pkts, digits }
     }
-    out
+
+    /// Packet `i` of the endless sequence, written into `out`.
+    fn packet<'a>(&self, i: u64, out: &'a mut Vec<u8>) -> &'a [u8] {
+        let n = self.pkts.len() as u64;
+        let k = (i / n) % 100_000_000;
+        let j = (i % n) as usize;
+        out.clear();
+        out.extend_from_slice(&self.pkts[j]);
+        let d = format!("{k:08}");
+        for &at in &self.digits[j] {
+            out[at..at + 8].copy_from_slice(d.as_bytes());
+        }
+        out
+    }
 }
 
-/// Sends `pkts` cyclically at `rate` per second for `secs`; returns how many were sent.
-fn send_udp(pkts: &[Vec<u8>], to: SocketAddr, rate: u64, secs: u64) -> u64 {
+/// Sends the template's packets at `rate` per second for `secs`; returns how many were sent.
+fn send_udp(t: &Template, to: SocketAddr, rate: u64, secs: u64) -> u64 {
     let s = UdpSocket::bind("127.0.0.1:0").unwrap();
     let per_ms = rate / 1000;
     let t0 = Instant::now();
     let mut sent = 0u64;
-    let mut i = 0usize;
+    let mut buf = Vec::new();
     for ms in 0..secs * 1000 {
         for _ in 0..per_ms {
-            let _ = s.send_to(&pkts[i % pkts.len()], to);
-            i += 1;
+            let _ = s.send_to(t.packet(sent, &mut buf), to);
             sent += 1;
         }
         let due = Duration::from_millis(ms + 1);
@@ -157,18 +181,17 @@ fn send_udp(pkts: &[Vec<u8>], to: SocketAddr, rate: u64, secs: u64) -> u64 {
     sent
 }
 
-fn send_tcp(pkts: &[Vec<u8>], to: SocketAddr, rate: u64, secs: u64) -> u64 {
+fn send_tcp(t: &Template, to: SocketAddr, rate: u64, secs: u64) -> u64 {
     let mut s = TcpStream::connect(to).unwrap();
     let per_ms = rate / 1000;
     let t0 = Instant::now();
     let mut sent = 0u64;
-    let mut i = 0usize;
     let mut buf = Vec::with_capacity(1 << 20);
+    let mut one = Vec::new();
     for ms in 0..secs * 1000 {
         buf.clear();
         for _ in 0..per_ms {
-            buf.extend_from_slice(&pkts[i % pkts.len()]);
-            i += 1;
+            buf.extend_from_slice(t.packet(sent, &mut one));
             sent += 1;
         }
         s.write_all(&buf).unwrap();
@@ -182,7 +205,7 @@ fn send_tcp(pkts: &[Vec<u8>], to: SocketAddr, rate: u64, secs: u64) -> u64 {
 }
 
 fn hep_load(corpus: &Path, dir: &Path, secs: u64) {
-    let pkts = hep_template(corpus, 400);
+    let pkts = Template::new(corpus);
     let mut best = [0u64; 2];
     for (ti, transport) in ["udp", "tcp"].iter().enumerate() {
         let rates: Vec<u64> = std::env::var("SIPHON_BENCH_RATES")

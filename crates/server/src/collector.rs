@@ -230,15 +230,19 @@ fn udp_loop(sock: UdpSocket, tx: SyncSender<Batch>, stop: Arc<AtomicBool>, m: Ar
             Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => continue,
             Err(_) => continue,
         }
-        // Take what else is already queued, without waiting.
-        if sock.set_nonblocking(true).is_ok() {
+        // Fill the batch: wait at most 1 ms for each further packet, so that a steady stream
+        // travels in full batches and an idle link still hands over at once.
+        if sock
+            .set_read_timeout(Some(Duration::from_millis(1)))
+            .is_ok()
+        {
             while !batch.is_full() {
                 match sock.recv_from(&mut buf) {
                     Ok((n, _)) => batch.push(now_us(), buf.get(..n).unwrap_or_default()),
                     Err(_) => break,
                 }
             }
-            let _ = sock.set_nonblocking(false);
+            let _ = sock.set_read_timeout(Some(Duration::from_millis(100)));
         }
         if !send(&tx, batch, &m) {
             break;

@@ -281,44 +281,51 @@ pub fn list_segments(dir: &Path) -> Result<Vec<(u32, PathBuf)>, StoreError> {
 /// Fills the cold fields (R-URI, user agents, addresses, streams...) of rows of one bucket
 /// from the summary blocks they point to; each block is read once.
 pub fn load_cold(dir: &Path, rows: &mut [CallRow]) -> Result<(), StoreError> {
-    let mut order: Vec<usize> = (0..rows.len())
-        .filter(|i| rows[*i].cold.is_some())
-        .collect();
-    order.sort_by_key(|i| rows[*i].cold);
-    type Cold = (HashMap<u64, Vec<u8>>, HashMap<u64, Vec<u8>>);
-    let mut cur: Option<(segment::BlockRef, Cold)> = None;
-    let mut file: Option<(u32, std::fs::File)> = None;
-    for i in order {
-        let Some(cold) = rows[i].cold else { continue };
-        if cur.as_ref().map(|c| c.0) != Some(cold) {
-            if file.as_ref().map(|f| f.0) != Some(cold.segment) {
-                let p = dir.join(format!("{:06}.seg", cold.segment));
-                file = Some((
-                    cold.segment,
-                    std::fs::File::open(&p).map_err(|e| StoreError::io(&p, e))?,
-                ));
-            }
-            let Some((_, f)) = file.as_mut() else {
-                continue;
-            };
-            let (hdr, raw) =
-                segment::read_block(f, cold.offset).map_err(|e| StoreError::segment(dir, e))?;
-            let mut m = (HashMap::new(), HashMap::new());
-            segment::for_each_record(&hdr, &raw, cold.offset, |kind, _, r, _, _, data| {
-                if kind == segment::KIND_SUMMARY {
-                    m.0.insert(r, data.to_vec());
-                } else if kind == segment::KIND_QUALITY {
-                    m.1.insert(r, data.to_vec());
-                }
-            })
-            .map_err(|e| StoreError::segment(dir, e))?;
-            cur = Some((cold, m));
+    // Rows by the summary block holding them; each block is read once and only the wanted
+    // records are copied out.
+    let mut by_block: std::collections::BTreeMap<segment::BlockRef, HashMap<u64, Vec<usize>>> =
+        std::collections::BTreeMap::new();
+    for (i, r) in rows.iter().enumerate() {
+        if let Some(c) = r.cold {
+            by_block
+                .entry(c)
+                .or_default()
+                .entry(r.call_ref)
+                .or_default()
+                .push(i);
         }
-        if let Some((_, m)) = &cur {
-            if let Some(data) = m.0.get(&rows[i].call_ref) {
-                index::unpack_cold(data, &mut rows[i]);
+    }
+    let mut file: Option<(u32, std::fs::File)> = None;
+    for (cold, wanted) in by_block {
+        if file.as_ref().map(|f| f.0) != Some(cold.segment) {
+            let p = dir.join(format!("{:06}.seg", cold.segment));
+            file = Some((
+                cold.segment,
+                std::fs::File::open(&p).map_err(|e| StoreError::io(&p, e))?,
+            ));
+        }
+        let Some((_, f)) = file.as_mut() else {
+            continue;
+        };
+        let (hdr, raw) =
+            segment::read_block(f, cold.offset).map_err(|e| StoreError::segment(dir, e))?;
+        let mut found: Vec<(u8, u64, Vec<u8>)> = Vec::new();
+        segment::for_each_record(&hdr, &raw, cold.offset, |kind, _, r, _, _, data| {
+            if (kind == segment::KIND_SUMMARY || kind == segment::KIND_QUALITY)
+                && wanted.contains_key(&r)
+            {
+                found.push((kind, r, data.to_vec()));
             }
-            rows[i].quality_json = m.1.get(&rows[i].call_ref).cloned();
+        })
+        .map_err(|e| StoreError::segment(dir, e))?;
+        for (kind, r, data) in found {
+            for &i in wanted.get(&r).map(Vec::as_slice).unwrap_or_default() {
+                if kind == segment::KIND_SUMMARY {
+                    index::unpack_cold(&data, &mut rows[i]);
+                } else {
+                    rows[i].quality_json = Some(data.clone());
+                }
+            }
         }
     }
     Ok(())

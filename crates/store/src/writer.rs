@@ -18,7 +18,11 @@ use crate::segment::{
 };
 use crate::{bucket_key, list_segments, StoreConfig, StoreError};
 
-const SIP_BLOCK_MAX: usize = 1 << 20;
+/// SIP blocks are cut at this raw size: small enough that reading one call's ladder
+/// decompresses little, large enough to compress well across calls.
+const SIP_BLOCK_MAX: usize = 256 << 10;
+/// Summary blocks are cut at this raw size.
+const SUMMARY_BLOCK_MAX: usize = 128 << 10;
 const MEDIA_BLOCK_MAX: usize = 256 << 10;
 /// zstd level of media blocks: audio payloads hardly compress, headers do; a negative (fast)
 /// level keeps most of the gain at a fraction of the cost.
@@ -80,6 +84,8 @@ pub struct StoreWriter {
     buckets: HashMap<String, Bucket>,
     calls: HashMap<CallRef, OpenCall>,
     completed: Vec<CallRef>,
+    /// Call-IDs of `completed`, for late messages that reopen a call before the flush.
+    completed_ids: HashMap<Vec<u8>, CallRef>,
     sip_zstd: zstd::bulk::Compressor<'static>,
     media_zstd: zstd::bulk::Compressor<'static>,
     since_flush: u64,
@@ -111,11 +117,13 @@ impl StoreWriter {
         Ok(StoreWriter {
             sip_zstd: zstd::bulk::Compressor::new(cfg.zstd_level)
                 .map_err(|e| StoreError::io(&cfg.root, e))?,
-            media_zstd: zstd::bulk::Compressor::new(MEDIA_ZSTD_LEVEL).map_err(|e| StoreError::io(&cfg.root, e))?,
+            media_zstd: zstd::bulk::Compressor::new(MEDIA_ZSTD_LEVEL)
+                .map_err(|e| StoreError::io(&cfg.root, e))?,
             cfg,
             buckets: HashMap::default(),
             calls: HashMap::default(),
             completed: Vec::new(),
+            completed_ids: HashMap::default(),
             since_flush: 0,
             changes: 0,
             last_flush: Instant::now(),
@@ -288,9 +296,11 @@ impl StoreWriter {
                 continue;
             };
             Self::seal_sip(b, z, st);
-            // The cold fields of every row to commit go into one summary block.
+            // The cold fields of every row to commit go into summary blocks (cut at
+            // SUMMARY_BLOCK_MAX raw bytes, so reading one call's fields stays cheap).
             let mut cold = BlockBuf::default();
-            let mut streams_of: Vec<(CallRef, Vec<StoredStream>)> = Vec::with_capacity(rows.len());
+            let mut streams_of: Vec<(CallRef, usize)> = Vec::with_capacity(rows.len());
+            let mut cold_at: Vec<usize> = Vec::new();
             for r in &rows {
                 let Some(c) = self.calls.get(r) else { continue };
                 let Some(s) = c.summary.as_ref() else {
@@ -316,9 +326,17 @@ impl StoreWriter {
                         cold.push(KIND_QUALITY, LinkType(0), *r, s.start_us, 0, &json);
                     }
                 }
-                streams_of.push((*r, streams));
+                streams_of.push((*r, cold_at.len()));
+                if cold.raw_len() >= SUMMARY_BLOCK_MAX {
+                    let at = b.pending.bytes.len();
+                    cold.seal_into(BlockKind::Summary, z, &mut b.pending.bytes)
+                        .map_err(|e| StoreError::io(&b.dir, e))?;
+                    st.summary_block_bytes += (b.pending.bytes.len() - at) as u64;
+                    st.blocks += 1;
+                    b.pending.blocks.push((at, Vec::new()));
+                    cold_at.push(at);
+                }
             }
-            let mut cold_at = None;
             if !cold.is_empty() {
                 let at = b.pending.bytes.len();
                 cold.seal_into(BlockKind::Summary, z, &mut b.pending.bytes)
@@ -326,9 +344,9 @@ impl StoreWriter {
                 st.summary_block_bytes += (b.pending.bytes.len() - at) as u64;
                 st.blocks += 1;
                 b.pending.blocks.push((at, Vec::new()));
-                cold_at = Some(at);
+                cold_at.push(at);
             }
-            let mut cold_ref = None;
+            let mut cold_refs: Vec<BlockRef> = Vec::new();
             if !b.pending.blocks.is_empty() {
                 if b.seg.is_none() {
                     let n = b.next_seg;
@@ -352,10 +370,13 @@ impl StoreWriter {
                             new_refs.push((c, br));
                         }
                     }
-                    cold_ref = cold_at.map(|off| BlockRef {
-                        segment: seg.number,
-                        offset: base + off as u64,
-                    });
+                    cold_refs = cold_at
+                        .iter()
+                        .map(|off| BlockRef {
+                            segment: seg.number,
+                            offset: base + *off as u64,
+                        })
+                        .collect();
                     b.pending.bytes.clear();
                 }
             }
@@ -378,7 +399,7 @@ impl StoreWriter {
                 .unchecked_transaction()
                 .map_err(|e| StoreError::index(&b.dir, e))?;
             let mut n = 0u64;
-            for (r, _) in &streams_of {
+            for (r, block_no) in &streams_of {
                 let Some(c) = self.calls.get(r) else { continue };
                 let Some(s) = c.summary.as_ref() else {
                     continue;
@@ -386,7 +407,7 @@ impl StoreWriter {
                 let mut blocks = c.blocks.clone();
                 blocks.sort_unstable();
                 blocks.dedup();
-                index::upsert(&b.conn, s, &blocks, cold_ref)
+                index::upsert(&b.conn, s, &blocks, cold_refs.get(*block_no).copied())
                     .map_err(|e| StoreError::index(&b.dir, e))?;
                 n += 1;
             }
@@ -399,6 +420,7 @@ impl StoreWriter {
         for r in self.completed.drain(..) {
             self.calls.remove(&r);
         }
+        self.completed_ids.clear();
         self.since_flush = 0;
         self.changes = 0;
         self.last_flush = Instant::now();
@@ -482,6 +504,7 @@ impl Sink for StoreWriter {
     fn call_completed(&mut self, summary: CallSummary) {
         self.changes += 1;
         let r = summary.call_ref;
+        self.completed_ids.insert(summary.call_id.clone(), r);
         let e = self.call_entry(r, summary.start_us);
         e.summary = Some(summary);
         e.touched = true;
@@ -490,11 +513,10 @@ impl Sink for StoreWriter {
 
     fn resolve(&mut self, call_id: &[u8]) -> Option<CallSummary> {
         // A call completed but not flushed yet.
-        for r in &self.completed {
-            if let Some(c) = self.calls.get(r) {
-                if let Some(s) = c.summary.as_ref().filter(|s| s.call_id == call_id) {
+        if let Some(r) = self.completed_ids.remove(call_id) {
+            if let Some(c) = self.calls.get(&r) {
+                if let Some(s) = c.summary.as_ref() {
                     let mut s = s.clone();
-                    let r = *r;
                     self.completed.retain(|x| *x != r);
                     if let Some(c) = self.calls.get_mut(&r) {
                         c.earlier_streams =
