@@ -453,8 +453,8 @@ impl Inner {
                 node,
                 sink,
             ),
-            // RTP carried in HEP (type 32/34 by convention).
-            32 | 34 => self.media(
+            // RTP carried in HEP (type 4 in the HEP table; 34 as some senders use).
+            4 | 34 => self.media(
                 hep.ts_us,
                 hep.src,
                 hep.dst,
@@ -464,6 +464,28 @@ impl Inner {
                 node,
                 sink,
             ),
+            // RTCP as JSON, tied to its call by the correlation id (the Call-ID).
+            5 => {
+                let call = hep.correlation_id.and_then(|id| self.corr.call_ref_for(id));
+                let reports = rtcp_json::parse(payload);
+                match call {
+                    Some(r)
+                        if !reports.is_empty()
+                            && self.corr.on_rtcp_reports(r, hep.ts_us, &reports) =>
+                    {
+                        self.stats.rtcp_packets += 1;
+                        sink.record(&Record {
+                            ts_us: hep.ts_us,
+                            kind: Kind::Rtcp,
+                            call_ref: r,
+                            node,
+                            link: LinkType::ETHERNET,
+                            frame: &frame,
+                        });
+                    }
+                    _ => self.stats.unmatched += 1,
+                }
+            }
             _ => self.stats.unmatched += 1,
         }
         self.hep_scratch = scratch;
@@ -535,5 +557,135 @@ impl Inner {
             link,
             frame,
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::SocketAddr;
+
+    #[derive(Default)]
+    struct Collect {
+        records: Vec<(Kind, CallRef)>,
+        done: Vec<CallSummary>,
+    }
+
+    impl Sink for Collect {
+        fn record(&mut self, rec: &Record<'_>) {
+            self.records.push((rec.kind, rec.call_ref));
+        }
+        fn call_opened(&mut self, _: CallRef, _: &[u8], _: i64) {}
+        fn call_completed(&mut self, s: CallSummary) {
+            self.done.push(s);
+        }
+        fn resolve(&mut self, _: &[u8]) -> Option<CallSummary> {
+            None
+        }
+    }
+
+    fn hep(
+        src: &str,
+        dst: &str,
+        ts_us: i64,
+        proto: u8,
+        corr: Option<&[u8]>,
+        payload: &[u8],
+    ) -> Vec<u8> {
+        let p = siphon_hep::HepPacket {
+            version: 3,
+            src: src.parse().unwrap(),
+            dst: dst.parse().unwrap(),
+            ip_protocol: 17,
+            ts_us,
+            proto_type: proto,
+            capture_id: Some(9),
+            auth_key: None,
+            correlation_id: corr,
+            node_name: None,
+            vlan: None,
+            payload: Payload::Plain(payload),
+        };
+        let mut out = Vec::new();
+        siphon_hep::encode_v3(&p, &mut out);
+        out
+    }
+
+    fn sip(first: &str, to_tag: &str, cseq: &str, port: u16, ip: &str) -> Vec<u8> {
+        let body = format!("v=0\r\no=- 1 1 IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\nm=audio {port} RTP/AVP 0\r\n");
+        format!(
+            "{first}\r\nVia: SIP/2.0/UDP 10.0.0.1;branch=z9hG4bK1\r\nFrom: <sip:a@x>;tag=f1\r\nTo: <sip:b@y>{to_tag}\r\nCall-ID: hep-rtcp@x\r\nCSeq: {cseq}\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .into_bytes()
+    }
+
+    /// RTCP that Kamailio or rtpengine send as HEP type 5 JSON lands on the stream it reports
+    /// on, found through the HEP correlation id (the Call-ID).
+    #[test]
+    fn hep_rtcp_json_is_tied_to_its_call_by_correlation_id() {
+        let mut p = Pipeline::new(IngestConfig::default(), 1);
+        let mut sink = Collect::default();
+        let inv = sip("INVITE sip:b@y SIP/2.0", "", "1 INVITE", 4000, "10.0.0.1");
+        p.push_hep(
+            &hep("10.0.0.1:5060", "10.0.0.2:5060", 1_000_000, 1, None, &inv),
+            &mut sink,
+        );
+        let ok = sip("SIP/2.0 200 OK", ";tag=t2", "1 INVITE", 6000, "10.0.0.2");
+        p.push_hep(
+            &hep("10.0.0.2:5060", "10.0.0.1:5060", 1_100_000, 1, None, &ok),
+            &mut sink,
+        );
+        for i in 0..3u16 {
+            let mut rtp = vec![0x80, 0];
+            rtp.extend_from_slice(&i.to_be_bytes());
+            rtp.extend_from_slice(&(u32::from(i) * 160).to_be_bytes());
+            rtp.extend_from_slice(&0xABCDu32.to_be_bytes());
+            rtp.extend_from_slice(&[0xff; 160]);
+            let src: SocketAddr = "10.0.0.1:4000".parse().unwrap();
+            let dst: SocketAddr = "10.0.0.2:6000".parse().unwrap();
+            let f = synth_udp_frame(src, dst, &rtp);
+            let frame = Frame {
+                ts_us: 1_200_000 + i64::from(i) * 20_000,
+                link: LinkType::ETHERNET,
+                data: &f,
+                orig_len: f.len() as u32,
+                interface: 0,
+            };
+            p.push_frame(&frame, &mut sink);
+        }
+        let rr = br#"{"type":201,"ssrc":4660,"report_blocks":[{"source_ssrc":43981,"fraction_lost":26,"packets_lost":2,"highest_seq_no":2,"ia_jitter":16,"lsr":0,"dlsr":0}]}"#;
+        let json = hep(
+            "10.0.0.2:6001",
+            "10.0.0.1:4001",
+            1_300_000,
+            5,
+            Some(b"hep-rtcp@x"),
+            rr,
+        );
+        p.push_hep(&json, &mut sink);
+        // Without a known correlation id it is counted, not attached.
+        let stray = hep(
+            "10.0.0.2:6001",
+            "10.0.0.1:4001",
+            1_300_000,
+            5,
+            Some(b"nope"),
+            rr,
+        );
+        p.push_hep(&stray, &mut sink);
+        assert_eq!(p.stats().rtcp_packets, 1);
+        assert!(sink
+            .records
+            .iter()
+            .any(|(k, r)| *k == Kind::Rtcp && *r != 0));
+        p.finish("end", &mut sink);
+        let s = &sink.done[0];
+        assert_eq!(s.rtcp_packets, 1);
+        let st = s.streams.iter().find(|st| st.ssrc == 0xABCD).unwrap();
+        assert_eq!(st.rtcp.reports, 1);
+        assert_eq!(st.rtcp.cumulative_lost, Some(2));
+        assert!((st.rtcp.fraction_lost.unwrap() - 26.0 / 256.0).abs() < 1e-12);
+        assert!((st.rtcp.jitter_ms.unwrap() - 2.0).abs() < 1e-9);
     }
 }
