@@ -34,6 +34,11 @@ pub struct CallConfig {
     pub non_invite_timeout_s: u64,
     /// Call-IDs of completed calls remembered so that late messages rejoin them without an index look-up.
     pub id_cache_size: usize,
+    /// Calls and dialogs open at once; a new Call-ID beyond this is refused and counted
+    /// (`Correlator::refused`), so a flood of INVITEs cannot grow memory without bound.
+    pub max_open_calls: usize,
+    /// RTP streams kept per call; packets of further SSRCs still count in the call's totals.
+    pub max_streams_per_call: usize,
 }
 
 impl Default for CallConfig {
@@ -44,6 +49,8 @@ impl Default for CallConfig {
             closing_grace_s: 5,
             non_invite_timeout_s: 32,
             id_cache_size: 10_000,
+            max_open_calls: 500_000,
+            max_streams_per_call: 64,
         }
     }
 }
@@ -100,6 +107,8 @@ pub struct Correlator {
     closed_order: VecDeque<Vec<u8>>,
     next_ref: CallRef,
     preassigned: HashMap<Vec<u8>, CallRef>,
+    /// New calls refused because `max_open_calls` were open.
+    pub refused: u64,
 }
 
 fn text(b: Option<&[u8]>) -> String {
@@ -119,6 +128,7 @@ impl Correlator {
             closed_order: VecDeque::new(),
             next_ref: first_ref.max(1),
             preassigned: HashMap::default(),
+            refused: 0,
         }
     }
 
@@ -171,6 +181,10 @@ impl Correlator {
                 let summary = match summary {
                     Some(s) => s,
                     None => {
+                        if self.calls.len() >= self.cfg.max_open_calls {
+                            self.refused += 1;
+                            return None;
+                        }
                         opened = true;
                         let r = match self.preassigned.remove(call_id) {
                             Some(r) => r,
@@ -500,6 +514,7 @@ impl Correlator {
         dst: SocketAddr,
         payload: &[u8],
     ) -> Option<MediaClass> {
+        let max_streams = self.cfg.max_streams_per_call;
         let call = self.calls.get_mut(&call_ref)?;
         let s = &mut call.summary;
         let is_rtcp_port = bind.is_some_and(|b| b.2);
@@ -523,6 +538,10 @@ impl Correlator {
             .position(|st| st.ssrc == h.ssrc && st.src == src && st.dst == dst)
         {
             Some(i) => i,
+            None if s.streams.len() >= max_streams => {
+                // Counted in the call's totals, not analysed as a stream of its own.
+                return Some(MediaClass::Rtp(call_ref));
+            }
             None => {
                 let direction = match bind.map(|b| (b.0, b.1)) {
                     Some((Side::Callee, true)) | Some((Side::Caller, false)) => {
@@ -950,6 +969,37 @@ mod tests {
         assert_eq!(done[0].state, CallState::NoAnswer);
         assert_eq!(done[0].close_reason, "pending timeout");
         assert!(done[0].quality.is_none());
+    }
+
+    #[test]
+    fn call_table_and_streams_per_call_are_bounded() {
+        let cfg = CallConfig {
+            max_open_calls: 1,
+            max_streams_per_call: 2,
+            ..CallConfig::default()
+        };
+        let mut c = Correlator::new(cfg, 1);
+        let r = setup(&mut c);
+        let other = String::from_utf8(invite(4200))
+            .unwrap()
+            .replace("Call-ID: c1", "Call-ID: c2");
+        let m = Message::parse(other.as_bytes()).unwrap();
+        assert!(c
+            .on_sip(0, addr(A_SIG), addr(B_SIG), &m, &mut |_| None)
+            .is_none());
+        assert_eq!(c.refused, 1);
+        assert_eq!(c.open_calls(), 1);
+        let (a, b) = (addr("10.0.0.1:4000"), addr("10.0.0.2:6000"));
+        for ssrc in 0..50u32 {
+            assert_eq!(
+                c.on_udp_media(200_000, a, b, &rtp(1, 0, ssrc)),
+                Some(MediaClass::Rtp(r))
+            );
+        }
+        let mut out = Vec::new();
+        c.finish("", &mut out);
+        assert_eq!(out[0].streams.len(), 2);
+        assert_eq!(out[0].rtp_packets, 50);
     }
 
     proptest! {

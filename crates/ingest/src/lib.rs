@@ -512,11 +512,16 @@ impl Inner {
                 return;
             }
         };
+        let refused = self.corr.refused;
         let Some(out) = self
             .corr
             .on_sip(ts_us, src, dst, &msg, &mut |id| sink.resolve(id))
         else {
-            self.stats.bad("sip_no_call_id");
+            if self.corr.refused > refused {
+                self.stats.bad("call_table_full");
+            } else {
+                self.stats.bad("sip_no_call_id");
+            }
             return;
         };
         self.stats.sip_messages += 1;

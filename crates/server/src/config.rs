@@ -843,6 +843,7 @@ impl Config {
             closing_grace_s: c.closing_grace_secs,
             non_invite_timeout_s: c.non_invite_timeout_secs,
             id_cache_size: self.storage.id_cache_size,
+            ..siphon_calls::CallConfig::default()
         }
     }
 
