@@ -92,11 +92,19 @@ fn unpack_addrs(buf: &[u8]) -> (String, String, usize) {
     (a, b, pos)
 }
 
+/// Page cache of a bucket index opened for writing, KiB.
+const WRITE_CACHE_KIB: u32 = 64 << 10;
+
 /// Opens (creating if needed) a bucket index.
 pub fn open(path: &Path) -> rusqlite::Result<Connection> {
     let conn = Connection::open(path)?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
+    // A flush writes thousands of rows in one transaction, keyed by Call-ID at random places
+    // of the unique index: a page cache that holds the hot part of the B-trees keeps SQLite
+    // from spilling pages mid-transaction, and the statement journal stays in memory.
+    conn.pragma_update(None, "cache_size", -(WRITE_CACHE_KIB as i64))?;
+    conn.pragma_update(None, "temp_store", "MEMORY")?;
     conn.execute_batch(SCHEMA)?;
     conn.execute(
         "INSERT OR IGNORE INTO meta(key, value) VALUES ('version', ?1)",
@@ -631,6 +639,32 @@ pub fn unpack_cold(buf: &[u8], row: &mut CallRow) {
     row.streams = unpack_streams(rest.get(used..).unwrap_or_default(), row.start_us);
 }
 
+/// The quality report of a call as stored in its summary block (JSON). A call with no
+/// streams at all stores none: its report (no media either way) follows from the row alone
+/// and is rebuilt on read by [`derived_quality`], which saves the JSON of every
+/// signalling-only call.
+pub fn stored_quality(s: &CallSummary, stored_streams: &[StoredStream]) -> Option<Vec<u8>> {
+    let q = s.quality.as_ref()?;
+    if stored_streams.is_empty() && s.streams.is_empty() {
+        return None;
+    }
+    serde_json::to_vec(q).ok()
+}
+
+/// The quality report of a completed, answered call that has no streams (see
+/// [`stored_quality`]); `None` for any other row.
+pub fn derived_quality(row: &CallRow) -> Option<Vec<u8>> {
+    let graded = row.phase == "complete"
+        && row.method == "INVITE"
+        && row.answer_us.is_some()
+        && row.streams.is_empty();
+    if !graded {
+        return None;
+    }
+    let s = row_to_summary(row);
+    serde_json::to_vec(&siphon_calls::quality::report_for(&s)).ok()
+}
+
 /// Inserts or replaces a call row; `cold` is where its cold fields were written.
 pub fn upsert(
     conn: &Connection,
@@ -643,7 +677,15 @@ pub fn upsert(
            caller, caller_domain, callee, callee_domain, status, state, phase, hangup,
            messages, rtp, rtcp, blocks, cold, mos_avg, mos_min, verdict)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,
-           ?18, ?19, ?20, ?21, ?22)",
+           ?18, ?19, ?20, ?21, ?22)
+         ON CONFLICT(ref) DO UPDATE SET method = excluded.method,
+           start_us = excluded.start_us, answer_d = excluded.answer_d, end_d = excluded.end_d,
+           caller = excluded.caller, caller_domain = excluded.caller_domain,
+           callee = excluded.callee, callee_domain = excluded.callee_domain,
+           status = excluded.status, state = excluded.state, phase = excluded.phase,
+           hangup = excluded.hangup, messages = excluded.messages, rtp = excluded.rtp,
+           rtcp = excluded.rtcp, blocks = excluded.blocks, cold = excluded.cold,
+           mos_avg = excluded.mos_avg, mos_min = excluded.mos_min, verdict = excluded.verdict",
     )?;
     let phase = match s.phase {
         siphon_calls::Phase::Pending => 0i64,
