@@ -101,7 +101,7 @@ struct Call {
 pub struct Correlator {
     cfg: CallConfig,
     by_id: HashMap<Vec<u8>, CallRef>,
-    calls: HashMap<CallRef, Call>,
+    calls: HashMap<CallRef, Box<Call>>,
     media: HashMap<SocketAddr, Vec<Binding>>,
     closed: HashMap<Vec<u8>, CallRef>,
     closed_order: VecDeque<Vec<u8>>,
@@ -200,7 +200,7 @@ impl Correlator {
                 self.by_id.insert(call_id.to_vec(), r);
                 self.calls.insert(
                     r,
-                    Call {
+                    Box::new(Call {
                         summary,
                         initial_cseq: None,
                         rtpmap: Vec::new(),
@@ -208,7 +208,7 @@ impl Correlator {
                         closing_since: None,
                         dirty: true,
                         sr_seen: VecDeque::new(),
-                    },
+                    }),
                 );
                 r
             }
@@ -774,7 +774,7 @@ impl Correlator {
         s.phase = Phase::Complete;
         // Only answered calls carry media worth grading.
         if s.is_call() && s.answer_us.is_some() {
-            s.quality = Some(crate::quality::report_for(&s));
+            s.quality = Some(Box::new(crate::quality::report_for(&s)));
         }
         if self.cfg.id_cache_size > 0 {
             if self.closed.len() >= self.cfg.id_cache_size {
@@ -796,6 +796,18 @@ impl Correlator {
                 out.push(c.summary.clone());
             }
         }
+    }
+
+    /// The summaries of open calls changed since the last call to this function or to
+    /// [`take_dirty`](Self::take_dirty), borrowed.
+    pub fn take_dirty_refs(&mut self) -> Vec<&CallSummary> {
+        self.calls
+            .values_mut()
+            .filter_map(|c| {
+                let was = std::mem::replace(&mut c.dirty, false);
+                was.then_some(&c.summary)
+            })
+            .collect()
     }
 
     /// Marks a call changed (the pipeline calls this after SIP messages).

@@ -321,7 +321,7 @@ pub struct CallSummary {
     /// Why the call was closed when not by SIP (timeout), empty otherwise.
     pub close_reason: String,
     /// Quality report, computed when the call completes.
-    pub quality: Option<siphon_quality::QualityReport>,
+    pub quality: Option<Box<siphon_quality::QualityReport>>,
 }
 
 impl CallSummary {

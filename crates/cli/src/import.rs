@@ -98,7 +98,6 @@ pub fn run(a: ImportArgs) -> Result<ExitCode> {
     let t0 = Instant::now();
     let mut done_bytes = 0u64;
     let mut failures = Vec::new();
-    let mut dirty = Vec::new();
     for f in &a.files {
         let mut reader = match CaptureReader::open(f) {
             Ok(r) => r,
@@ -130,8 +129,7 @@ pub fn run(a: ImportArgs) -> Result<ExitCode> {
                 }
             }
             if writer.should_flush() {
-                pipe.take_dirty(&mut dirty);
-                writer.flush(std::mem::take(&mut dirty))?;
+                writer.flush_refs(&pipe.dirty())?;
                 if a.verbose {
                     eprintln!("flushed {} packets", pipe.stats().frames);
                 }

@@ -20,7 +20,9 @@ use siphon_wire::capture::Frame;
 use siphon_wire::decode::{DecodeError, Decoder, Packet, Transport};
 use siphon_wire::link::LinkType;
 use siphon_wire::tcp::{Framer, Framing, TcpMessage, TcpReassembler};
-use siphon_wire::write::{synth_tcp_frame, synth_udp_frame};
+use siphon_wire::write::{
+    synth_tcp_frame, synth_tcp_frame_into, synth_udp_frame, synth_udp_frame_into,
+};
 
 /// What a stored record holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -193,6 +195,8 @@ struct Inner {
     stats: IngestStats,
     last_expire_us: i64,
     hep_scratch: Vec<u8>,
+    /// The frame synthesised around a HEP-carried packet (reused).
+    hep_frame: Vec<u8>,
     done: Vec<CallSummary>,
 }
 
@@ -219,6 +223,7 @@ impl Pipeline {
                 stats: IngestStats::default(),
                 last_expire_us: i64::MIN,
                 hep_scratch: Vec::new(),
+                hep_frame: Vec::new(),
                 done: Vec::new(),
             },
         }
@@ -237,6 +242,12 @@ impl Pipeline {
     /// Summaries of open calls that changed since the last call (for periodic index updates).
     pub fn take_dirty(&mut self, out: &mut Vec<CallSummary>) {
         self.inner.corr.take_dirty(out);
+    }
+
+    /// [`take_dirty`](Self::take_dirty) without copies: the summaries stay borrowed from the
+    /// pipeline until the consumer (the store writer's `flush_refs`) is done with them.
+    pub fn dirty(&mut self) -> Vec<&CallSummary> {
+        self.inner.corr.take_dirty_refs()
     }
 
     /// Feeds one captured frame.
@@ -437,11 +448,12 @@ impl Inner {
         };
         let node = hep.capture_id.unwrap_or(0);
         let tcp = hep.ip_protocol == 6;
-        let frame = if tcp {
-            synth_tcp_frame(hep.src, hep.dst, 0, payload)
+        let mut frame = std::mem::take(&mut self.hep_frame);
+        if tcp {
+            synth_tcp_frame_into(hep.src, hep.dst, 0, payload, &mut frame);
         } else {
-            synth_udp_frame(hep.src, hep.dst, payload)
-        };
+            synth_udp_frame_into(hep.src, hep.dst, payload, &mut frame);
+        }
         match hep.proto_type {
             1 => self.sip(
                 hep.ts_us,
@@ -488,6 +500,7 @@ impl Inner {
             }
             _ => self.stats.unmatched += 1,
         }
+        self.hep_frame = frame;
         self.hep_scratch = scratch;
     }
 

@@ -328,6 +328,11 @@ pub fn load_cold(dir: &Path, rows: &mut [CallRow]) -> Result<(), StoreError> {
             }
         }
     }
+    for r in rows.iter_mut() {
+        if r.quality_json.is_none() && r.cold.is_some() {
+            r.quality_json = index::derived_quality(r);
+        }
+    }
     Ok(())
 }
 

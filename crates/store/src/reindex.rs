@@ -60,11 +60,9 @@ impl Emitter<'_> {
             0,
             &index::pack_cold(&s, &streams),
         );
-        if let Some(q) = &s.quality {
-            if let Ok(json) = serde_json::to_vec(q) {
-                self.cold
-                    .push(KIND_QUALITY, LinkType(0), s.call_ref, s.start_us, 0, &json);
-            }
+        if let Some(json) = index::stored_quality(&s, &streams) {
+            self.cold
+                .push(KIND_QUALITY, LinkType(0), s.call_ref, s.start_us, 0, &json);
         }
         self.rows.push((s, blocks));
         if self.rows.len() >= BATCH {

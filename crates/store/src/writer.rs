@@ -60,6 +60,7 @@ struct Pending {
 }
 
 struct Bucket {
+    key: String,
     dir: PathBuf,
     conn: Connection,
     seg: Option<SegmentWriter>,
@@ -70,7 +71,8 @@ struct Bucket {
 }
 
 struct OpenCall {
-    bucket: String,
+    /// Index in `StoreWriter::buckets`.
+    bucket: usize,
     blocks: Vec<BlockRef>,
     earlier_streams: Vec<StoredStream>,
     summary: Option<CallSummary>,
@@ -81,7 +83,11 @@ struct OpenCall {
 /// The store's writer; implements the pipeline's [`Sink`].
 pub struct StoreWriter {
     cfg: StoreConfig,
-    buckets: HashMap<String, Bucket>,
+    /// Buckets opened in this run; calls and records refer to them by position.
+    buckets: Vec<Bucket>,
+    bucket_pos: HashMap<String, usize>,
+    /// The time range [start, end) of the bucket last looked up by time, and its position.
+    last_range: Option<(i64, i64, usize)>,
     calls: HashMap<CallRef, OpenCall>,
     completed: Vec<CallRef>,
     /// Call-IDs of `completed`, for late messages that reopen a call before the flush.
@@ -120,7 +126,9 @@ impl StoreWriter {
             media_zstd: zstd::bulk::Compressor::new(MEDIA_ZSTD_LEVEL)
                 .map_err(|e| StoreError::io(&cfg.root, e))?,
             cfg,
-            buckets: HashMap::default(),
+            buckets: Vec::new(),
+            bucket_pos: HashMap::default(),
+            last_range: None,
             calls: HashMap::default(),
             completed: Vec::new(),
             completed_ids: HashMap::default(),
@@ -152,8 +160,26 @@ impl StoreWriter {
                 && self.last_flush.elapsed() >= self.cfg.flush_interval)
     }
 
-    fn bucket(&mut self, key: &str) -> Result<&mut Bucket, StoreError> {
-        if !self.buckets.contains_key(key) {
+    /// Position of the bucket a packet time falls in, opening it if needed.
+    fn bucket_at(&mut self, ts_us: i64) -> Result<usize, StoreError> {
+        if let Some((a, b, i)) = self.last_range {
+            if (a..b).contains(&ts_us) {
+                return Ok(i);
+            }
+        }
+        let key = bucket_key(self.cfg.subdirs, ts_us);
+        let i = self.bucket(&key)?;
+        let range = crate::bucket_range(&key).unwrap_or((i64::MIN, i64::MAX));
+        self.last_range = Some((range.0, range.1, i));
+        Ok(i)
+    }
+
+    /// Position of the bucket `key`, opening it if needed.
+    fn bucket(&mut self, key: &str) -> Result<usize, StoreError> {
+        if let Some(i) = self.bucket_pos.get(key) {
+            return Ok(*i);
+        }
+        {
             let dir = if key.is_empty() {
                 self.cfg.root.clone()
             } else {
@@ -167,25 +193,23 @@ impl StoreWriter {
             }
             let ipath = dir.join("index.sqlite");
             let conn = index::open(&ipath).map_err(|e| StoreError::index(&ipath, e))?;
-            self.buckets.insert(
-                key.to_string(),
-                Bucket {
-                    dir,
-                    conn,
-                    seg: None,
-                    next_seg,
-                    sip: BlockBuf::default(),
-                    sip_calls: HashSet::new(),
-                    pending: Pending {
-                        bytes: Vec::new(),
-                        blocks: Vec::new(),
-                    },
+            self.buckets.push(Bucket {
+                key: key.to_string(),
+                dir,
+                conn,
+                seg: None,
+                next_seg,
+                sip: BlockBuf::default(),
+                sip_calls: HashSet::new(),
+                pending: Pending {
+                    bytes: Vec::new(),
+                    blocks: Vec::new(),
                 },
-            );
+            });
+            self.bucket_pos
+                .insert(key.to_string(), self.buckets.len() - 1);
         }
-        self.buckets
-            .get_mut(key)
-            .ok_or_else(|| StoreError::Invalid("bucket vanished".into()))
+        Ok(self.buckets.len() - 1)
     }
 
     fn note_error(&mut self, e: StoreError) {
@@ -218,11 +242,11 @@ impl StoreWriter {
         if c.media.is_empty() {
             return Ok(());
         }
-        let key = c.bucket.clone();
+        let key = c.bucket;
         let mut media = std::mem::take(&mut c.media);
         let z = &mut self.media_zstd;
         let st = &mut self.stats;
-        let b = match self.buckets.get_mut(&key) {
+        let b = match self.buckets.get_mut(key) {
             Some(b) => b,
             None => return Err(StoreError::Invalid("media for an unknown bucket".into())),
         };
@@ -239,16 +263,20 @@ impl StoreWriter {
         Ok(())
     }
 
-    fn call_entry(&mut self, call_ref: CallRef, ts_us: i64) -> &mut OpenCall {
-        let subdirs = self.cfg.subdirs;
-        self.calls.entry(call_ref).or_insert_with(|| OpenCall {
-            bucket: bucket_key(subdirs, ts_us),
+    /// The writer's entry of a call, made on first use in the bucket of `ts_us`.
+    fn call_entry(&mut self, call_ref: CallRef, ts_us: i64) -> Result<&mut OpenCall, StoreError> {
+        let bucket = match self.calls.get(&call_ref) {
+            Some(c) => c.bucket,
+            None => self.bucket_at(ts_us)?,
+        };
+        Ok(self.calls.entry(call_ref).or_insert_with(|| OpenCall {
+            bucket,
             blocks: Vec::new(),
             earlier_streams: Vec::new(),
             summary: None,
             media: BlockBuf::default(),
             touched: true,
-        })
+        }))
     }
 
     /// True when something is buffered and `flush_interval` has passed (for callers that flush
@@ -261,14 +289,46 @@ impl StoreWriter {
     /// Writes every buffered block, makes it durable, then commits the index rows of the calls
     /// that changed. `dirty` holds the current summaries of open calls that changed.
     pub fn flush(&mut self, dirty: Vec<CallSummary>) -> Result<(), StoreError> {
+        let refs: Vec<&CallSummary> = dirty.iter().collect();
+        self.flush_refs(&refs)
+    }
+
+    /// [`flush`](Self::flush) with the summaries of open calls borrowed (from the pipeline)
+    /// rather than copied.
+    pub fn flush_refs(&mut self, dirty: &[&CallSummary]) -> Result<(), StoreError> {
         if let Some(e) = self.error.take() {
             return Err(e);
         }
         let t0 = Instant::now();
+        // Rows to commit, per bucket: open calls that changed (their summary is the pipeline's)
+        // and calls completed since the last flush (their summary was handed over).
+        let mut by_bucket: Vec<Vec<(CallRef, &CallSummary)>> = Vec::new();
         for s in dirty {
-            let e = self.call_entry(s.call_ref, s.start_us);
-            e.touched = true;
-            e.summary = Some(s);
+            let e = self.call_entry(s.call_ref, s.start_us)?;
+            // Open again (a late message reopened a completed call): the open summary rules.
+            e.summary = None;
+            e.touched = false;
+            let at = e.bucket;
+            if by_bucket.len() <= at {
+                by_bucket.resize_with(at + 1, Vec::new);
+            }
+            by_bucket[at].push((s.call_ref, *s));
+        }
+        let mut completed: Vec<CallSummary> = Vec::new();
+        let mut completed_bucket: Vec<usize> = Vec::new();
+        for (_, c) in self.calls.iter_mut() {
+            if c.touched {
+                if let Some(s) = c.summary.take() {
+                    completed_bucket.push(c.bucket);
+                    completed.push(s);
+                }
+            }
+        }
+        for (s, at) in completed.iter().zip(completed_bucket) {
+            if by_bucket.len() <= at {
+                by_bucket.resize_with(at + 1, Vec::new);
+            }
+            by_bucket[at].push((s.call_ref, s));
         }
         let refs: Vec<CallRef> = self
             .calls
@@ -279,31 +339,26 @@ impl StoreWriter {
         for r in refs {
             self.seal_media(r)?;
         }
-        // Rows to commit, per bucket: calls touched since the last flush whose summary we have.
-        let mut by_bucket: HashMap<String, Vec<CallRef>> = HashMap::default();
-        for (r, c) in &self.calls {
-            if c.touched && c.summary.is_some() {
-                by_bucket.entry(c.bucket.clone()).or_default().push(*r);
-            }
-        }
-        let keys: Vec<String> = self.buckets.keys().cloned().collect();
-        for key in keys {
+        for key in 0..self.buckets.len() {
             let mut new_refs: Vec<(CallRef, BlockRef)> = Vec::new();
-            let rows = by_bucket.remove(&key).unwrap_or_default();
+            let rows = by_bucket
+                .get_mut(key)
+                .map(std::mem::take)
+                .unwrap_or_default();
             let z = &mut self.sip_zstd;
             let st = &mut self.stats;
-            let Some(b) = self.buckets.get_mut(&key) else {
+            let Some(b) = self.buckets.get_mut(key) else {
                 continue;
             };
             Self::seal_sip(b, z, st);
             // The cold fields of every row to commit go into summary blocks (cut at
             // SUMMARY_BLOCK_MAX raw bytes, so reading one call's fields stays cheap).
             let mut cold = BlockBuf::default();
-            let mut streams_of: Vec<(CallRef, usize)> = Vec::with_capacity(rows.len());
+            let mut streams_of: Vec<(CallRef, &CallSummary, usize)> =
+                Vec::with_capacity(rows.len());
             let mut cold_at: Vec<usize> = Vec::new();
-            for r in &rows {
-                let Some(c) = self.calls.get(r) else { continue };
-                let Some(s) = c.summary.as_ref() else {
+            for &(r, s) in &rows {
+                let Some(c) = self.calls.get(&r) else {
                     continue;
                 };
                 let now: Vec<StoredStream> =
@@ -316,17 +371,15 @@ impl StoreWriter {
                 cold.push(
                     KIND_SUMMARY,
                     LinkType(0),
-                    *r,
+                    r,
                     s.start_us,
                     0,
                     &index::pack_cold(s, &streams),
                 );
-                if let Some(q) = &s.quality {
-                    if let Ok(json) = serde_json::to_vec(q) {
-                        cold.push(KIND_QUALITY, LinkType(0), *r, s.start_us, 0, &json);
-                    }
+                if let Some(json) = index::stored_quality(s, &streams) {
+                    cold.push(KIND_QUALITY, LinkType(0), r, s.start_us, 0, &json);
                 }
-                streams_of.push((*r, cold_at.len()));
+                streams_of.push((r, s, cold_at.len()));
                 if cold.raw_len() >= SUMMARY_BLOCK_MAX {
                     let at = b.pending.bytes.len();
                     cold.seal_into(BlockKind::Summary, z, &mut b.pending.bytes)
@@ -391,7 +444,7 @@ impl StoreWriter {
             if rows.is_empty() {
                 continue;
             }
-            let Some(b) = self.buckets.get(&key) else {
+            let Some(b) = self.buckets.get(key) else {
                 continue;
             };
             let tx = b
@@ -399,15 +452,14 @@ impl StoreWriter {
                 .unchecked_transaction()
                 .map_err(|e| StoreError::index(&b.dir, e))?;
             let mut n = 0u64;
-            for (r, block_no) in &streams_of {
-                let Some(c) = self.calls.get(r) else { continue };
-                let Some(s) = c.summary.as_ref() else {
+            for &(r, s, block_no) in &streams_of {
+                let Some(c) = self.calls.get(&r) else {
                     continue;
                 };
                 let mut blocks = c.blocks.clone();
                 blocks.sort_unstable();
                 blocks.dedup();
-                index::upsert(&b.conn, s, &blocks, cold_refs.get(*block_no).copied())
+                index::upsert(&b.conn, s, &blocks, cold_refs.get(block_no).copied())
                     .map_err(|e| StoreError::index(&b.dir, e))?;
                 n += 1;
             }
@@ -432,7 +484,7 @@ impl StoreWriter {
     /// Flushes and seals every segment. `open` holds the final summaries of calls still open.
     pub fn close(mut self, open: Vec<CallSummary>) -> Result<WriteStats, StoreError> {
         self.flush(open)?;
-        for (_, b) in self.buckets.drain() {
+        for b in self.buckets.drain(..) {
             if let Some(seg) = b.seg {
                 seg.seal().map_err(|e| StoreError::io(&b.dir, e))?;
             }
@@ -452,34 +504,36 @@ impl Sink for StoreWriter {
         self.stats.records += 1;
         let kind = rec.kind as u8;
         if rec.kind == siphon_ingest::Kind::Sip || rec.call_ref == 0 {
-            let key = match self.calls.get(&rec.call_ref) {
-                Some(c) => c.bucket.clone(),
-                None => bucket_key(self.cfg.subdirs, rec.ts_us),
+            let key = match self.calls.get_mut(&rec.call_ref) {
+                Some(c) => {
+                    c.touched = true;
+                    Ok(c.bucket)
+                }
+                None => self.bucket_at(rec.ts_us),
             };
             self.stats.sip_raw_bytes += rec.frame.len() as u64;
-            match self.bucket(&key) {
-                Ok(b) => {
-                    b.sip
-                        .push(kind, rec.link, rec.call_ref, rec.ts_us, rec.node, rec.frame);
-                    if rec.call_ref != 0 {
-                        b.sip_calls.insert(rec.call_ref);
-                    }
-                    if b.sip.raw_len() >= SIP_BLOCK_MAX {
-                        let b = self.buckets.get_mut(&key);
-                        if let Some(b) = b {
+            match key {
+                Ok(key) => {
+                    if let Some(b) = self.buckets.get_mut(key) {
+                        b.sip
+                            .push(kind, rec.link, rec.call_ref, rec.ts_us, rec.node, rec.frame);
+                        if rec.call_ref != 0 {
+                            b.sip_calls.insert(rec.call_ref);
+                        }
+                        if b.sip.raw_len() >= SIP_BLOCK_MAX {
                             Self::seal_sip(b, &mut self.sip_zstd, &mut self.stats);
                         }
                     }
                 }
                 Err(e) => self.note_error(e),
             }
-            if let Some(c) = self.calls.get_mut(&rec.call_ref) {
-                c.touched = true;
-            }
             return;
         }
         self.stats.media_raw_bytes += rec.frame.len() as u64;
-        let c = self.call_entry(rec.call_ref, rec.ts_us);
+        let c = match self.call_entry(rec.call_ref, rec.ts_us) {
+            Ok(c) => c,
+            Err(e) => return self.note_error(e),
+        };
         c.media
             .push(kind, rec.link, rec.call_ref, rec.ts_us, rec.node, rec.frame);
         if c.media.raw_len() >= MEDIA_BLOCK_MAX {
@@ -490,14 +544,14 @@ impl Sink for StoreWriter {
     }
 
     fn call_opened(&mut self, call_ref: CallRef, call_id: &[u8], ts_us: i64) {
-        let key = self.call_entry(call_ref, ts_us).bucket.clone();
-        match self.bucket(&key) {
-            Ok(b) => {
-                b.sip
-                    .push(KIND_CALL_DEF, LinkType(0), call_ref, ts_us, 0, call_id);
-                b.sip_calls.insert(call_ref);
-            }
-            Err(e) => self.note_error(e),
+        let key = match self.call_entry(call_ref, ts_us) {
+            Ok(c) => c.bucket,
+            Err(e) => return self.note_error(e),
+        };
+        if let Some(b) = self.buckets.get_mut(key) {
+            b.sip
+                .push(KIND_CALL_DEF, LinkType(0), call_ref, ts_us, 0, call_id);
+            b.sip_calls.insert(call_ref);
         }
     }
 
@@ -505,10 +559,14 @@ impl Sink for StoreWriter {
         self.changes += 1;
         let r = summary.call_ref;
         self.completed_ids.insert(summary.call_id.clone(), r);
-        let e = self.call_entry(r, summary.start_us);
-        e.summary = Some(summary);
-        e.touched = true;
-        self.completed.push(r);
+        match self.call_entry(r, summary.start_us) {
+            Ok(e) => {
+                e.summary = Some(summary);
+                e.touched = true;
+                self.completed.push(r);
+            }
+            Err(e) => self.note_error(e),
+        }
     }
 
     fn resolve(&mut self, call_id: &[u8]) -> Option<CallSummary> {
@@ -528,10 +586,8 @@ impl Sink for StoreWriter {
             }
         }
         // A call in the index. Only the buckets open in this run are searched.
-        let keys: Vec<String> = self.buckets.keys().cloned().collect();
-        for key in keys {
-            let b = self.buckets.get(&key)?;
-            if let Ok(Some(mut row)) = index::get(&b.conn, &key, call_id) {
+        for (key, b) in self.buckets.iter().enumerate() {
+            if let Ok(Some(mut row)) = index::get(&b.conn, &b.key, call_id) {
                 if crate::load_cold(&b.dir, std::slice::from_mut(&mut row)).is_err() {
                     continue;
                 }
@@ -539,7 +595,7 @@ impl Sink for StoreWriter {
                 self.calls.insert(
                     row.call_ref,
                     OpenCall {
-                        bucket: key.clone(),
+                        bucket: key,
                         blocks: row.blocks.clone(),
                         earlier_streams: row.streams.clone(),
                         summary: None,

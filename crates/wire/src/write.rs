@@ -87,28 +87,48 @@ fn cap(payload: &[u8]) -> &[u8] {
 /// whose original frame is not available (HEP-carried, reassembled). Payloads over 65507 bytes
 /// are truncated. IPv4 is used when both addresses are IPv4, IPv6 otherwise.
 pub fn synth_udp_frame(src: SocketAddr, dst: SocketAddr, payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    synth_udp_frame_into(src, dst, payload, &mut out);
+    out
+}
+
+/// [`synth_udp_frame`] into `out` (cleared first), so a caller can reuse one buffer.
+pub fn synth_udp_frame_into(src: SocketAddr, dst: SocketAddr, payload: &[u8], out: &mut Vec<u8>) {
     let payload = cap(payload);
     let builder = ip_step(&src, &dst).udp(src.port(), dst.port());
-    let mut out = Vec::with_capacity(builder.size(payload.len()));
-    if builder.write(&mut out, payload).is_err() {
+    out.clear();
+    out.reserve(builder.size(payload.len()));
+    if builder.write(out, payload).is_err() {
         // Unreachable with the payload capped; an empty frame is the safe answer.
         out.clear();
     }
-    out
 }
 
 /// Same as [`synth_udp_frame`] for a TCP segment (PSH|ACK, sequence number `seq`).
 pub fn synth_tcp_frame(src: SocketAddr, dst: SocketAddr, seq: u32, payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    synth_tcp_frame_into(src, dst, seq, payload, &mut out);
+    out
+}
+
+/// [`synth_tcp_frame`] into `out` (cleared first).
+pub fn synth_tcp_frame_into(
+    src: SocketAddr,
+    dst: SocketAddr,
+    seq: u32,
+    payload: &[u8],
+    out: &mut Vec<u8>,
+) {
     let payload = cap(payload);
     let builder = ip_step(&src, &dst)
         .tcp(src.port(), dst.port(), seq, 65_535)
         .psh()
         .ack(0);
-    let mut out = Vec::with_capacity(builder.size(payload.len()));
-    if builder.write(&mut out, payload).is_err() {
+    out.clear();
+    out.reserve(builder.size(payload.len()));
+    if builder.write(out, payload).is_err() {
         out.clear();
     }
-    out
 }
 
 #[cfg(test)]
