@@ -29,7 +29,7 @@ use crate::config::Config;
 use crate::metrics::{ClassLabel, MethodLabel, Metrics, ReasonLabel, SourceLabel, TypeLabel};
 
 /// Packets per batch handed from a listener to the pipeline.
-const BATCH: usize = 64;
+const BATCH: usize = 256;
 /// Largest HEP packet accepted over TCP.
 const MAX_HEP_TCP: usize = 65_535;
 
@@ -84,30 +84,63 @@ fn now_us() -> i64 {
         .unwrap_or(0)
 }
 
-/// Hands a batch to the pipeline, or counts it as dropped when the queue is full.
-fn send(tx: &SyncSender<Batch>, batch: Batch, metrics: &Metrics) -> bool {
-    if batch.items.is_empty() {
-        return true;
-    }
-    let n = batch.items.len() as u64;
-    let bytes = batch.buf.len() as u64;
-    let label = SourceLabel {
-        source: batch.source.label().to_string(),
-    };
-    metrics.received_packets.get_or_create(&label).inc_by(n);
-    metrics.received_bytes.get_or_create(&label).inc_by(bytes);
-    match tx.try_send(batch) {
-        Ok(()) => true,
-        Err(TrySendError::Full(_)) => {
-            metrics
+/// The listeners' end of the queue to the pipeline, bounded in packets (not batches: a
+/// listener that drains its socket often sends small batches).
+#[derive(Clone)]
+struct QueueTx {
+    tx: SyncSender<Batch>,
+    /// Packets sent and not yet taken by the pipeline.
+    queued: Arc<AtomicUsize>,
+    limit: usize,
+}
+
+/// A listener's counters, looked up once (a label lookup per batch would cost a string).
+struct SendCounters {
+    packets: prometheus_client::metrics::counter::Counter,
+    bytes: prometheus_client::metrics::counter::Counter,
+    queue_full: prometheus_client::metrics::counter::Counter,
+}
+
+impl SendCounters {
+    fn new(source: Source, metrics: &Metrics) -> Self {
+        let label = SourceLabel {
+            source: source.label().to_string(),
+        };
+        SendCounters {
+            packets: metrics.received_packets.get_or_create(&label).clone(),
+            bytes: metrics.received_bytes.get_or_create(&label).clone(),
+            queue_full: metrics
                 .drops
                 .get_or_create(&ReasonLabel {
                     reason: "queue_full".into(),
                 })
-                .inc_by(n);
-            true
+                .clone(),
         }
-        Err(TrySendError::Disconnected(_)) => false,
+    }
+
+    /// Hands a batch to the pipeline, or counts it as dropped when the queue is full; false
+    /// when the pipeline is gone.
+    fn send(&mut self, q: &QueueTx, batch: Batch) -> bool {
+        if batch.items.is_empty() {
+            return true;
+        }
+        let n = batch.items.len();
+        self.packets.inc_by(n as u64);
+        self.bytes.inc_by(batch.buf.len() as u64);
+        if q.queued.fetch_add(n, Ordering::AcqRel) + n > q.limit {
+            q.queued.fetch_sub(n, Ordering::AcqRel);
+            self.queue_full.inc_by(n as u64);
+            return true;
+        }
+        match q.tx.try_send(batch) {
+            Ok(()) => true,
+            Err(TrySendError::Full(_)) => {
+                q.queued.fetch_sub(n, Ordering::AcqRel);
+                self.queue_full.inc_by(n as u64);
+                true
+            }
+            Err(TrySendError::Disconnected(_)) => false,
+        }
     }
 }
 
@@ -125,8 +158,15 @@ pub struct Collector {
 /// Starts the pipeline thread and every configured listener.
 pub fn start(cfg: &Config, metrics: Arc<Metrics>) -> Result<Collector> {
     let stop = Arc::new(AtomicBool::new(false));
-    let queue = (cfg.pipeline.queue_packets / BATCH).max(16);
-    let (tx, rx) = sync_channel::<Batch>(queue);
+    let limit = cfg.pipeline.queue_packets.max(BATCH);
+    // Every batch holds at least one packet, so the channel itself never fills before `limit`.
+    let (tx, rx) = sync_channel::<Batch>(limit);
+    let queued = Arc::new(AtomicUsize::new(0));
+    let tx = QueueTx {
+        tx,
+        queued: queued.clone(),
+        limit,
+    };
     let writer = StoreWriter::open(cfg.store_config())
         .with_context(|| format!("opening the store at {}", cfg.storage.data.display()))?;
     let mut listeners = Vec::new();
@@ -179,7 +219,11 @@ pub fn start(cfg: &Config, metrics: Arc<Metrics>) -> Result<Collector> {
     let stop2 = stop.clone();
     let pipeline = std::thread::Builder::new()
         .name("pipeline".into())
-        .spawn(move || pipeline_loop(rx, pipe, writer, m, stop2, udp_ports, root, retention))?;
+        .spawn(move || {
+            pipeline_loop(
+                rx, queued, pipe, writer, m, stop2, udp_ports, root, retention,
+            )
+        })?;
     Ok(Collector {
         stop,
         listeners,
@@ -221,38 +265,47 @@ fn udp_socket(addr: SocketAddr, rcvbuf: usize) -> Result<UdpSocket> {
     Ok(u)
 }
 
-fn udp_loop(sock: UdpSocket, tx: SyncSender<Batch>, stop: Arc<AtomicBool>, m: Arc<Metrics>) {
+/// How long the UDP and capture listeners let packets gather in the kernel's buffer once
+/// they have drained it.
+const UDP_GATHER: Duration = Duration::from_millis(1);
+
+fn udp_loop(sock: UdpSocket, tx: QueueTx, stop: Arc<AtomicBool>, m: Arc<Metrics>) {
+    // Non-blocking reads drain the socket; when it is empty the thread sleeps for
+    // UDP_GATHER instead of waking on every datagram. On a core shared with the pipeline a
+    // wake-up per datagram costs more than the datagram itself; this way a busy link is read
+    // in full batches at most ~1,000 times a second, and an idle one waits at most 1 ms.
+    if sock.set_nonblocking(true).is_err() {
+        eprintln!("siphon: HEP UDP socket cannot be made non-blocking");
+        return;
+    }
     let mut buf = vec![0u8; 65_536];
+    let mut counters = SendCounters::new(Source::HepUdp, &m);
     while !stop.load(Ordering::Relaxed) {
         let mut batch = Batch::new(Source::HepUdp);
-        match sock.recv_from(&mut buf) {
-            Ok((n, _)) => batch.push(now_us(), buf.get(..n).unwrap_or_default()),
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => continue,
-            Err(_) => continue,
-        }
-        // Fill the batch: wait at most 1 ms for each further packet, so that a steady stream
-        // travels in full batches and an idle link still hands over at once.
-        if sock
-            .set_read_timeout(Some(Duration::from_millis(1)))
-            .is_ok()
-        {
-            while !batch.is_full() {
-                match sock.recv_from(&mut buf) {
-                    Ok((n, _)) => batch.push(now_us(), buf.get(..n).unwrap_or_default()),
-                    Err(_) => break,
+        let mut drained = false;
+        while !batch.is_full() {
+            match sock.recv_from(&mut buf) {
+                Ok((n, _)) => batch.push(now_us(), buf.get(..n).unwrap_or_default()),
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                    drained = true;
+                    break;
                 }
+                // ICMP errors reported on the socket and the like: nothing to read this time.
+                Err(_) => break,
             }
-            let _ = sock.set_read_timeout(Some(Duration::from_millis(100)));
         }
-        if !send(&tx, batch, &m) {
+        if !counters.send(&tx, batch) {
             break;
+        }
+        if drained {
+            std::thread::sleep(UDP_GATHER);
         }
     }
 }
 
 fn tcp_accept_loop(
     l: TcpListener,
-    tx: SyncSender<Batch>,
+    tx: QueueTx,
     stop: Arc<AtomicBool>,
     m: Arc<Metrics>,
     max: usize,
@@ -295,22 +348,22 @@ fn tcp_accept_loop(
 }
 
 /// Reads HEP v3 packets back to back from a TCP stream (framed by their length field).
-fn tcp_conn(mut s: TcpStream, tx: SyncSender<Batch>, stop: Arc<AtomicBool>, m: Arc<Metrics>) {
+fn tcp_conn(mut s: TcpStream, tx: QueueTx, stop: Arc<AtomicBool>, m: Arc<Metrics>) {
     let _ = s.set_nonblocking(false);
     let _ = s.set_read_timeout(Some(Duration::from_millis(100)));
     let mut buf: Vec<u8> = Vec::with_capacity(1 << 16);
     let mut chunk = vec![0u8; 1 << 16];
     let mut batch = Batch::new(Source::HepTcp);
+    let mut counters = SendCounters::new(Source::HepTcp, &m);
     loop {
         let stopping = stop.load(Ordering::Relaxed);
         match s.read(&mut chunk) {
             Ok(0) => break,
             Ok(n) => buf.extend_from_slice(chunk.get(..n).unwrap_or_default()),
             Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                if !send(
+                if !counters.send(
                     &tx,
                     std::mem::replace(&mut batch, Batch::new(Source::HepTcp)),
-                    &m,
                 ) {
                     return;
                 }
@@ -346,18 +399,24 @@ fn tcp_conn(mut s: TcpStream, tx: SyncSender<Batch>, stop: Arc<AtomicBool>, m: A
             batch.push(now_us(), pkt);
             off += len;
             if batch.is_full()
-                && !send(
+                && !counters.send(
                     &tx,
                     std::mem::replace(&mut batch, Batch::new(Source::HepTcp)),
-                    &m,
                 )
             {
                 return;
             }
         }
         buf.drain(..off);
+        // Whatever is framed goes now: a sender that pauses must not leave packets waiting.
+        if !counters.send(
+            &tx,
+            std::mem::replace(&mut batch, Batch::new(Source::HepTcp)),
+        ) {
+            return;
+        }
     }
-    let _ = send(&tx, batch, &m);
+    let _ = counters.send(&tx, batch);
 }
 
 fn open_capture(cfg: &Config, dev: &str) -> Result<pcap::Capture<pcap::Active>> {
@@ -381,12 +440,13 @@ fn open_capture(cfg: &Config, dev: &str) -> Result<pcap::Capture<pcap::Active>> 
 
 fn capture_loop(
     mut cap: pcap::Capture<pcap::Active>,
-    tx: SyncSender<Batch>,
+    tx: QueueTx,
     stop: Arc<AtomicBool>,
     m: Arc<Metrics>,
 ) {
     let link = LinkType(cap.get_datalink().0 as u32);
     let mut batch = Batch::new(Source::Interface(link));
+    let mut counters = SendCounters::new(Source::Interface(link), &m);
     let mut last_stats = Instant::now();
     let (mut kernel_seen, mut if_seen) = (0u32, 0u32);
     while !stop.load(Ordering::Relaxed) {
@@ -395,23 +455,24 @@ fn capture_loop(
                 let ts = p.header.ts.tv_sec * 1_000_000 + p.header.ts.tv_usec;
                 batch.push(ts, p.data);
                 if batch.is_full()
-                    && !send(
+                    && !counters.send(
                         &tx,
                         std::mem::replace(&mut batch, Batch::new(Source::Interface(link))),
-                        &m,
                     )
                 {
                     return;
                 }
             }
             Err(pcap::Error::TimeoutExpired) => {
-                if !send(
+                // Non-blocking: nothing to read. Hand over what there is and let packets
+                // gather in the capture buffer rather than spin.
+                if !counters.send(
                     &tx,
                     std::mem::replace(&mut batch, Batch::new(Source::Interface(link))),
-                    &m,
                 ) {
                     return;
                 }
+                std::thread::sleep(UDP_GATHER);
             }
             Err(e) => {
                 eprintln!("siphon: capture stopped: {e}");
@@ -438,7 +499,7 @@ fn capture_loop(
             }
         }
     }
-    let _ = send(&tx, batch, &m);
+    let _ = counters.send(&tx, batch);
 }
 
 /// The store writer, counting completed calls into the metrics.
@@ -554,6 +615,7 @@ fn udp_kernel_drops(ports: &[u16]) -> u64 {
 #[allow(clippy::too_many_arguments)]
 fn pipeline_loop(
     rx: Receiver<Batch>,
+    queued: Arc<AtomicUsize>,
     mut pipe: Pipeline,
     mut writer: StoreWriter,
     m: Arc<Metrics>,
@@ -565,22 +627,18 @@ fn pipeline_loop(
     let mut last_tick = Instant::now();
     let mut last_retention: Option<Instant> = None;
     let mut last_stats = IngestStats::default();
-    let mut dirty = Vec::new();
     let mut kernel_seen = udp_kernel_drops(&udp_ports);
     let mut written_seen = 0u64;
-    let flush = |pipe: &mut Pipeline,
-                 writer: &mut StoreWriter,
-                 dirty: &mut Vec<CallSummary>|
-     -> Result<()> {
-        pipe.take_dirty(dirty);
+    let flush = |pipe: &mut Pipeline, writer: &mut StoreWriter| -> Result<()> {
         let t0 = Instant::now();
-        writer.flush(std::mem::take(dirty))?;
+        writer.flush_refs(&pipe.dirty())?;
         m.store_flush_seconds.observe(t0.elapsed().as_secs_f64());
         Ok(())
     };
     loop {
         match rx.recv_timeout(Duration::from_millis(200)) {
             Ok(batch) => {
+                queued.fetch_sub(batch.items.len(), Ordering::AcqRel);
                 let mut sink = MeteredSink {
                     writer: &mut writer,
                     metrics: &m,
@@ -604,7 +662,7 @@ fn pipeline_loop(
                     }
                 }
                 if writer.should_flush() {
-                    flush(&mut pipe, &mut writer, &mut dirty)?;
+                    flush(&mut pipe, &mut writer)?;
                 }
             }
             Err(RecvTimeoutError::Timeout) => {}
@@ -620,7 +678,7 @@ fn pipeline_loop(
                 pipe.tick(now_us(), &mut sink);
             }
             if writer.interval_elapsed() {
-                flush(&mut pipe, &mut writer, &mut dirty)?;
+                flush(&mut pipe, &mut writer)?;
             }
             let st = pipe.stats().clone();
             publish(&m, &st, &last_stats);
@@ -658,4 +716,69 @@ fn pipeline_loop(
     let st = pipe.stats().clone();
     publish(&m, &st, &last_stats);
     Ok(writer.close(Vec::new())?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch(n: usize) -> Batch {
+        let mut b = Batch::new(Source::HepUdp);
+        for _ in 0..n {
+            b.push(0, b"HEP3");
+        }
+        b
+    }
+
+    fn queue_full(m: &Metrics) -> u64 {
+        m.drops
+            .get_or_create(&ReasonLabel {
+                reason: "queue_full".into(),
+            })
+            .get()
+    }
+
+    #[test]
+    fn the_queue_is_bounded_in_packets_whatever_the_batch_sizes() {
+        let m = Metrics::new();
+        let (tx, rx) = sync_channel::<Batch>(1000);
+        let q = QueueTx {
+            tx,
+            queued: Arc::new(AtomicUsize::new(0)),
+            limit: 10,
+        };
+        let mut c = SendCounters::new(Source::HepUdp, &m);
+        // Many small batches fill it as surely as one big one.
+        for _ in 0..10 {
+            assert!(c.send(&q, batch(1)));
+        }
+        assert_eq!(queue_full(&m), 0);
+        assert!(c.send(&q, batch(3)));
+        assert_eq!(
+            queue_full(&m),
+            3,
+            "a batch over the limit is dropped whole and counted"
+        );
+        assert_eq!(q.queued.load(Ordering::SeqCst), 10);
+        // The pipeline takes batches: room again.
+        for _ in 0..4 {
+            let b = rx.recv().unwrap();
+            q.queued.fetch_sub(b.items.len(), Ordering::SeqCst);
+        }
+        assert!(c.send(&q, batch(4)));
+        assert_eq!(queue_full(&m), 3);
+        assert_eq!(q.queued.load(Ordering::SeqCst), 10);
+        // Every packet offered is counted as received, dropped or not.
+        let received = m
+            .received_packets
+            .get_or_create(&SourceLabel {
+                source: "hep_udp".into(),
+            })
+            .get();
+        assert_eq!(received, 17);
+        // A pipeline that is gone stops the listener (once there is room to try).
+        drop(rx);
+        q.queued.store(0, Ordering::SeqCst);
+        assert!(!c.send(&q, batch(1)));
+    }
 }

@@ -252,7 +252,7 @@ pub struct PipelineConfig {
 impl Default for PipelineConfig {
     fn default() -> Self {
         PipelineConfig {
-            queue_packets: 65_536,
+            queue_packets: 262_144,
         }
     }
 }
@@ -1242,7 +1242,7 @@ mod tests {
         );
         assert_eq!(c.http.listen, "127.0.0.1:3001");
         assert_eq!(c.http.auth_token, None);
-        assert_eq!(c.pipeline.queue_packets, 65_536);
+        assert_eq!(c.pipeline.queue_packets, 262_144);
     }
 
     #[test]
