@@ -9,10 +9,15 @@
 //!    through the library, served, and `GET /api/v1/calls/{id}/flow` is timed for 2,000 random
 //!    calls: p50 and p99.
 //!
-//! `cargo bench -p siphon-cli --bench serve`
+//! `cargo bench -p siphon-cli --bench serve`; SIPHON_BENCH_SKIP=ceiling,import,load,flow leaves
+//! parts out.
 
 #[path = "../tests/support/gen.rs"]
 mod gen;
+
+// The allocator of the `siphon` binary, so the in-process figure matches it.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
@@ -236,6 +241,14 @@ fn hep_load(corpus: &Path, dir: &Path, secs: u64) {
             let dropped = metric(http, "siphon_dropped_packets_total");
             let analysed = metric(http, "siphon_packets_total{type=\"sip\"}");
             let ok = dropped == 0 && received == sent && analysed == sent;
+            if dropped > 0 {
+                let (_, body) = http_get(http, "/metrics");
+                for l in String::from_utf8_lossy(&body).lines() {
+                    if l.starts_with("siphon_dropped_packets_total") {
+                        println!("  {l}");
+                    }
+                }
+            }
             println!(
                 "HEP/{transport} {rate:>7}/s for {secs} s: sent {sent}, received {received}, analysed {analysed}, dropped {dropped} -> {}",
                 if ok { "pass" } else { "FAIL" }
@@ -251,6 +264,44 @@ fn hep_load(corpus: &Path, dir: &Path, secs: u64) {
         "highest zero-drop SIP message rate on one core: UDP {} msg/s, TCP {} msg/s (target 400,000; Homer publishes ~120,000)",
         best[0], best[1]
     );
+}
+
+/// The pipeline and store alone, in this process on one core: the ceiling the listeners
+/// and the queue can reach.
+fn pipeline_ceiling(corpus: &Path, dir: &Path) {
+    let t = Template::new(corpus);
+    let n = env_u64("SIPHON_BENCH_CEILING_MSGS", 4_000_000);
+    let mut cfg = StoreConfig::new(dir.join("ceiling"));
+    cfg.fsync = false;
+    let mut w = StoreWriter::open(cfg).unwrap();
+    let mut p = Pipeline::new(IngestConfig::default(), w.first_ref());
+    let mut buf = Vec::new();
+    let t0 = Instant::now();
+    let mut tick = t0;
+    for i in 0..n {
+        p.push_hep(t.packet(i, &mut buf), &mut w);
+        if w.should_flush() {
+            w.flush_refs(&p.dirty()).unwrap();
+        }
+        if i % 4096 == 0 && tick.elapsed() >= Duration::from_secs(1) {
+            tick = Instant::now();
+            p.tick(
+                1_800_000_000_000_000 + t0.elapsed().as_micros() as i64,
+                &mut w,
+            );
+        }
+    }
+    p.finish("end", &mut w);
+    let ws = w.close(Vec::new()).unwrap();
+    let s = t0.elapsed().as_secs_f64();
+    println!(
+        "pipeline + store in one thread: {n} HEP SIP messages in {s:.2} s = {:.0} msg/s ({} index rows written in {} flushes, {:.2} s in flushes)",
+        n as f64 / s,
+        ws.rows_written,
+        ws.flushes,
+        ws.flush_time.as_secs_f64()
+    );
+    let _ = std::fs::remove_dir_all(dir.join("ceiling"));
 }
 
 fn import_rate(corpus: &Path, dir: &Path) {
@@ -294,7 +345,6 @@ fn build_store(corpus: &Path, data: &Path, calls: u64) -> Vec<String> {
     let mut p = Pipeline::new(IngestConfig::default(), w.first_ref());
     let copies = calls.div_ceil(24);
     let mut ids = Vec::new();
-    let mut dirty = Vec::new();
     for k in 0..copies {
         for (ts, frame) in &sip {
             // Rebuild IP/UDP lengths: the replacement makes the frame longer.
@@ -314,8 +364,7 @@ fn build_store(corpus: &Path, data: &Path, calls: u64) -> Vec<String> {
             };
             p.push_frame(&frame, &mut w);
             if w.should_flush() {
-                p.take_dirty(&mut dirty);
-                w.flush(std::mem::take(&mut dirty)).unwrap();
+                w.flush_refs(&p.dirty()).unwrap();
             }
         }
         if k % 97 == 0 {
@@ -367,10 +416,20 @@ fn main() {
     std::fs::create_dir_all(&dir).unwrap();
     let secs = env_u64("SIPHON_BENCH_SECONDS", 10);
     let calls = env_u64("SIPHON_BENCH_CALLS", 1_000_000);
-    if std::env::var_os("SIPHON_BENCH_SKIP_LOAD").is_none() {
+    let skip = |what: &str| {
+        std::env::var("SIPHON_BENCH_SKIP").is_ok_and(|v| v.split(',').any(|x| x.trim() == what))
+    };
+    if !skip("ceiling") {
+        pipeline_ceiling(&corpus, &dir);
+    }
+    if !skip("import") {
         import_rate(&corpus, &dir);
+    }
+    if !skip("load") {
         hep_load(&corpus, &dir, secs);
     }
-    flow_latency(&corpus, &dir, calls);
+    if !skip("flow") {
+        flow_latency(&corpus, &dir, calls);
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }
