@@ -66,7 +66,7 @@ struct Bucket {
     seg: Option<SegmentWriter>,
     next_seg: u32,
     sip: BlockBuf,
-    sip_calls: HashSet<CallRef>,
+    sip_calls: HashSet<CallRef, foldhash::fast::RandomState>,
     pending: Pending,
 }
 
@@ -75,7 +75,9 @@ struct OpenCall {
     bucket: usize,
     blocks: Vec<BlockRef>,
     earlier_streams: Vec<StoredStream>,
-    summary: Option<CallSummary>,
+    /// The final summary of a completed call, until the flush writes it (boxed: most
+    /// entries are open calls without one).
+    summary: Option<Box<CallSummary>>,
     media: BlockBuf,
     touched: bool,
 }
@@ -200,7 +202,7 @@ impl StoreWriter {
                 seg: None,
                 next_seg,
                 sip: BlockBuf::default(),
-                sip_calls: HashSet::new(),
+                sip_calls: HashSet::default(),
                 pending: Pending {
                     bytes: Vec::new(),
                     blocks: Vec::new(),
@@ -318,7 +320,7 @@ impl StoreWriter {
         let mut completed_bucket: Vec<usize> = Vec::new();
         for (_, c) in self.calls.iter_mut() {
             if c.touched {
-                if let Some(s) = c.summary.take() {
+                if let Some(s) = c.summary.take().map(|b| *b) {
                     completed_bucket.push(c.bucket);
                     completed.push(s);
                 }
@@ -561,7 +563,7 @@ impl Sink for StoreWriter {
         self.completed_ids.insert(summary.call_id.clone(), r);
         match self.call_entry(r, summary.start_us) {
             Ok(e) => {
-                e.summary = Some(summary);
+                e.summary = Some(Box::new(summary));
                 e.touched = true;
                 self.completed.push(r);
             }
@@ -574,7 +576,7 @@ impl Sink for StoreWriter {
         if let Some(r) = self.completed_ids.remove(call_id) {
             if let Some(c) = self.calls.get(&r) {
                 if let Some(s) = c.summary.as_ref() {
-                    let mut s = s.clone();
+                    let mut s = CallSummary::clone(s);
                     self.completed.retain(|x| *x != r);
                     if let Some(c) = self.calls.get_mut(&r) {
                         c.earlier_streams =
