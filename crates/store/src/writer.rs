@@ -532,9 +532,13 @@ impl Sink for StoreWriter {
             return;
         }
         self.stats.media_raw_bytes += rec.frame.len() as u64;
-        let c = match self.call_entry(rec.call_ref, rec.ts_us) {
-            Ok(c) => c,
-            Err(e) => return self.note_error(e),
+        // A known call in one look-up (every RTP packet comes here).
+        let c = match self.calls.get_mut(&rec.call_ref) {
+            Some(c) => c,
+            None => match self.call_entry(rec.call_ref, rec.ts_us) {
+                Ok(c) => c,
+                Err(e) => return self.note_error(e),
+            },
         };
         c.media
             .push(kind, rec.link, rec.call_ref, rec.ts_us, rec.node, rec.frame);
