@@ -122,7 +122,7 @@ pub fn run(a: ImportArgs) -> Result<ExitCode> {
                     break;
                 }
             }
-            if n % 4096 == 0 {
+            if n.is_multiple_of(4096) {
                 if let Some(b) = &bar {
                     b.set_position(done_bytes + reader.bytes_consumed());
                     b.set_message(format!("{} calls", pipe.stats().calls));

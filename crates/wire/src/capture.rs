@@ -680,7 +680,7 @@ impl CaptureReader {
                 };
             }
             let len = read_u32(avail, 4, be).unwrap_or(0) as usize;
-            if len < 12 || len % 4 != 0 {
+            if len < 12 || !len.is_multiple_of(4) {
                 return Err(self.corrupt("bad pcapng block length"));
             }
             if len > MAX_RECORD {

@@ -170,7 +170,7 @@ impl DefragPool {
             self.drop_entry(&key);
             return Err(DecodeError::FragmentTooLarge);
         };
-        if more && (bytes.is_empty() || bytes.len() % 8 != 0) {
+        if more && (bytes.is_empty() || !bytes.len().is_multiple_of(8)) {
             self.drop_entry(&key);
             return Err(DecodeError::BadFragment);
         }

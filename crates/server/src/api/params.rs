@@ -135,7 +135,7 @@ impl Cursor {
             }
         };
         let s = s.as_bytes();
-        if s.len() % 2 != 0 || s.len() > 4096 {
+        if !s.len().is_multiple_of(2) || s.len() > 4096 {
             return None;
         }
         let raw = s
