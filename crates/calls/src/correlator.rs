@@ -92,7 +92,14 @@ struct Call {
     rtpmap: Vec<(u8, String, u32)>,
     bound: Vec<SocketAddr>,
     closing_since: Option<i64>,
+    /// Signalling changed since the last snapshot.
     dirty: bool,
+    /// Media counted since the last snapshot.
+    media_dirty: bool,
+    /// A snapshot was taken (the store has a row for the call), and at what clock.
+    snapshot_at: Option<i64>,
+    /// The correlator's clock when the call opened.
+    opened_at: i64,
     /// Sender reports seen: (sender SSRC, NTP middle 32 bits, capture time), the latest few.
     sr_seen: VecDeque<(u32, u32, i64)>,
 }
@@ -109,7 +116,16 @@ pub struct Correlator {
     preassigned: HashMap<Vec<u8>, CallRef>,
     /// New calls refused because `max_open_calls` were open.
     pub refused: u64,
+    /// The clock of the state machine: the latest `expire` time (capture time for files,
+    /// wall time for a live collector).
+    clock_us: i64,
 }
+
+/// A new call's first snapshot waits this long (correlator clock), so that the many calls that
+/// end within seconds (failures, rejections) are written to the index once, when complete.
+pub const SNAPSHOT_DELAY_US: i64 = 2_000_000;
+/// An open call whose only changes are media counts is snapshotted at most this often.
+pub const MEDIA_SNAPSHOT_EVERY_US: i64 = 10_000_000;
 
 fn text(b: Option<&[u8]>) -> String {
     b.map(|v| String::from_utf8_lossy(v).into_owned())
@@ -129,6 +145,7 @@ impl Correlator {
             next_ref: first_ref.max(1),
             preassigned: HashMap::default(),
             refused: 0,
+            clock_us: i64::MIN,
         }
     }
 
@@ -207,6 +224,13 @@ impl Correlator {
                         bound: Vec::new(),
                         closing_since: None,
                         dirty: true,
+                        media_dirty: false,
+                        snapshot_at: None,
+                        opened_at: if self.clock_us == i64::MIN {
+                            ts_us
+                        } else {
+                            self.clock_us
+                        },
                         sr_seen: VecDeque::new(),
                     }),
                 );
@@ -524,14 +548,14 @@ impl Correlator {
             }
             s.rtcp_packets += 1;
             s.end_us = s.end_us.max(ts_us);
-            call.dirty = true;
+            call.media_dirty = true;
             Self::apply_rtcp(call, ts_us, payload);
             return Some(MediaClass::Rtcp(call_ref));
         }
         let h = RtpHeader::parse(payload).ok()?;
         s.rtp_packets += 1;
         s.end_us = s.end_us.max(ts_us);
-        call.dirty = true;
+        call.media_dirty = true;
         let idx = match s
             .streams
             .iter()
@@ -615,7 +639,7 @@ impl Correlator {
             return false;
         };
         call.summary.rtcp_packets += 1;
-        call.dirty = true;
+        call.media_dirty = true;
         Self::apply_reports(call, ts_us, reports);
         true
     }
@@ -700,6 +724,7 @@ impl Correlator {
 
     /// Completes calls whose timeout or grace period has passed at capture time `now_us`.
     pub fn expire(&mut self, now_us: i64, out: &mut Vec<CallSummary>) {
+        self.clock_us = self.clock_us.max(now_us);
         let cfg = &self.cfg;
         let mut done = Vec::new();
         for (r, c) in &self.calls {
@@ -788,25 +813,44 @@ impl Correlator {
         out.push(s);
     }
 
-    /// Snapshots of open calls changed since the last call to this function.
+    /// True when an open call's summary is due for the store: it changed, and either it has
+    /// been written before and its signalling changed, or it is older than
+    /// [`SNAPSHOT_DELAY_US`], or only its media counts changed and the last snapshot is older
+    /// than [`MEDIA_SNAPSHOT_EVERY_US`]. A due call is marked as snapshotted.
+    fn due(c: &mut Call, clock: i64) -> bool {
+        if !c.dirty && !c.media_dirty {
+            return false;
+        }
+        let due = match c.snapshot_at {
+            // No clock yet (nothing expired so far): no delay either.
+            None => clock == i64::MIN || clock.saturating_sub(c.opened_at) >= SNAPSHOT_DELAY_US,
+            Some(_) if c.dirty => true,
+            Some(at) => clock.saturating_sub(at) >= MEDIA_SNAPSHOT_EVERY_US,
+        };
+        if due {
+            c.dirty = false;
+            c.media_dirty = false;
+            c.snapshot_at = Some(clock);
+        }
+        due
+    }
+
+    /// Snapshots of the open calls due for the store (see `due`): copies.
     pub fn take_dirty(&mut self, out: &mut Vec<CallSummary>) {
+        let clock = self.clock_us;
         for c in self.calls.values_mut() {
-            if c.dirty {
-                c.dirty = false;
+            if Self::due(c, clock) {
                 out.push(c.summary.clone());
             }
         }
     }
 
-    /// The summaries of open calls changed since the last call to this function or to
     /// [`take_dirty`](Self::take_dirty), borrowed.
     pub fn take_dirty_refs(&mut self) -> Vec<&CallSummary> {
+        let clock = self.clock_us;
         self.calls
             .values_mut()
-            .filter_map(|c| {
-                let was = std::mem::replace(&mut c.dirty, false);
-                was.then_some(&c.summary)
-            })
+            .filter_map(|c| Self::due(c, clock).then_some(&c.summary))
             .collect()
     }
 
@@ -903,6 +947,36 @@ mod tests {
         let r = feed_sip(c, 0, A_SIG, B_SIG, &invite(4000)).call_ref;
         feed_sip(c, 100_000, B_SIG, A_SIG, &ok(6000, "1 INVITE"));
         r
+    }
+
+    #[test]
+    fn a_new_call_is_snapshotted_after_the_delay_and_media_only_changes_at_most_every_10_s() {
+        let mut c = Correlator::new(CallConfig::default(), 1);
+        let mut done = Vec::new();
+        c.expire(0, &mut done); // the clock starts
+        let r = setup(&mut c);
+        let refs = |c: &mut Correlator| -> Vec<CallRef> {
+            c.take_dirty_refs().iter().map(|s| s.call_ref).collect()
+        };
+        // Younger than the delay: not yet, and it stays due.
+        c.expire(SNAPSHOT_DELAY_US - 1, &mut done);
+        assert!(refs(&mut c).is_empty());
+        c.expire(SNAPSHOT_DELAY_US, &mut done);
+        assert_eq!(refs(&mut c), vec![r]);
+        assert!(refs(&mut c).is_empty(), "nothing changed since");
+        // Media only: held back until the refresh period has passed.
+        let (a, b) = (addr("10.0.0.1:4000"), addr("10.0.0.2:6000"));
+        c.on_udp_media(SNAPSHOT_DELAY_US, a, b, &rtp(1, 0, 0xA));
+        c.expire(SNAPSHOT_DELAY_US + MEDIA_SNAPSHOT_EVERY_US - 1, &mut done);
+        assert!(refs(&mut c).is_empty());
+        c.expire(SNAPSHOT_DELAY_US + MEDIA_SNAPSHOT_EVERY_US, &mut done);
+        assert_eq!(refs(&mut c), vec![r]);
+        // Signalling on a call already in the store: at once.
+        c.on_udp_media(SNAPSHOT_DELAY_US, a, b, &rtp(2, 160, 0xA));
+        feed_sip(&mut c, 200_000, B_SIG, A_SIG, &bye_from_callee());
+        c.mark_dirty(r);
+        assert_eq!(refs(&mut c), vec![r]);
+        assert!(done.is_empty(), "the call is still open");
     }
 
     #[test]

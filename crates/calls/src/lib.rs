@@ -14,7 +14,9 @@ mod correlator;
 pub mod quality;
 mod summary;
 
-pub use correlator::{CallConfig, Correlator, MediaClass, SipOutcome};
+pub use correlator::{
+    CallConfig, Correlator, MediaClass, SipOutcome, MEDIA_SNAPSHOT_EVERY_US, SNAPSHOT_DELAY_US,
+};
 pub use summary::{
     codec_name, CallState, CallSummary, HangupSide, Phase, RtcpFigures, StreamDirection,
     StreamInterval, StreamSummary,

@@ -239,7 +239,8 @@ impl Pipeline {
         self.inner.corr.open_calls()
     }
 
-    /// Summaries of open calls that changed since the last call (for periodic index updates).
+    /// Summaries of open calls due for the index (changed, and past the first-snapshot delay;
+    /// see `siphon_calls::SNAPSHOT_DELAY_US`), for periodic index updates.
     pub fn take_dirty(&mut self, out: &mut Vec<CallSummary>) {
         self.inner.corr.take_dirty(out);
     }

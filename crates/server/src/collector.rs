@@ -169,6 +169,13 @@ pub fn start(cfg: &Config, metrics: Arc<Metrics>) -> Result<Collector> {
     };
     let writer = StoreWriter::open(cfg.store_config())
         .with_context(|| format!("opening the store at {}", cfg.storage.data.display()))?;
+    let ws = writer.stats();
+    if ws.recovered_calls > 0 || ws.repaired_rows > 0 {
+        eprintln!(
+            "siphon: the store was not closed cleanly: {} calls rebuilt from the segments, {} index rows completed",
+            ws.recovered_calls, ws.repaired_rows
+        );
+    }
     let mut listeners = Vec::new();
     let mut hep_udp_addr = None;
     let mut hep_tcp_addr = None;

@@ -888,6 +888,41 @@ pub fn max_ref(conn: &Connection) -> rusqlite::Result<u64> {
     Ok(v.unwrap_or(0) as u64)
 }
 
+/// Where a restart after a crash must read the bucket's segments again (see the writer).
+pub fn set_recover_from(conn: &Connection, at: BlockRef) -> rusqlite::Result<()> {
+    conn.execute(
+        "INSERT INTO meta(key, value) VALUES ('recover_from', ?1)
+         ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+        params![format!("{}:{}", at.segment, at.offset)],
+    )?;
+    Ok(())
+}
+
+/// The point saved by [`set_recover_from`]; `None` when there is none (a store written before
+/// recovery points, or one just recovered).
+pub fn recover_from(conn: &Connection) -> rusqlite::Result<Option<BlockRef>> {
+    let v: Option<String> = conn
+        .query_row(
+            "SELECT value FROM meta WHERE key = 'recover_from'",
+            [],
+            |r| r.get(0),
+        )
+        .optional()?;
+    Ok(v.and_then(|v| {
+        let (s, o) = v.split_once(':')?;
+        Some(BlockRef {
+            segment: s.parse().ok()?,
+            offset: o.parse().ok()?,
+        })
+    }))
+}
+
+/// Removes the recovery point (after a recovery or a rebuild).
+pub fn clear_recover_from(conn: &Connection) -> rusqlite::Result<()> {
+    conn.execute("DELETE FROM meta WHERE key = 'recover_from'", [])?;
+    Ok(())
+}
+
 /// Turns a stored row back into a summary, for a call that receives late messages.
 pub fn row_to_summary(r: &CallRow) -> CallSummary {
     CallSummary {

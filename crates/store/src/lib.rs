@@ -16,6 +16,7 @@
 #![forbid(unsafe_code)]
 
 pub mod index;
+pub mod recover;
 mod reindex;
 pub mod segment;
 mod writer;
@@ -336,6 +337,41 @@ pub fn load_cold(dir: &Path, rows: &mut [CallRow]) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Name of the file a writer holds an exclusive lock on for as long as it runs.
+pub const WRITER_LOCK: &str = ".writer.lock";
+
+/// Takes the store's writer lock: `Ok(None)` when another process (or another writer of this
+/// one) holds it. The operating system releases it when the process dies.
+pub fn try_lock_writer(root: &Path) -> Result<Option<std::fs::File>, StoreError> {
+    let p = root.join(WRITER_LOCK);
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&p)
+        .map_err(|e| StoreError::io(&p, e))?;
+    match f.try_lock() {
+        Ok(()) => Ok(Some(f)),
+        Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+        Err(std::fs::TryLockError::Error(e)) => Err(StoreError::io(&p, e)),
+    }
+}
+
+/// Repairs the index of every bucket after an unclean stop (see [`recover`]), when no writer
+/// runs: a reader that finds a store left by a killed writer sees every packet it stored.
+/// Best effort: a reader without write access leaves the store as it is.
+fn recover_if_unlocked(root: &Path) {
+    let Ok(Some(_lock)) = try_lock_writer(root) else {
+        return;
+    };
+    let Ok(buckets) = list_buckets(root) else {
+        return;
+    };
+    for b in buckets {
+        let _ = recover::recover_bucket(&b.dir, &siphon_calls::CallConfig::default());
+    }
+}
+
 /// The read side of a store.
 pub struct Store {
     root: PathBuf,
@@ -347,6 +383,7 @@ impl Store {
         if !root.is_dir() {
             return Err(StoreError::NotFound(root.display().to_string()));
         }
+        recover_if_unlocked(root);
         Ok(Store {
             root: root.to_path_buf(),
         })

@@ -39,18 +39,35 @@ const BATCH: usize = 10_000;
 
 /// Writes finished calls: their cold fields to a summary block of the rebuild's own segment,
 /// then their index rows.
-struct Emitter<'a> {
+pub(crate) struct Emitter<'a> {
     dir: &'a Path,
     conn: &'a Connection,
-    seg: Option<SegmentWriter>,
+    pub(crate) seg: Option<SegmentWriter>,
     seg_no: u32,
     zstd: zstd::bulk::Compressor<'static>,
     cold: BlockBuf,
     rows: Vec<(CallSummary, Vec<BlockRef>)>,
 }
 
-impl Emitter<'_> {
-    fn add(&mut self, s: CallSummary, blocks: Vec<BlockRef>) -> Result<(), StoreError> {
+impl<'a> Emitter<'a> {
+    /// An emitter that writes its summary blocks to a new segment `seg_no` of `dir`.
+    pub(crate) fn new(
+        dir: &'a Path,
+        conn: &'a Connection,
+        seg_no: u32,
+    ) -> Result<Self, StoreError> {
+        Ok(Emitter {
+            dir,
+            conn,
+            seg: None,
+            seg_no,
+            zstd: zstd::bulk::Compressor::new(3).map_err(|e| StoreError::io(dir, e))?,
+            cold: BlockBuf::default(),
+            rows: Vec::new(),
+        })
+    }
+
+    pub(crate) fn add(&mut self, s: CallSummary, blocks: Vec<BlockRef>) -> Result<(), StoreError> {
         let streams: Vec<StoredStream> = s.streams.iter().map(StoredStream::from_summary).collect();
         self.cold.push(
             KIND_SUMMARY,
@@ -71,7 +88,7 @@ impl Emitter<'_> {
         Ok(())
     }
 
-    fn flush(&mut self) -> Result<u64, StoreError> {
+    pub(crate) fn flush(&mut self) -> Result<u64, StoreError> {
         if self.rows.is_empty() {
             return Ok(0);
         }
@@ -123,6 +140,12 @@ fn only_summaries(scan: &segment::ScanReport) -> bool {
 
 /// Rebuilds `index.sqlite` of every bucket under `root` from its segments.
 pub fn reindex(root: &Path, calls: &CallConfig) -> Result<ReindexReport, StoreError> {
+    let _lock = crate::try_lock_writer(root)?.ok_or_else(|| {
+        StoreError::Invalid(format!(
+            "{} is open for writing by another siphon process; stop it before a rebuild",
+            root.display()
+        ))
+    })?;
     let mut rep = ReindexReport::default();
     for b in list_buckets(root)? {
         rep.buckets += 1;

@@ -51,6 +51,11 @@ pub struct WriteStats {
     pub rows_written: u64,
     /// Total time spent in flushes.
     pub flush_time: Duration,
+    /// At open, after an unclean stop: calls rebuilt from the segments (they had no index row
+    /// yet) and rows that got blocks they did not list.
+    pub recovered_calls: u64,
+    /// See `recovered_calls`.
+    pub repaired_rows: u64,
 }
 
 struct Pending {
@@ -80,6 +85,9 @@ struct OpenCall {
     summary: Option<Box<CallSummary>>,
     media: BlockBuf,
     touched: bool,
+    /// The first block written for the call since its index row was last written (or ever,
+    /// when it has none yet): a restart after a crash recovers from there.
+    unindexed: Option<BlockRef>,
 }
 
 /// The store's writer; implements the pipeline's [`Sink`].
@@ -104,6 +112,8 @@ pub struct StoreWriter {
     error: Option<StoreError>,
     stats: WriteStats,
     first_ref: CallRef,
+    /// Held while the writer lives: one writer per store.
+    _lock: std::fs::File,
 }
 
 impl StoreWriter {
@@ -111,9 +121,22 @@ impl StoreWriter {
     /// left by a crash.
     pub fn open(cfg: StoreConfig) -> Result<Self, StoreError> {
         std::fs::create_dir_all(&cfg.root).map_err(|e| StoreError::io(&cfg.root, e))?;
+        let lock = crate::try_lock_writer(&cfg.root)?.ok_or_else(|| {
+            StoreError::Invalid(format!(
+                "{} is open for writing by another siphon process (serve or import)",
+                cfg.root.display()
+            ))
+        })?;
         // Handles must not repeat across runs: start above every handle in use. Small handles
         // keep records and index rows short (they are stored as varints).
         let mut first_ref = 1u64;
+        let mut stats = WriteStats::default();
+        // After an unclean stop, the tail of each bucket is read again first (see `recover`).
+        for b in crate::list_buckets(&cfg.root)? {
+            let r = crate::recover::recover_bucket(&b.dir, &siphon_calls::CallConfig::default())?;
+            stats.recovered_calls += r.calls_rebuilt;
+            stats.repaired_rows += r.rows_repaired;
+        }
         for b in crate::list_buckets(&cfg.root)? {
             let path = b.dir.join("index.sqlite");
             if let Ok(conn) = index::open_read(&path) {
@@ -138,7 +161,8 @@ impl StoreWriter {
             changes: 0,
             last_flush: Instant::now(),
             error: None,
-            stats: WriteStats::default(),
+            stats,
+            _lock: lock,
             first_ref,
         })
     }
@@ -158,7 +182,7 @@ impl StoreWriter {
         // The clock is read once every 256 packets: cheap on the hot path, precise enough.
         self.since_flush >= self.cfg.flush_count
             || (self.since_flush > 0
-                && self.since_flush % 256 == 0
+                && self.since_flush.is_multiple_of(256)
                 && self.last_flush.elapsed() >= self.cfg.flush_interval)
     }
 
@@ -278,6 +302,7 @@ impl StoreWriter {
             summary: None,
             media: BlockBuf::default(),
             touched: true,
+            unindexed: None,
         }))
     }
 
@@ -440,6 +465,7 @@ impl StoreWriter {
                     if oc.blocks.last() != Some(&br) {
                         oc.blocks.push(br);
                     }
+                    oc.unindexed.get_or_insert(br);
                 }
             }
             // Index rows, one transaction per bucket, after the data is durable.
@@ -467,6 +493,11 @@ impl StoreWriter {
             }
             tx.commit().map_err(|e| StoreError::index(&b.dir, e))?;
             self.stats.rows_written += n;
+            for &(r, _, _) in &streams_of {
+                if let Some(oc) = self.calls.get_mut(&r) {
+                    oc.unindexed = None;
+                }
+            }
         }
         for c in self.calls.values_mut() {
             c.touched = false;
@@ -474,12 +505,44 @@ impl StoreWriter {
         for r in self.completed.drain(..) {
             self.calls.remove(&r);
         }
+        self.save_recovery_points()?;
         self.completed_ids.clear();
         self.since_flush = 0;
         self.changes = 0;
         self.last_flush = Instant::now();
         self.stats.flushes += 1;
         self.stats.flush_time += t0.elapsed();
+        Ok(())
+    }
+
+    /// Records in each bucket's index where a restart after a crash must start reading the
+    /// segments again: the first block of an open call that its row does not list yet (calls
+    /// are written to the index with a delay, see `siphon_calls::SNAPSHOT_DELAY_US`), else the
+    /// end of what is written. Written after the rows, so a crash in between leaves an earlier,
+    /// still correct point.
+    fn save_recovery_points(&mut self) -> Result<(), StoreError> {
+        let mut from: Vec<Option<BlockRef>> = vec![None; self.buckets.len()];
+        for c in self.calls.values() {
+            if let (Some(u), Some(slot)) = (c.unindexed, from.get_mut(c.bucket)) {
+                if slot.is_none_or(|f| u < f) {
+                    *slot = Some(u);
+                }
+            }
+        }
+        for (b, at) in self.buckets.iter().zip(from) {
+            let end = match &b.seg {
+                Some(seg) => BlockRef {
+                    segment: seg.number,
+                    offset: seg.len(),
+                },
+                None => BlockRef {
+                    segment: b.next_seg,
+                    offset: 0,
+                },
+            };
+            index::set_recover_from(&b.conn, at.unwrap_or(end))
+                .map_err(|e| StoreError::index(&b.dir, e))?;
+        }
         Ok(())
     }
 
@@ -490,6 +553,8 @@ impl StoreWriter {
             if let Some(seg) = b.seg {
                 seg.seal().map_err(|e| StoreError::io(&b.dir, e))?;
             }
+            // Every call is complete and written: nothing to recover.
+            index::clear_recover_from(&b.conn).map_err(|e| StoreError::index(&b.dir, e))?;
         }
         Ok(self.stats)
     }
@@ -607,6 +672,7 @@ impl Sink for StoreWriter {
                         summary: None,
                         media: BlockBuf::default(),
                         touched: true,
+                        unindexed: None,
                     },
                 );
                 return Some(s);
