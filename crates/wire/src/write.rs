@@ -92,9 +92,85 @@ pub fn synth_udp_frame(src: SocketAddr, dst: SocketAddr, payload: &[u8]) -> Vec<
     out
 }
 
+/// One's-complement sum of `data` as big-endian 16-bit words (odd tail padded with zero),
+/// folded to 16 bits; 8 bytes at a time.
+fn ones_complement_sum(data: &[u8], mut acc: u64) -> u16 {
+    let mut chunks = data.chunks_exact(8);
+    for c in &mut chunks {
+        let w = u64::from_be_bytes(c.try_into().unwrap_or([0u8; 8]));
+        let (s, carry) = acc.overflowing_add(w);
+        acc = s + u64::from(carry);
+    }
+    let mut rest = chunks.remainder().chunks(2);
+    for c in &mut rest {
+        let w = u16::from_be_bytes([
+            c.first().copied().unwrap_or(0),
+            c.get(1).copied().unwrap_or(0),
+        ]);
+        let (s, carry) = acc.overflowing_add(u64::from(w));
+        acc = s + u64::from(carry);
+    }
+    // Fold 64 -> 16 bits with end-around carries.
+    acc = (acc & 0xffff_ffff) + (acc >> 32);
+    acc = (acc & 0xffff_ffff) + (acc >> 32);
+    acc = (acc & 0xffff) + (acc >> 16);
+    acc = (acc & 0xffff) + (acc >> 16);
+    acc = (acc & 0xffff) + (acc >> 16);
+    acc as u16
+}
+
+/// Ethernet + IPv4 + UDP written directly (the common case of HEP-carried SIP): the same
+/// bytes as the packet builder, without its per-field work.
+fn synth_udp4_into(
+    src: std::net::SocketAddrV4,
+    dst: std::net::SocketAddrV4,
+    payload: &[u8],
+    out: &mut Vec<u8>,
+) {
+    let udp_len = (8 + payload.len()) as u16;
+    let ip_len = 20 + udp_len;
+    out.clear();
+    out.reserve(42 + payload.len());
+    out.extend_from_slice(&SYNTH_DST_MAC);
+    out.extend_from_slice(&SYNTH_SRC_MAC);
+    out.extend_from_slice(&[0x08, 0x00]);
+    let mut ip = [0u8; 20];
+    ip[0] = 0x45;
+    ip[2..4].copy_from_slice(&ip_len.to_be_bytes());
+    ip[6] = 0x40; // don't fragment, as the builder sets it
+    ip[8] = 64;
+    ip[9] = 17;
+    ip[12..16].copy_from_slice(&src.ip().octets());
+    ip[16..20].copy_from_slice(&dst.ip().octets());
+    let hsum = !ones_complement_sum(&ip, 0);
+    ip[10..12].copy_from_slice(&hsum.to_be_bytes());
+    out.extend_from_slice(&ip);
+    // UDP checksum over the pseudo-header, the UDP header and the payload.
+    let mut pseudo = [0u8; 20];
+    pseudo[0..4].copy_from_slice(&src.ip().octets());
+    pseudo[4..8].copy_from_slice(&dst.ip().octets());
+    pseudo[9] = 17;
+    pseudo[10..12].copy_from_slice(&udp_len.to_be_bytes());
+    pseudo[12..14].copy_from_slice(&src.port().to_be_bytes());
+    pseudo[14..16].copy_from_slice(&dst.port().to_be_bytes());
+    pseudo[16..18].copy_from_slice(&udp_len.to_be_bytes());
+    let head = ones_complement_sum(&pseudo, 0);
+    let sum = !ones_complement_sum(payload, u64::from(head));
+    // An all-zero result is sent as all ones (zero means "no checksum").
+    let sum = if sum == 0 { 0xffff } else { sum };
+    out.extend_from_slice(&src.port().to_be_bytes());
+    out.extend_from_slice(&dst.port().to_be_bytes());
+    out.extend_from_slice(&udp_len.to_be_bytes());
+    out.extend_from_slice(&sum.to_be_bytes());
+    out.extend_from_slice(payload);
+}
+
 /// [`synth_udp_frame`] into `out` (cleared first), so a caller can reuse one buffer.
 pub fn synth_udp_frame_into(src: SocketAddr, dst: SocketAddr, payload: &[u8], out: &mut Vec<u8>) {
     let payload = cap(payload);
+    if let (SocketAddr::V4(s), SocketAddr::V4(d)) = (src, dst) {
+        return synth_udp4_into(s, d, payload, out);
+    }
     let builder = ip_step(&src, &dst).udp(src.port(), dst.port());
     out.clear();
     out.reserve(builder.size(payload.len()));
@@ -134,6 +210,40 @@ pub fn synth_tcp_frame_into(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The frame as the packet builder makes it (the reference for the direct IPv4 writer).
+    fn built(src: SocketAddr, dst: SocketAddr, payload: &[u8]) -> Vec<u8> {
+        let payload = cap(payload);
+        let b = ip_step(&src, &dst).udp(src.port(), dst.port());
+        let mut out = Vec::new();
+        b.write(&mut out, payload).unwrap();
+        out
+    }
+
+    #[test]
+    fn direct_ipv4_frames_equal_the_packet_builders_byte_for_byte() {
+        let pairs = [
+            ("127.0.0.1:5060", "127.0.0.1:5090"),
+            ("10.1.2.3:1", "192.168.255.254:65535"),
+            ("255.255.255.255:65535", "0.0.0.0:0"),
+        ];
+        for (a, b) in pairs {
+            let (a, b): (SocketAddr, SocketAddr) = (a.parse().unwrap(), b.parse().unwrap());
+            for len in [
+                0usize, 1, 2, 3, 7, 8, 9, 15, 16, 17, 641, 1500, 65_507, 70_000,
+            ] {
+                let payload: Vec<u8> = (0..len).map(|i| (i * 7 + len) as u8).collect();
+                let mut out = Vec::new();
+                synth_udp_frame_into(a, b, &payload, &mut out);
+                assert_eq!(out, built(a, b, &payload), "{a} -> {b}, {len} bytes");
+            }
+            // All ones: a payload whose sum makes the checksum zero is still well formed.
+            let ff = vec![0xffu8; 64];
+            let mut out = Vec::new();
+            synth_udp_frame_into(a, b, &ff, &mut out);
+            assert_eq!(out, built(a, b, &ff));
+        }
+    }
     use crate::capture::CaptureReader;
     use crate::decode::{Decoder, Transport};
 
