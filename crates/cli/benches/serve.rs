@@ -10,7 +10,7 @@
 //!    calls: p50 and p99.
 //!
 //! `cargo bench -p siphon-cli --bench serve`; SIPHON_BENCH_SKIP=ceiling,import,load,flow leaves
-//! parts out.
+//! parts out, SIPHON_BENCH_TRANSPORTS=udp or tcp runs one transport.
 
 #[path = "../tests/support/gen.rs"]
 mod gen;
@@ -212,7 +212,11 @@ fn send_tcp(t: &Template, to: SocketAddr, rate: u64, secs: u64) -> u64 {
 fn hep_load(corpus: &Path, dir: &Path, secs: u64) {
     let pkts = Template::new(corpus);
     let mut best = [0u64; 2];
+    let only = std::env::var("SIPHON_BENCH_TRANSPORTS").unwrap_or_else(|_| "udp,tcp".into());
     for (ti, transport) in ["udp", "tcp"].iter().enumerate() {
+        if !only.split(',').any(|t| t.trim() == *transport) {
+            continue;
+        }
         let rates: Vec<u64> = std::env::var("SIPHON_BENCH_RATES")
             .ok()
             .map(|v| v.split(',').filter_map(|r| r.trim().parse().ok()).collect())

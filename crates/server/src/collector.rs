@@ -92,6 +92,37 @@ struct QueueTx {
     /// Packets sent and not yet taken by the pipeline.
     queued: Arc<AtomicUsize>,
     limit: usize,
+    /// Batches the pipeline is done with, for reuse: a listener fills warm buffers instead of
+    /// asking the allocator for fresh pages (which the kernel must zero) for every batch.
+    pool: Arc<std::sync::Mutex<Vec<Batch>>>,
+}
+
+/// Empty batches kept for reuse.
+const POOL_BATCHES: usize = 64;
+
+impl QueueTx {
+    /// An empty batch, reused when one is free.
+    fn batch(&self, source: Source) -> Batch {
+        let reused = self.pool.lock().ok().and_then(|mut p| p.pop());
+        match reused {
+            Some(mut b) => {
+                b.source = source;
+                b.buf.clear();
+                b.items.clear();
+                b
+            }
+            None => Batch::new(source),
+        }
+    }
+}
+
+/// Gives a processed batch back to the listeners.
+fn recycle(pool: &std::sync::Mutex<Vec<Batch>>, batch: Batch) {
+    if let Ok(mut p) = pool.lock() {
+        if p.len() < POOL_BATCHES {
+            p.push(batch);
+        }
+    }
 }
 
 /// A listener's counters, looked up once (a label lookup per batch would cost a string).
@@ -162,10 +193,12 @@ pub fn start(cfg: &Config, metrics: Arc<Metrics>) -> Result<Collector> {
     // Every batch holds at least one packet, so the channel itself never fills before `limit`.
     let (tx, rx) = sync_channel::<Batch>(limit);
     let queued = Arc::new(AtomicUsize::new(0));
+    let pool = Arc::new(std::sync::Mutex::new(Vec::new()));
     let tx = QueueTx {
         tx,
         queued: queued.clone(),
         limit,
+        pool: pool.clone(),
     };
     let writer = StoreWriter::open(cfg.store_config())
         .with_context(|| format!("opening the store at {}", cfg.storage.data.display()))?;
@@ -228,7 +261,7 @@ pub fn start(cfg: &Config, metrics: Arc<Metrics>) -> Result<Collector> {
         .name("pipeline".into())
         .spawn(move || {
             pipeline_loop(
-                rx, queued, pipe, writer, m, stop2, udp_ports, root, retention,
+                rx, queued, pool, pipe, writer, m, stop2, udp_ports, root, retention,
             )
         })?;
     Ok(Collector {
@@ -275,6 +308,8 @@ fn udp_socket(addr: SocketAddr, rcvbuf: usize) -> Result<UdpSocket> {
 /// How long the UDP and capture listeners let packets gather in the kernel's buffer once
 /// they have drained it.
 const UDP_GATHER: Duration = Duration::from_millis(1);
+/// Longest sleep of an idle UDP listener.
+const UDP_IDLE_MAX: Duration = Duration::from_millis(8);
 
 /// Datagrams read per `recvmmsg` call.
 const MMSG: usize = 32;
@@ -298,8 +333,9 @@ fn udp_loop(sock: UdpSocket, tx: QueueTx, stop: Arc<AtomicBool>, m: Arc<Metrics>
     let mut headers = MultiHeaders::<()>::preallocate(MMSG, None);
     let mut lens = [0usize; MMSG];
     let mut counters = SendCounters::new(Source::HepUdp, &m);
+    let mut idle = UDP_GATHER;
     while !stop.load(Ordering::Relaxed) {
-        let mut batch = Batch::new(Source::HepUdp);
+        let mut batch = tx.batch(Source::HepUdp);
         let mut drained = false;
         while !batch.is_full() {
             let got = {
@@ -348,11 +384,19 @@ fn udp_loop(sock: UdpSocket, tx: QueueTx, stop: Arc<AtomicBool>, m: Arc<Metrics>
                 }
             }
         }
+        let got_some = !batch.items.is_empty();
         if !counters.send(&tx, batch) {
             break;
         }
         if drained {
-            std::thread::sleep(UDP_GATHER);
+            // Idle: back off up to 8 ms (packets wait in the socket buffer meanwhile); busy:
+            // 1 ms, so batches stay large and the first packet waits little.
+            idle = if got_some {
+                UDP_GATHER
+            } else {
+                (idle * 2).min(UDP_IDLE_MAX)
+            };
+            std::thread::sleep(idle);
         }
     }
 }
@@ -407,7 +451,7 @@ fn tcp_conn(mut s: TcpStream, tx: QueueTx, stop: Arc<AtomicBool>, m: Arc<Metrics
     let _ = s.set_read_timeout(Some(Duration::from_millis(100)));
     let mut buf: Vec<u8> = Vec::with_capacity(1 << 16);
     let mut chunk = vec![0u8; 1 << 16];
-    let mut batch = Batch::new(Source::HepTcp);
+    let mut batch = tx.batch(Source::HepTcp);
     let mut counters = SendCounters::new(Source::HepTcp, &m);
     loop {
         let stopping = stop.load(Ordering::Relaxed);
@@ -415,10 +459,7 @@ fn tcp_conn(mut s: TcpStream, tx: QueueTx, stop: Arc<AtomicBool>, m: Arc<Metrics
             Ok(0) => break,
             Ok(n) => buf.extend_from_slice(chunk.get(..n).unwrap_or_default()),
             Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                if !counters.send(
-                    &tx,
-                    std::mem::replace(&mut batch, Batch::new(Source::HepTcp)),
-                ) {
+                if !counters.send(&tx, std::mem::replace(&mut batch, tx.batch(Source::HepTcp))) {
                     return;
                 }
                 if stopping {
@@ -453,20 +494,14 @@ fn tcp_conn(mut s: TcpStream, tx: QueueTx, stop: Arc<AtomicBool>, m: Arc<Metrics
             batch.push(now_us(), pkt);
             off += len;
             if batch.is_full()
-                && !counters.send(
-                    &tx,
-                    std::mem::replace(&mut batch, Batch::new(Source::HepTcp)),
-                )
+                && !counters.send(&tx, std::mem::replace(&mut batch, tx.batch(Source::HepTcp)))
             {
                 return;
             }
         }
         buf.drain(..off);
         // Whatever is framed goes now: a sender that pauses must not leave packets waiting.
-        if !counters.send(
-            &tx,
-            std::mem::replace(&mut batch, Batch::new(Source::HepTcp)),
-        ) {
+        if !counters.send(&tx, std::mem::replace(&mut batch, tx.batch(Source::HepTcp))) {
             return;
         }
     }
@@ -499,7 +534,7 @@ fn capture_loop(
     m: Arc<Metrics>,
 ) {
     let link = LinkType(cap.get_datalink().0 as u32);
-    let mut batch = Batch::new(Source::Interface(link));
+    let mut batch = tx.batch(Source::Interface(link));
     let mut counters = SendCounters::new(Source::Interface(link), &m);
     let mut last_stats = Instant::now();
     let (mut kernel_seen, mut if_seen) = (0u32, 0u32);
@@ -511,7 +546,7 @@ fn capture_loop(
                 if batch.is_full()
                     && !counters.send(
                         &tx,
-                        std::mem::replace(&mut batch, Batch::new(Source::Interface(link))),
+                        std::mem::replace(&mut batch, tx.batch(Source::Interface(link))),
                     )
                 {
                     return;
@@ -522,7 +557,7 @@ fn capture_loop(
                 // gather in the capture buffer rather than spin.
                 if !counters.send(
                     &tx,
-                    std::mem::replace(&mut batch, Batch::new(Source::Interface(link))),
+                    std::mem::replace(&mut batch, tx.batch(Source::Interface(link))),
                 ) {
                     return;
                 }
@@ -670,6 +705,7 @@ fn udp_kernel_drops(ports: &[u16]) -> u64 {
 fn pipeline_loop(
     rx: Receiver<Batch>,
     queued: Arc<AtomicUsize>,
+    pool: Arc<std::sync::Mutex<Vec<Batch>>>,
     mut pipe: Pipeline,
     mut writer: StoreWriter,
     m: Arc<Metrics>,
@@ -715,6 +751,7 @@ fn pipeline_loop(
                         }
                     }
                 }
+                recycle(&pool, batch);
                 if writer.should_flush() {
                     flush(&mut pipe, &mut writer)?;
                 }
@@ -800,6 +837,7 @@ mod tests {
             tx,
             queued: Arc::new(AtomicUsize::new(0)),
             limit: 10,
+            pool: Arc::new(std::sync::Mutex::new(Vec::new())),
         };
         let mut c = SendCounters::new(Source::HepUdp, &m);
         // Many small batches fill it as surely as one big one.
