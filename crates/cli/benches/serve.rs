@@ -157,9 +157,14 @@ impl Template {
         let j = (i % n) as usize;
         out.clear();
         out.extend_from_slice(&self.pkts[j]);
-        let d = format!("{k:08}");
+        let mut d = [b'0'; 8];
+        let mut v = k;
+        for c in d.iter_mut().rev() {
+            *c = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
         for &at in &self.digits[j] {
-            out[at..at + 8].copy_from_slice(d.as_bytes());
+            out[at..at + 8].copy_from_slice(&d);
         }
         out
     }

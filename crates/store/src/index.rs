@@ -53,6 +53,18 @@ pub fn verdict_code(v: &str) -> Option<i64> {
         .map(|p| p as i64)
 }
 
+/// The stored code of a verdict (its position in `VERDICTS`).
+fn verdict_index(v: siphon_quality::Verdict) -> i64 {
+    use siphon_quality::Verdict;
+    match v {
+        Verdict::Excellent => 1,
+        Verdict::Good => 2,
+        Verdict::Fair => 3,
+        Verdict::Poor => 4,
+        Verdict::Bad => 5,
+    }
+}
+
 fn code(names: &[&str], v: &str) -> i64 {
     names.iter().position(|n| *n == v).unwrap_or(0) as i64
 }
@@ -728,7 +740,7 @@ pub fn upsert(
         cold.map(|c| pack_blocks(&[c])),
         q.and_then(|q| q.mos).map(|m| (m * 100.0).round() as i64),
         mos_min.map(|m| (m * 100.0).round() as i64),
-        q.and_then(|q| verdict_code(&format!("{:?}", q.verdict))),
+        q.map(|q| verdict_index(q.verdict)),
     ])?;
     Ok(())
 }
@@ -968,6 +980,21 @@ pub fn row_to_summary(r: &CallRow) -> CallSummary {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stored_verdict_codes_match_the_names_searched_for() {
+        use siphon_quality::Verdict;
+        for v in [
+            Verdict::Excellent,
+            Verdict::Good,
+            Verdict::Fair,
+            Verdict::Poor,
+            Verdict::Bad,
+        ] {
+            assert_eq!(Some(verdict_index(v)), verdict_code(v.as_str()), "{v:?}");
+            assert_eq!(name(&VERDICTS, Some(verdict_index(v))), v.as_str());
+        }
+    }
 
     #[test]
     fn block_refs_round_trip() {

@@ -341,8 +341,8 @@ impl StoreWriter {
             }
             by_bucket[at].push((s.call_ref, *s));
         }
-        let mut completed: Vec<CallSummary> = Vec::new();
-        let mut completed_bucket: Vec<usize> = Vec::new();
+        let mut completed: Vec<CallSummary> = Vec::with_capacity(self.completed.len());
+        let mut completed_bucket: Vec<usize> = Vec::with_capacity(self.completed.len());
         for (_, c) in self.calls.iter_mut() {
             if c.touched {
                 if let Some(s) = c.summary.take().map(|b| *b) {
