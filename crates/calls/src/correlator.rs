@@ -797,8 +797,10 @@ impl Correlator {
             }
         }
         s.phase = Phase::Complete;
-        // Only answered calls carry media worth grading.
-        if s.is_call() && s.answer_us.is_some() {
+        // Only answered calls carry media worth grading. One without any stream gets no
+        // report here: it says "no audio either way" and nothing else, so the store derives
+        // it from the row when asked (`siphon_store::index::derived_quality`).
+        if s.is_call() && s.answer_us.is_some() && !s.streams.is_empty() {
             s.quality = Some(Box::new(crate::quality::report_for(&s)));
         }
         if self.cfg.id_cache_size > 0 {

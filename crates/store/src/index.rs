@@ -53,6 +53,12 @@ pub fn verdict_code(v: &str) -> Option<i64> {
         .map(|p| p as i64)
 }
 
+/// The verdict code of a call graded with no media either way.
+fn no_audio_verdict() -> i64 {
+    static CODE: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
+    *CODE.get_or_init(|| verdict_index(siphon_quality::report("", None, None).verdict))
+}
+
 /// The stored code of a verdict (its position in `VERDICTS`).
 fn verdict_index(v: siphon_quality::Verdict) -> i64 {
     use siphon_quality::Verdict;
@@ -711,6 +717,13 @@ pub fn upsert(
         Some(siphon_calls::HangupSide::Callee) => 2,
     };
     let q = s.quality.as_ref();
+    // An answered call without streams has no report in memory; its (derived) report's
+    // verdict is searchable all the same.
+    let noa = q.is_none()
+        && s.method == "INVITE"
+        && s.answer_us.is_some()
+        && s.streams.is_empty()
+        && s.phase == siphon_calls::Phase::Complete;
     let mos_min = q.and_then(|q| {
         [&q.directions.uac, &q.directions.uas]
             .into_iter()
@@ -740,7 +753,8 @@ pub fn upsert(
         cold.map(|c| pack_blocks(&[c])),
         q.and_then(|q| q.mos).map(|m| (m * 100.0).round() as i64),
         mos_min.map(|m| (m * 100.0).round() as i64),
-        q.map(|q| verdict_index(q.verdict)),
+        q.map(|q| verdict_index(q.verdict))
+            .or_else(|| noa.then(no_audio_verdict)),
     ])?;
     Ok(())
 }
