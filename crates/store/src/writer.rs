@@ -341,11 +341,12 @@ impl StoreWriter {
             }
             by_bucket[at].push((s.call_ref, *s));
         }
-        let mut completed: Vec<CallSummary> = Vec::with_capacity(self.completed.len());
+        // Boxes are moved, not the summaries: no large transient copies at every flush.
+        let mut completed: Vec<Box<CallSummary>> = Vec::with_capacity(self.completed.len());
         let mut completed_bucket: Vec<usize> = Vec::with_capacity(self.completed.len());
         for (_, c) in self.calls.iter_mut() {
             if c.touched {
-                if let Some(s) = c.summary.take().map(|b| *b) {
+                if let Some(s) = c.summary.take() {
                     completed_bucket.push(c.bucket);
                     completed.push(s);
                 }
