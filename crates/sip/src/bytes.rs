@@ -30,26 +30,18 @@ pub(crate) fn trim_end(s: &[u8]) -> &[u8] {
     s.get(..s.len().saturating_sub(n)).unwrap_or_default()
 }
 
-/// Position of the first `needle` byte.
+/// Position of the first `needle` byte (SIMD where the CPU has it).
 #[inline]
 pub(crate) fn find_byte(hay: &[u8], needle: u8) -> Option<usize> {
-    hay.iter().position(|&b| b == needle)
+    memchr::memchr(needle, hay)
 }
 
 /// Position of the first occurrence of `needle` in `hay`.
 pub(crate) fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    let (&first, rest) = needle.split_first()?;
-    let mut from = 0usize;
-    while let Some(tail) = hay.get(from..) {
-        let i = find_byte(tail, first)?;
-        let at = from.checked_add(i)?;
-        let after = at.checked_add(1)?;
-        if hay.get(after..)?.starts_with(rest) {
-            return Some(at);
-        }
-        from = after;
+    if needle.is_empty() {
+        return None;
     }
-    None
+    memchr::memmem::find(hay, needle)
 }
 
 /// Case-insensitive ASCII prefix test.
