@@ -7,7 +7,7 @@ use siphon_rtp::{
     clock_rate_for_static, looks_like_rtcp, parse_rtcp, rtt_us, RtcpReport, RtpHeader, StreamStats,
 };
 use siphon_sip::sdp::Sdp;
-use siphon_sip::Message;
+use siphon_sip::{Message, NameAddr};
 
 use crate::summary::{
     codec_name, CallState, CallSummary, HangupSide, Phase, StreamDirection, StreamInterval,
@@ -176,6 +176,8 @@ impl Correlator {
         resolve: &mut dyn FnMut(&[u8]) -> Option<CallSummary>,
     ) -> Option<SipOutcome> {
         let call_id = msg.call_id()?;
+        // From and To are read once per message (each read parses the header value).
+        let ft = (msg.from(), msg.to());
         let mut opened = false;
         let call_ref = match self.by_id.get(call_id) {
             Some(r) => *r,
@@ -185,7 +187,7 @@ impl Correlator {
                 // responses and non-INVITE refreshes (REGISTER reuses its Call-ID) can belong to
                 // a dialog that was already completed and stored.
                 let initial = msg.method() == Some(b"INVITE".as_slice())
-                    && msg.to().and_then(|t| t.tag).is_none();
+                    && ft.1.and_then(|t| t.tag).is_none();
                 let looked_up = if initial && known.is_none() {
                     None
                 } else {
@@ -193,7 +195,7 @@ impl Correlator {
                 };
                 let summary = match looked_up {
                     Some(s) => Some(s),
-                    None => known.map(|r| self.fresh_summary(r, call_id, ts_us, src, dst, msg)),
+                    None => known.map(|r| self.fresh_summary(r, call_id, ts_us, src, dst, msg, ft)),
                 };
                 let summary = match summary {
                     Some(s) => s,
@@ -210,7 +212,7 @@ impl Correlator {
                                 self.next_ref - 1
                             }
                         };
-                        self.fresh_summary(r, call_id, ts_us, src, dst, msg)
+                        self.fresh_summary(r, call_id, ts_us, src, dst, msg, ft)
                     }
                 };
                 let r = summary.call_ref;
@@ -238,7 +240,7 @@ impl Correlator {
             }
         };
         let call = self.calls.get_mut(&call_ref)?;
-        let sdp_side = Self::update_call(call, ts_us, src, dst, msg);
+        let sdp_side = Self::update_call(call, ts_us, src, dst, msg, ft);
         if let Some(side) = sdp_side {
             for body in msg.sdp_bodies() {
                 let sdp = Sdp::parse(body);
@@ -287,6 +289,7 @@ impl Correlator {
         Some(SipOutcome { call_ref, opened })
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn fresh_summary(
         &self,
         call_ref: CallRef,
@@ -295,9 +298,8 @@ impl Correlator {
         src: SocketAddr,
         dst: SocketAddr,
         msg: &Message<'_>,
+        (from, to): (Option<NameAddr<'_>>, Option<NameAddr<'_>>),
     ) -> CallSummary {
-        let from = msg.from();
-        let to = msg.to();
         let is_req = msg.is_request();
         let method = if is_req {
             text(msg.method())
@@ -351,6 +353,7 @@ impl Correlator {
         src: SocketAddr,
         _dst: SocketAddr,
         msg: &Message<'_>,
+        (from, to): (Option<NameAddr<'_>>, Option<NameAddr<'_>>),
     ) -> Option<Side> {
         let s = &mut call.summary;
         s.messages = s.messages.saturating_add(1);
@@ -361,7 +364,7 @@ impl Correlator {
             s.phase = Phase::Closing;
             call.closing_since = Some(ts_us);
         }
-        let from_tag = msg.from().and_then(|f| f.tag).unwrap_or_default();
+        let from_tag = from.and_then(|f| f.tag).unwrap_or_default();
         let from_caller = s.from_tag.is_empty() || from_tag == s.from_tag.as_slice();
         let cseq = msg.cseq();
         let is_invite = s.method == "INVITE";
@@ -381,7 +384,7 @@ impl Correlator {
         }
         if msg.is_request() {
             let method = msg.method().unwrap_or_default();
-            let to_tag = msg.to().and_then(|t| t.tag);
+            let to_tag = to.and_then(|t| t.tag);
             if to_tag.is_none() && method == s.method.as_bytes() {
                 if let Some(c) = cseq {
                     call.initial_cseq = Some(c.seq);
