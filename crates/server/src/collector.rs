@@ -296,8 +296,22 @@ fn udp_socket(addr: SocketAddr, rcvbuf: usize) -> Result<UdpSocket> {
     let s = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
     s.set_reuse_address(true)?;
     if rcvbuf > 0 {
-        // The kernel may cap it (net.core.rmem_max); what we got is in the startup log.
-        let _ = s.set_recv_buffer_size(rcvbuf);
+        // With CAP_NET_ADMIN (root) the size is honoured past net.core.rmem_max; otherwise
+        // the kernel caps it, and the startup log says so.
+        let forced =
+            nix::sys::socket::setsockopt(&s, nix::sys::socket::sockopt::RcvBufForce, &rcvbuf)
+                .is_ok();
+        if !forced {
+            let _ = s.set_recv_buffer_size(rcvbuf);
+        }
+        // Linux reports twice the size asked (book-keeping overhead included).
+        let got = s.recv_buffer_size().unwrap_or(0) / 2;
+        if got < rcvbuf {
+            eprintln!(
+                "siphon: HEP UDP receive buffer is {got} bytes, not the {rcvbuf} configured: \
+                 raise net.core.rmem_max (sysctl) or run with CAP_NET_ADMIN"
+            );
+        }
     }
     s.bind(&addr.into())?;
     let u: UdpSocket = s.into();
