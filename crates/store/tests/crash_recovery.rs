@@ -105,7 +105,13 @@ fn calls_without_an_index_row_at_a_crash_are_rebuilt_with_every_packet() {
         "some calls must lack a row for the test to mean anything ({rows_before} rows, {defined} calls)"
     );
 
+    eprintln!("before recovery: {rows_before} index rows for {defined} stored calls");
     let w = StoreWriter::open(cfg).unwrap();
+    eprintln!(
+        "recovery: {} calls rebuilt, {} rows completed",
+        w.stats().recovered_calls,
+        w.stats().repaired_rows
+    );
     assert_eq!(
         w.stats().recovered_calls as usize,
         defined - rows_before as usize,
