@@ -66,6 +66,34 @@ impl Counts {
 /// Reason recorded on calls rebuilt by a recovery.
 pub const RESTART_REASON: &str = "collector restart";
 
+/// Calls `f(block, kind, link, call, time, bytes)` for every record with a call of the tail's
+/// blocks, in write order. A damaged block is skipped, as a rebuild would.
+#[allow(clippy::type_complexity)]
+fn for_each_tail_record(
+    tail: &[(std::path::PathBuf, u32, Vec<u64>)],
+    f: &mut dyn FnMut(BlockRef, u8, siphon_wire::link::LinkType, CallRef, i64, &[u8]),
+) -> Result<(), StoreError> {
+    for (p, n, offsets) in tail {
+        let mut file = std::fs::File::open(p).map_err(|e| StoreError::io(p, e))?;
+        for &off in offsets {
+            let Ok((hdr, raw)) = segment::read_block(&mut file, off) else {
+                continue;
+            };
+            let at = BlockRef {
+                segment: *n,
+                offset: off,
+            };
+            segment::for_each_record(&hdr, &raw, off, |kind, link, r, ts, _node, data| {
+                if r != 0 {
+                    f(at, kind, link, r, ts, data);
+                }
+            })
+            .map_err(|e| StoreError::segment(p, e))?;
+        }
+    }
+    Ok(())
+}
+
 /// Repairs the index of the bucket at `dir` from its recovery point, if it has one.
 pub fn recover_bucket(dir: &Path, calls: &CallConfig) -> Result<RecoverReport, StoreError> {
     let mut rep = RecoverReport::default();
@@ -85,10 +113,10 @@ pub fn recover_bucket(dir: &Path, calls: &CallConfig) -> Result<RecoverReport, S
         return Ok(rep);
     };
     let mut next_seg = 1;
-    // Records of the tail, in order: (kind, link, call, time, bytes), and the blocks of each call.
-    let mut recs: Vec<(u8, siphon_wire::link::LinkType, CallRef, i64, Vec<u8>)> = Vec::new();
-    let mut blocks: BTreeMap<CallRef, BTreeMap<BlockRef, Counts>> = BTreeMap::new();
-    let mut defs: BTreeMap<CallRef, Vec<u8>> = BTreeMap::new();
+    // The tail's blocks, in order. Two passes over them keep memory to per-call figures: the
+    // first counts each call's packets per block, the second replays only the calls that
+    // have no row.
+    let mut tail: Vec<(std::path::PathBuf, u32, Vec<u64>)> = Vec::new();
     for (n, p) in list_segments(dir)? {
         next_seg = next_seg.max(n + 1);
         if n < from.segment {
@@ -96,35 +124,31 @@ pub fn recover_bucket(dir: &Path, calls: &CallConfig) -> Result<RecoverReport, S
         }
         segment::recover(&p).map_err(|e| StoreError::segment(&p, e))?;
         let scan = segment::scan(&p).map_err(|e| StoreError::segment(&p, e))?;
-        let mut f = std::fs::File::open(&p).map_err(|e| StoreError::io(&p, e))?;
-        for (off, kind) in scan.blocks {
-            let at = BlockRef {
-                segment: n,
-                offset: off,
-            };
-            if at < from || kind == BlockKind::Summary as u8 {
-                continue;
-            }
-            // A damaged block is skipped, as a rebuild would.
-            let Ok((hdr, raw)) = segment::read_block(&mut f, off) else {
-                continue;
-            };
-            rep.blocks += 1;
-            segment::for_each_record(&hdr, &raw, off, |kind, link, r, ts, _node, data| {
-                if r == 0 {
-                    return;
-                }
-                let c = blocks.entry(r).or_default().entry(at).or_default();
-                if kind == KIND_CALL_DEF {
-                    defs.insert(r, data.to_vec());
-                } else {
-                    c.add(kind, ts);
-                }
-                recs.push((kind, link, r, ts, data.to_vec()));
+        let offsets = scan
+            .blocks
+            .into_iter()
+            .filter(|&(off, kind)| {
+                kind != BlockKind::Summary as u8
+                    && BlockRef {
+                        segment: n,
+                        offset: off,
+                    } >= from
             })
-            .map_err(|e| StoreError::segment(&p, e))?;
-        }
+            .map(|(off, _)| off)
+            .collect();
+        tail.push((p, n, offsets));
     }
+    let mut blocks: BTreeMap<CallRef, BTreeMap<BlockRef, Counts>> = BTreeMap::new();
+    let mut defs: BTreeMap<CallRef, Vec<u8>> = BTreeMap::new();
+    for_each_tail_record(&tail, &mut |at, kind, _link, r, ts, data| {
+        let c = blocks.entry(r).or_default().entry(at).or_default();
+        if kind == KIND_CALL_DEF {
+            defs.insert(r, data.to_vec());
+        } else {
+            c.add(kind, ts);
+        }
+    })?;
+    rep.blocks = tail.iter().map(|t| t.2.len() as u64).sum();
     // Rows that exist get the blocks they miss; the others are rebuilt below.
     let mut missing: BTreeSet<CallRef> = BTreeSet::new();
     {
@@ -188,27 +212,27 @@ pub fn recover_bucket(dir: &Path, calls: &CallConfig) -> Result<RecoverReport, S
         cfg.closing_grace_s = cfg.closing_grace_s.max(600);
         let mut corr = Correlator::new(cfg, 1);
         let mut decoder = Decoder::new();
-        for (kind, link, r, ts, data) in &recs {
-            if !missing.contains(r) {
-                continue;
+        for_each_tail_record(&tail, &mut |_, kind, link, r, ts, data| {
+            if !missing.contains(&r) {
+                return;
             }
-            if *kind == KIND_CALL_DEF {
-                corr.preassign(data, *r);
-                continue;
+            if kind == KIND_CALL_DEF {
+                corr.preassign(data, r);
+                return;
             }
-            let Ok(Some(pkt)) = decoder.decode_raw(*ts, *link, data) else {
-                continue;
+            let Ok(Some(pkt)) = decoder.decode_raw(ts, link, data) else {
+                return;
             };
-            if *kind == siphon_ingest::Kind::Sip as u8 {
+            if kind == siphon_ingest::Kind::Sip as u8 {
                 if let Ok(msg) = Message::parse(pkt.payload) {
                     let (src, dst) = (pkt.src, pkt.dst);
-                    corr.on_sip(*ts, src, dst, &msg, &mut |_| None);
+                    corr.on_sip(ts, src, dst, &msg, &mut |_| None);
                 }
             } else {
                 let (src, dst, payload) = (pkt.src, pkt.dst, pkt.payload.to_vec());
-                corr.on_call_media(*r, *ts, src, dst, &payload);
+                corr.on_call_media(r, ts, src, dst, &payload);
             }
-        }
+        })?;
         let mut done = Vec::new();
         corr.finish(RESTART_REASON, &mut done);
         let mut out = Emitter::new(dir, &conn, next_seg)?;
