@@ -550,12 +550,16 @@ impl StoreWriter {
     /// Flushes and seals every segment. `open` holds the final summaries of calls still open.
     pub fn close(mut self, open: Vec<CallSummary>) -> Result<WriteStats, StoreError> {
         self.flush(open)?;
+        // Normally every call is complete and written by now: nothing to recover. A caller
+        // that closes with calls neither finished nor passed in keeps the recovery points.
+        let all_written = self.calls.values().all(|c| c.unindexed.is_none());
         for b in self.buckets.drain(..) {
             if let Some(seg) = b.seg {
                 seg.seal().map_err(|e| StoreError::io(&b.dir, e))?;
             }
-            // Every call is complete and written: nothing to recover.
-            index::clear_recover_from(&b.conn).map_err(|e| StoreError::index(&b.dir, e))?;
+            if all_written {
+                index::clear_recover_from(&b.conn).map_err(|e| StoreError::index(&b.dir, e))?;
+            }
         }
         Ok(self.stats)
     }
