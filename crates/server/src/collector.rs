@@ -84,14 +84,34 @@ fn now_us() -> i64 {
         .unwrap_or(0)
 }
 
-/// The listeners' end of the queue to the pipeline, bounded in packets (not batches: a
-/// listener that drains its socket often sends small batches).
+/// What waits in the queue to the pipeline.
+#[derive(Default)]
+struct QueueLoad {
+    packets: AtomicUsize,
+    bytes: AtomicUsize,
+}
+
+impl QueueLoad {
+    /// The pipeline took `b` off the queue.
+    fn taken(&self, b: &Batch) {
+        self.packets.fetch_sub(b.items.len(), Ordering::AcqRel);
+        self.bytes.fetch_sub(b.buf.len(), Ordering::AcqRel);
+    }
+}
+
+/// Bytes a queued packet may take on average: the queue holds at most `queue_packets` packets
+/// and `queue_packets` KiB, so large packets (HEP can carry 64 KiB) cannot make it huge.
+const QUEUE_BYTES_PER_PACKET: usize = 1024;
+
+/// The listeners' end of the queue to the pipeline, bounded in packets and bytes (not batches:
+/// a listener that drains its socket often sends small batches).
 #[derive(Clone)]
 struct QueueTx {
     tx: SyncSender<Batch>,
-    /// Packets sent and not yet taken by the pipeline.
-    queued: Arc<AtomicUsize>,
+    /// Sent and not yet taken by the pipeline.
+    load: Arc<QueueLoad>,
     limit: usize,
+    byte_limit: usize,
     /// Batches the pipeline is done with, for reuse: a listener fills warm buffers instead of
     /// asking the allocator for fresh pages (which the kernel must zero) for every batch.
     pool: Arc<std::sync::Mutex<Vec<Batch>>>,
@@ -99,6 +119,8 @@ struct QueueTx {
 
 /// Empty batches kept for reuse.
 const POOL_BATCHES: usize = 64;
+/// Largest buffer a kept batch may have.
+const POOL_MAX_BUF: usize = 1 << 20;
 
 impl QueueTx {
     /// An empty batch, reused when one is free.
@@ -118,6 +140,10 @@ impl QueueTx {
 
 /// Gives a processed batch back to the listeners.
 fn recycle(pool: &std::sync::Mutex<Vec<Batch>>, batch: Batch) {
+    // A batch that grew for large packets goes back to the allocator instead.
+    if batch.buf.capacity() > POOL_MAX_BUF {
+        return;
+    }
     if let Ok(mut p) = pool.lock() {
         if p.len() < POOL_BATCHES {
             p.push(batch);
@@ -156,22 +182,22 @@ impl SendCounters {
             return true;
         }
         let n = batch.items.len();
+        let bytes = batch.buf.len();
         self.packets.inc_by(n as u64);
-        self.bytes.inc_by(batch.buf.len() as u64);
-        if q.queued.fetch_add(n, Ordering::AcqRel) + n > q.limit {
-            q.queued.fetch_sub(n, Ordering::AcqRel);
-            self.queue_full.inc_by(n as u64);
-            return true;
-        }
-        match q.tx.try_send(batch) {
-            Ok(()) => true,
-            Err(TrySendError::Full(_)) => {
-                q.queued.fetch_sub(n, Ordering::AcqRel);
-                self.queue_full.inc_by(n as u64);
-                true
+        self.bytes.inc_by(bytes as u64);
+        let over = q.load.packets.fetch_add(n, Ordering::AcqRel) + n > q.limit;
+        let over = q.load.bytes.fetch_add(bytes, Ordering::AcqRel) + bytes > q.byte_limit || over;
+        if !over {
+            match q.tx.try_send(batch) {
+                Ok(()) => return true,
+                Err(TrySendError::Full(_)) => {}
+                Err(TrySendError::Disconnected(_)) => return false,
             }
-            Err(TrySendError::Disconnected(_)) => false,
         }
+        q.load.packets.fetch_sub(n, Ordering::AcqRel);
+        q.load.bytes.fetch_sub(bytes, Ordering::AcqRel);
+        self.queue_full.inc_by(n as u64);
+        true
     }
 }
 
@@ -190,14 +216,17 @@ pub struct Collector {
 pub fn start(cfg: &Config, metrics: Arc<Metrics>) -> Result<Collector> {
     let stop = Arc::new(AtomicBool::new(false));
     let limit = cfg.pipeline.queue_packets.max(BATCH);
-    // Every batch holds at least one packet, so the channel itself never fills before `limit`.
-    let (tx, rx) = sync_channel::<Batch>(limit);
-    let queued = Arc::new(AtomicUsize::new(0));
+    // The channel's slots are allocated up front: one per 16 packets of the limit. Batches
+    // average far more than 16 packets under load; a backlog of smaller ones is dropped as
+    // queue_full like any other overflow.
+    let (tx, rx) = sync_channel::<Batch>((limit / 16).max(1024));
+    let queued = Arc::new(QueueLoad::default());
     let pool = Arc::new(std::sync::Mutex::new(Vec::new()));
     let tx = QueueTx {
         tx,
-        queued: queued.clone(),
+        load: queued.clone(),
         limit,
+        byte_limit: limit.saturating_mul(QUEUE_BYTES_PER_PACKET),
         pool: pool.clone(),
     };
     let writer = StoreWriter::open(cfg.store_config())
@@ -718,7 +747,7 @@ fn udp_kernel_drops(ports: &[u16]) -> u64 {
 #[allow(clippy::too_many_arguments)]
 fn pipeline_loop(
     rx: Receiver<Batch>,
-    queued: Arc<AtomicUsize>,
+    queued: Arc<QueueLoad>,
     pool: Arc<std::sync::Mutex<Vec<Batch>>>,
     mut pipe: Pipeline,
     mut writer: StoreWriter,
@@ -742,7 +771,7 @@ fn pipeline_loop(
     loop {
         match rx.recv_timeout(Duration::from_millis(200)) {
             Ok(batch) => {
-                queued.fetch_sub(batch.items.len(), Ordering::AcqRel);
+                queued.taken(&batch);
                 let mut sink = MeteredSink {
                     writer: &mut writer,
                     metrics: &m,
@@ -843,16 +872,21 @@ mod tests {
             .get()
     }
 
+    fn queue(tx: SyncSender<Batch>, limit: usize, byte_limit: usize) -> QueueTx {
+        QueueTx {
+            tx,
+            load: Arc::new(QueueLoad::default()),
+            limit,
+            byte_limit,
+            pool: Arc::new(std::sync::Mutex::new(Vec::new())),
+        }
+    }
+
     #[test]
     fn the_queue_is_bounded_in_packets_whatever_the_batch_sizes() {
         let m = Metrics::new();
         let (tx, rx) = sync_channel::<Batch>(1000);
-        let q = QueueTx {
-            tx,
-            queued: Arc::new(AtomicUsize::new(0)),
-            limit: 10,
-            pool: Arc::new(std::sync::Mutex::new(Vec::new())),
-        };
+        let q = queue(tx, 10, usize::MAX);
         let mut c = SendCounters::new(Source::HepUdp, &m);
         // Many small batches fill it as surely as one big one.
         for _ in 0..10 {
@@ -865,15 +899,15 @@ mod tests {
             3,
             "a batch over the limit is dropped whole and counted"
         );
-        assert_eq!(q.queued.load(Ordering::SeqCst), 10);
+        assert_eq!(q.load.packets.load(Ordering::SeqCst), 10);
         // The pipeline takes batches: room again.
         for _ in 0..4 {
             let b = rx.recv().unwrap();
-            q.queued.fetch_sub(b.items.len(), Ordering::SeqCst);
+            q.load.taken(&b);
         }
         assert!(c.send(&q, batch(4)));
         assert_eq!(queue_full(&m), 3);
-        assert_eq!(q.queued.load(Ordering::SeqCst), 10);
+        assert_eq!(q.load.packets.load(Ordering::SeqCst), 10);
         // Every packet offered is counted as received, dropped or not.
         let received = m
             .received_packets
@@ -884,7 +918,46 @@ mod tests {
         assert_eq!(received, 17);
         // A pipeline that is gone stops the listener (once there is room to try).
         drop(rx);
-        q.queued.store(0, Ordering::SeqCst);
+        q.load.packets.store(0, Ordering::SeqCst);
+        q.load.bytes.store(0, Ordering::SeqCst);
         assert!(!c.send(&q, batch(1)));
+    }
+
+    #[test]
+    fn the_queue_is_bounded_in_bytes_so_large_packets_cannot_make_it_huge() {
+        let m = Metrics::new();
+        let (tx, rx) = sync_channel::<Batch>(1000);
+        // 100 packets, 10 KB.
+        let q = queue(tx, 100, 10_000);
+        let mut c = SendCounters::new(Source::HepTcp, &m);
+        let big = |n: usize| {
+            let mut b = Batch::new(Source::HepTcp);
+            for _ in 0..n {
+                b.push(0, &[0u8; 4_000]);
+            }
+            b
+        };
+        assert!(c.send(&q, big(2)));
+        assert!(
+            c.send(&q, big(1)),
+            "over the byte limit: dropped, not an error"
+        );
+        assert_eq!(queue_full(&m), 1);
+        assert_eq!(q.load.bytes.load(Ordering::SeqCst), 8_000);
+        let b = rx.recv().unwrap();
+        q.load.taken(&b);
+        assert_eq!(q.load.bytes.load(Ordering::SeqCst), 0);
+        assert!(c.send(&q, big(2)));
+        assert_eq!(queue_full(&m), 1);
+    }
+
+    #[test]
+    fn a_batch_grown_for_large_packets_is_not_kept_for_reuse() {
+        let pool = std::sync::Mutex::new(Vec::new());
+        recycle(&pool, batch(3));
+        let mut huge = Batch::new(Source::HepTcp);
+        huge.push(0, &vec![0u8; POOL_MAX_BUF + 1]);
+        recycle(&pool, huge);
+        assert_eq!(pool.lock().unwrap().len(), 1);
     }
 }
