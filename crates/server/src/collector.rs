@@ -59,10 +59,14 @@ struct Batch {
 
 impl Batch {
     fn new(source: Source) -> Self {
+        // A fresh batch starts small and grows with what it carries: a listener that drains
+        // often sends small batches, and while the pipeline is busy (a flush) thousands of
+        // them may wait, so preallocating a full batch each would fault in (and zero) memory
+        // that is never used.
         Batch {
             source,
-            buf: Vec::with_capacity(BATCH * 512),
-            items: Vec::with_capacity(BATCH),
+            buf: Vec::with_capacity(BATCH * 32),
+            items: Vec::with_capacity(BATCH / 8),
         }
     }
 
