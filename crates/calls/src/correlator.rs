@@ -1,6 +1,7 @@
 //! Groups SIP messages into calls, binds media through SDP and accounts RTP streams.
 
-use std::collections::VecDeque;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, VecDeque};
 use std::net::SocketAddr;
 
 use siphon_rtp::{
@@ -102,6 +103,9 @@ struct Call {
     opened_at: i64,
     /// Sender reports seen: (sender SSRC, NTP middle 32 bits, capture time), the latest few.
     sr_seen: VecDeque<(u32, u32, i64)>,
+    /// The time of the call's live entry in the correlator's deadline queue (`i64::MAX`:
+    /// none yet).
+    next_check: i64,
 }
 
 /// The correlator: see the crate documentation.
@@ -119,6 +123,11 @@ pub struct Correlator {
     /// The clock of the state machine: the latest `expire` time (capture time for files,
     /// wall time for a live collector).
     clock_us: i64,
+    /// When open calls are to be checked for their timeout, earliest first: `expire` visits
+    /// only the calls due, not every open call. An entry is live while it matches its call's
+    /// `next_check`; a call whose deadline moves later keeps its entry (checked then, and
+    /// queued again), one whose deadline moves earlier gets a new one.
+    deadlines: BinaryHeap<Reverse<(i64, CallRef)>>,
 }
 
 /// A new call's first snapshot waits this long (correlator clock), so that the many calls that
@@ -126,6 +135,32 @@ pub struct Correlator {
 pub const SNAPSHOT_DELAY_US: i64 = 2_000_000;
 /// An open call whose only changes are media counts is snapshotted at most this often.
 pub const MEDIA_SNAPSHOT_EVERY_US: i64 = 10_000_000;
+
+/// When an open call times out (it is due once the clock is past this), and the reason then
+/// recorded: the closing grace after BYE/CANCEL/final failure, else the pending or inactivity
+/// timeout after its last packet.
+fn deadline(c: &Call, cfg: &CallConfig) -> (i64, &'static str) {
+    let s = &c.summary;
+    match s.phase {
+        Phase::Closing => {
+            let since = c.closing_since.unwrap_or(s.end_us).max(s.end_us);
+            (since.saturating_add(secs(cfg.closing_grace_s)), "")
+        }
+        Phase::Pending => {
+            let limit = if s.is_call() {
+                cfg.pending_timeout_s
+            } else {
+                cfg.non_invite_timeout_s
+            };
+            (s.end_us.saturating_add(secs(limit)), "pending timeout")
+        }
+        Phase::Active => (
+            s.end_us.saturating_add(secs(cfg.active_timeout_s)),
+            "inactivity timeout",
+        ),
+        Phase::Complete => (i64::MIN, ""),
+    }
+}
 
 fn text(b: Option<&[u8]>) -> String {
     b.map(|v| String::from_utf8_lossy(v).into_owned())
@@ -146,6 +181,7 @@ impl Correlator {
             preassigned: HashMap::default(),
             refused: 0,
             clock_us: i64::MIN,
+            deadlines: BinaryHeap::new(),
         }
     }
 
@@ -234,6 +270,7 @@ impl Correlator {
                             self.clock_us
                         },
                         sr_seen: VecDeque::new(),
+                        next_check: i64::MAX,
                     }),
                 );
                 r
@@ -241,6 +278,11 @@ impl Correlator {
         };
         let call = self.calls.get_mut(&call_ref)?;
         let sdp_side = Self::update_call(call, ts_us, src, dst, msg, ft);
+        let (deadline, _) = deadline(call, &self.cfg);
+        if deadline < call.next_check {
+            call.next_check = deadline;
+            self.deadlines.push(Reverse((deadline, call_ref)));
+        }
         if let Some(side) = sdp_side {
             for body in msg.sdp_bodies() {
                 let sdp = Sdp::parse(body);
@@ -726,45 +768,52 @@ impl Correlator {
     }
 
     /// Completes calls whose timeout or grace period has passed at capture time `now_us`.
+    /// Only calls whose queued deadline has passed are looked at, so a live collector can
+    /// call this often (small batches of completed calls) at little cost.
     pub fn expire(&mut self, now_us: i64, out: &mut Vec<CallSummary>) {
         self.clock_us = self.clock_us.max(now_us);
-        let cfg = &self.cfg;
         let mut done = Vec::new();
-        for (r, c) in &self.calls {
-            let s = &c.summary;
-            let idle = now_us.saturating_sub(s.end_us);
-            let reason = match s.phase {
-                Phase::Closing => {
-                    let since = c.closing_since.unwrap_or(s.end_us);
-                    (now_us.saturating_sub(since.max(s.end_us)) > secs(cfg.closing_grace_s))
-                        .then_some("")
-                }
-                Phase::Pending => {
-                    let limit = if s.is_call() {
-                        cfg.pending_timeout_s
-                    } else {
-                        cfg.non_invite_timeout_s
-                    };
-                    (idle > secs(limit)).then_some("pending timeout")
-                }
-                Phase::Active => {
-                    (idle > secs(cfg.active_timeout_s)).then_some("inactivity timeout")
-                }
-                Phase::Complete => Some(""),
+        while let Some(&Reverse((at, r))) = self.deadlines.peek() {
+            if now_us <= at {
+                break;
+            }
+            self.deadlines.pop();
+            let Some(c) = self.calls.get_mut(&r) else {
+                continue; // completed since
             };
-            if let Some(reason) = reason {
-                done.push((*r, reason));
+            if c.next_check != at {
+                continue; // replaced by an earlier entry
+            }
+            let (due, reason) = deadline(c, &self.cfg);
+            if now_us > due {
+                c.next_check = i64::MAX;
+                done.push((r, reason));
+            } else {
+                // Activity since it was queued: check again at the new deadline.
+                c.next_check = due;
+                self.deadlines.push(Reverse((due, r)));
             }
         }
         done.sort_unstable();
         for (r, reason) in done {
             self.complete(r, reason, out);
         }
+        // Entries of completed calls and replaced ones wait for their time in the queue; when
+        // they outnumber the open calls, the queue is rebuilt from the live ones.
+        if self.deadlines.len() > 2 * self.calls.len() + 1024 {
+            self.deadlines = self
+                .calls
+                .iter()
+                .filter(|(_, c)| c.next_check != i64::MAX)
+                .map(|(r, c)| Reverse((c.next_check, *r)))
+                .collect();
+        }
     }
 
     /// Completes every open call (end of a capture file or shutdown), with `reason` recorded
     /// on calls that had not ended by SIP.
     pub fn finish(&mut self, reason: &str, out: &mut Vec<CallSummary>) {
+        self.deadlines.clear();
         let mut refs: Vec<CallRef> = self.calls.keys().copied().collect();
         refs.sort_unstable();
         for r in refs {
@@ -821,9 +870,16 @@ impl Correlator {
     /// True when an open call's summary is due for the store: it changed, and either it has
     /// been written before and its signalling changed, or it is older than
     /// [`SNAPSHOT_DELAY_US`], or only its media counts changed and the last snapshot is older
-    /// than [`MEDIA_SNAPSHOT_EVERY_US`]. A due call is marked as snapshotted.
+    /// than [`MEDIA_SNAPSHOT_EVERY_US`]. A call that is closing (BYE, CANCEL or a final
+    /// failure seen) is never due: its final row follows within the closing grace, so a
+    /// snapshot now would be written only to be replaced seconds later. A due call is marked
+    /// as snapshotted.
     fn due(c: &mut Call, clock: i64) -> bool {
         if !c.dirty && !c.media_dirty {
+            return false;
+        }
+        if c.summary.phase == Phase::Closing {
+            // The changes stay marked: should the call reopen, its next snapshot has them.
             return false;
         }
         let due = match c.snapshot_at {
@@ -978,10 +1034,109 @@ mod tests {
         assert_eq!(refs(&mut c), vec![r]);
         // Signalling on a call already in the store: at once.
         c.on_udp_media(SNAPSHOT_DELAY_US, a, b, &rtp(2, 160, 0xA));
-        feed_sip(&mut c, 200_000, B_SIG, A_SIG, &bye_from_callee());
+        let re = String::from_utf8(invite(4100))
+            .unwrap()
+            .replace(
+                "To: <sip:bob@b.example>\r\n",
+                "To: <sip:bob@b.example>;tag=b1\r\n",
+            )
+            .replace("CSeq: 1 INVITE", "CSeq: 2 INVITE");
+        feed_sip(&mut c, 200_000, A_SIG, B_SIG, re.as_bytes());
         c.mark_dirty(r);
         assert_eq!(refs(&mut c), vec![r]);
+        // Hung up: closing, so no snapshot; the final summary follows after the grace.
+        feed_sip(&mut c, 300_000, B_SIG, A_SIG, &bye_from_callee());
+        c.mark_dirty(r);
+        assert!(
+            refs(&mut c).is_empty(),
+            "a closing call waits for its final row"
+        );
         assert!(done.is_empty(), "the call is still open");
+        let grace = secs(CallConfig::default().closing_grace_s);
+        let now = SNAPSHOT_DELAY_US + MEDIA_SNAPSHOT_EVERY_US;
+        c.expire(now + grace + 1, &mut done);
+        assert_eq!(done.iter().map(|s| s.call_ref).collect::<Vec<_>>(), vec![r]);
+        assert_eq!(done[0].hangup, Some(HangupSide::Callee));
+    }
+
+    #[test]
+    fn activity_postpones_a_timeout_and_a_hangup_brings_it_forward() {
+        let cfg = CallConfig::default();
+        let mut c = Correlator::new(cfg.clone(), 1);
+        let mut done = Vec::new();
+        // Unanswered: the pending timeout counts from the last message.
+        let r = feed_sip(&mut c, 0, A_SIG, B_SIG, &invite(4000)).call_ref;
+        let ringing = String::from_utf8(ok(6000, "1 INVITE"))
+            .unwrap()
+            .replace("200 OK", "180 Ringing");
+        let later = secs(cfg.pending_timeout_s) - 1;
+        feed_sip(&mut c, later, B_SIG, A_SIG, ringing.as_bytes());
+        c.expire(secs(cfg.pending_timeout_s) + 1, &mut done);
+        assert!(done.is_empty(), "the 180 restarted the timeout");
+        c.expire(later + secs(cfg.pending_timeout_s) + 1, &mut done);
+        assert_eq!(done.len(), 1);
+        assert_eq!(done[0].call_ref, r);
+        assert_eq!(done[0].close_reason, "pending timeout");
+        // Answered (inactivity timeout far away), then hung up: done after the grace.
+        let mut c = Correlator::new(cfg.clone(), 1);
+        let mut done = Vec::new();
+        setup(&mut c);
+        feed_sip(&mut c, 200_000, B_SIG, A_SIG, &bye_from_callee());
+        c.expire(200_000 + secs(cfg.closing_grace_s), &mut done);
+        assert!(done.is_empty(), "not before the grace has passed");
+        c.expire(200_000 + secs(cfg.closing_grace_s) + 1, &mut done);
+        assert_eq!(done.len(), 1);
+        assert_eq!(done[0].close_reason, "");
+    }
+
+    #[test]
+    fn the_deadline_queue_is_rebuilt_when_stale_entries_pile_up() {
+        let mut c = Correlator::new(CallConfig::default(), 1);
+        let mut done = Vec::new();
+        // Many short calls: each leaves a stale pending-timeout entry behind.
+        for i in 0..3000 {
+            let id = format!("Call-ID: c{i}");
+            let inv = String::from_utf8(invite(4000))
+                .unwrap()
+                .replace("Call-ID: c1", &id);
+            let bye = String::from_utf8(bye_from_callee())
+                .unwrap()
+                .replace("Call-ID: c1", &id);
+            feed_sip(&mut c, i, A_SIG, B_SIG, inv.as_bytes());
+            feed_sip(&mut c, i, B_SIG, A_SIG, bye.as_bytes());
+        }
+        c.expire(
+            10_000 + secs(CallConfig::default().closing_grace_s),
+            &mut done,
+        );
+        assert_eq!(done.len(), 3000);
+        assert_eq!(c.open_calls(), 0);
+        assert!(
+            c.deadlines.len() <= 1024,
+            "{} entries kept",
+            c.deadlines.len()
+        );
+    }
+
+    #[test]
+    fn a_call_that_is_already_closing_is_not_snapshotted() {
+        let mut c = Correlator::new(CallConfig::default(), 1);
+        let mut done = Vec::new();
+        c.expire(0, &mut done);
+        let r = setup(&mut c);
+        feed_sip(&mut c, 200_000, B_SIG, A_SIG, &bye_from_callee());
+        c.mark_dirty(r);
+        c.expire(SNAPSHOT_DELAY_US, &mut done);
+        assert!(c.take_dirty_refs().is_empty());
+        assert!(done.is_empty());
+        // Completed after the grace: handed over once, final.
+        c.expire(
+            200_000 + secs(CallConfig::default().closing_grace_s) + 1,
+            &mut done,
+        );
+        assert_eq!(done.len(), 1);
+        assert_eq!(done[0].call_ref, r);
+        assert_eq!(done[0].phase, Phase::Complete);
     }
 
     #[test]
