@@ -502,9 +502,12 @@ fn tcp_conn(mut s: TcpStream, tx: QueueTx, stop: Arc<AtomicBool>, m: Arc<Metrics
     let mut counters = SendCounters::new(Source::HepTcp, &m);
     loop {
         let stopping = stop.load(Ordering::Relaxed);
-        match s.read(&mut chunk) {
+        let n_read = match s.read(&mut chunk) {
             Ok(0) => break,
-            Ok(n) => buf.extend_from_slice(chunk.get(..n).unwrap_or_default()),
+            Ok(n) => {
+                buf.extend_from_slice(chunk.get(..n).unwrap_or_default());
+                n
+            }
             Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
                 if !counters.send(&tx, std::mem::replace(&mut batch, tx.batch(Source::HepTcp))) {
                     return;
@@ -515,7 +518,7 @@ fn tcp_conn(mut s: TcpStream, tx: QueueTx, stop: Arc<AtomicBool>, m: Arc<Metrics
                 continue;
             }
             Err(_) => break,
-        }
+        };
         let mut off = 0;
         while let Some(head) = buf.get(off..off + 6) {
             if head.get(..4) != Some(b"HEP3".as_slice()) {
@@ -547,7 +550,12 @@ fn tcp_conn(mut s: TcpStream, tx: QueueTx, stop: Arc<AtomicBool>, m: Arc<Metrics
             }
         }
         buf.drain(..off);
-        // Whatever is framed goes now: a sender that pauses must not leave packets waiting.
+        // A read that filled the whole chunk likely left more in the socket: read on, so that
+        // a busy connection hands over large batches. Otherwise whatever is framed goes now: a
+        // sender that pauses must not leave packets waiting.
+        if n_read == chunk.len() && !batch.is_full() {
+            continue;
+        }
         if !counters.send(&tx, std::mem::replace(&mut batch, tx.batch(Source::HepTcp))) {
             return;
         }
@@ -748,6 +756,9 @@ fn udp_kernel_drops(ports: &[u16]) -> u64 {
     total
 }
 
+/// How often the pipeline thread advances the call state machine.
+const EXPIRE_EVERY: Duration = Duration::from_millis(100);
+
 #[allow(clippy::too_many_arguments)]
 fn pipeline_loop(
     rx: Receiver<Batch>,
@@ -762,6 +773,7 @@ fn pipeline_loop(
     retention: (Option<u32>, Option<u64>),
 ) -> Result<WriteStats> {
     let mut last_tick = Instant::now();
+    let mut last_expire = Instant::now();
     let mut last_retention: Option<Instant> = None;
     let mut last_stats = IngestStats::default();
     let mut kernel_seen = udp_kernel_drops(&udp_ports);
@@ -773,7 +785,7 @@ fn pipeline_loop(
         Ok(())
     };
     loop {
-        match rx.recv_timeout(Duration::from_millis(200)) {
+        match rx.recv_timeout(EXPIRE_EVERY) {
             Ok(batch) => {
                 queued.taken(&batch);
                 let mut sink = MeteredSink {
@@ -806,15 +818,19 @@ fn pipeline_loop(
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => break,
         }
+        // The state machine runs every 100 ms: calls complete in small batches, so the flush
+        // that writes their final rows stays short instead of stalling the pipeline once a
+        // second with a second's worth of completed calls.
+        if last_expire.elapsed() >= EXPIRE_EVERY {
+            last_expire = Instant::now();
+            let mut sink = MeteredSink {
+                writer: &mut writer,
+                metrics: &m,
+            };
+            pipe.tick(now_us(), &mut sink);
+        }
         if last_tick.elapsed() >= Duration::from_secs(1) {
             last_tick = Instant::now();
-            {
-                let mut sink = MeteredSink {
-                    writer: &mut writer,
-                    metrics: &m,
-                };
-                pipe.tick(now_us(), &mut sink);
-            }
             if writer.interval_elapsed() {
                 flush(&mut pipe, &mut writer)?;
             }
