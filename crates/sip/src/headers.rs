@@ -72,21 +72,67 @@ const NAMES: [(&[u8], u8, Hdr); KNOWN] = [
     (b"p-charging-vector", 0, Hdr::PChargingVector),
 ];
 
+/// Longest known full name.
+const LONGEST: usize = 19;
+/// Most known names of one length.
+const PER_LEN: usize = 3;
+
+/// Positions in `NAMES` of the full names of each length (`u8::MAX`: none), so that a name is
+/// compared with at most `PER_LEN` candidates instead of every known name. Built at compile
+/// time: an index out of range there fails the build, it cannot panic at run time.
+#[allow(clippy::indexing_slicing)]
+const BY_LEN: [[u8; PER_LEN]; LONGEST + 1] = {
+    let mut t = [[u8::MAX; PER_LEN]; LONGEST + 1];
+    let mut i = 0;
+    while i < KNOWN {
+        let len = NAMES[i].0.len();
+        let mut j = 0;
+        while t[len][j] != u8::MAX {
+            j += 1;
+        }
+        t[len][j] = i as u8;
+        i += 1;
+    }
+    t
+};
+
+/// Id of each compact form, by its lowercase letter (built at compile time, as `BY_LEN`).
+#[allow(clippy::indexing_slicing)]
+const BY_COMPACT: [Hdr; 26] = {
+    let mut t = [Hdr::Other; 26];
+    let mut i = 0;
+    while i < KNOWN {
+        let c = NAMES[i].1;
+        if c != 0 {
+            t[(c - b'a') as usize] = NAMES[i].2;
+        }
+        i += 1;
+    }
+    t
+};
+
 impl Hdr {
     /// Id of a header name (case-insensitive, compact forms included).
     #[inline]
     pub(crate) fn from_name(name: &[u8]) -> Hdr {
         if let [c] = name {
             let c = c.to_ascii_lowercase();
-            for &(_, compact, id) in &NAMES {
-                if compact == c && c != 0 {
-                    return id;
-                }
-            }
-            return Hdr::Other;
+            return match c {
+                b'a'..=b'z' => BY_COMPACT
+                    .get(usize::from(c - b'a'))
+                    .copied()
+                    .unwrap_or(Hdr::Other),
+                _ => Hdr::Other,
+            };
         }
-        for &(full, _, id) in &NAMES {
-            if full.len() == name.len() && full.eq_ignore_ascii_case(name) {
+        let Some(candidates) = BY_LEN.get(name.len()) else {
+            return Hdr::Other;
+        };
+        for &i in candidates {
+            let Some(&(full, _, id)) = NAMES.get(usize::from(i)) else {
+                break;
+            };
+            if full.eq_ignore_ascii_case(name) {
                 return id;
             }
         }
@@ -297,6 +343,26 @@ mod tests {
         assert_eq!(Hdr::from_name(b"z"), Hdr::Other);
         assert_eq!(Hdr::from_name(b"X-Foo"), Hdr::Other);
         assert_eq!(Hdr::from_name(b""), Hdr::Other);
+    }
+
+    #[test]
+    fn every_known_name_and_compact_form_is_found_in_any_case() {
+        for &(full, compact, id) in &NAMES {
+            assert_eq!(Hdr::from_name(full), id);
+            assert_eq!(Hdr::from_name(&full.to_ascii_uppercase()), id);
+            if compact != 0 {
+                assert_eq!(Hdr::from_name(&[compact]), id);
+                assert_eq!(Hdr::from_name(&[compact.to_ascii_uppercase()]), id);
+            }
+        }
+        for other in [
+            &b"Max-Forwards"[..],
+            b"Allow",
+            b"Record-Route",
+            b"X-Very-Long-Header-Name",
+        ] {
+            assert_eq!(Hdr::from_name(other), Hdr::Other);
+        }
     }
 
     #[test]
