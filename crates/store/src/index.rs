@@ -9,14 +9,15 @@ use siphon_calls::{CallState, CallSummary, StreamDirection, StreamSummary};
 
 use crate::segment::{get_varint, put_varint, unzigzag as unzz, zigzag as zz, BlockRef};
 
-/// Index schema version, kept in `meta`.
-pub const INDEX_VERSION: i64 = 1;
+/// Index schema version, kept in `meta`. Version 1 indexed `calls.call_id` itself (UNIQUE);
+/// version 2 looks Call-IDs up through `call_keys`.
+pub const INDEX_VERSION: i64 = 2;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS calls (
   ref INTEGER PRIMARY KEY,
-  call_id BLOB NOT NULL UNIQUE,
+  call_id BLOB NOT NULL,
   method TEXT,
   start_us INTEGER NOT NULL,
   answer_d INTEGER,
@@ -28,7 +29,107 @@ CREATE TABLE IF NOT EXISTS calls (
   blocks BLOB, cold BLOB
 );
 CREATE INDEX IF NOT EXISTS calls_start ON calls(start_us);
+CREATE TABLE IF NOT EXISTS call_keys (
+  run INTEGER NOT NULL, call_key INTEGER NOT NULL, ref INTEGER NOT NULL,
+  PRIMARY KEY (run, call_key, ref)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS key_runs (run INTEGER PRIMARY KEY, keys INTEGER NOT NULL);
 ";
+
+/// Call-IDs are looked up by a 64-bit key (FNV-1a of the Call-ID: stable across versions and
+/// platforms, since it is stored), in `call_keys`, and the row's own `call_id` is compared.
+///
+/// Why not an index on `calls.call_id`: Call-IDs are random, so each new row lands at a
+/// random place of such an index, and once the index outgrows the page cache every flush
+/// rewrites about one page per new call (a collector at tens of thousands of calls per second
+/// spent most of its time there). Instead the keys of each flush are sorted and added to the
+/// current run of `call_keys`; a run holds at most [`RUN_KEYS`] keys, so the pages a flush
+/// touches stay few, and a look-up seeks once per run (a few hundred per hour at the highest
+/// rates).
+pub fn call_key(call_id: &[u8]) -> i64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in call_id {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h as i64
+}
+
+/// Keys per run of `call_keys` (see [`call_key`]).
+pub const RUN_KEYS: i64 = 1 << 18;
+
+/// Adds the keys of calls newly written to the index, `(call_key, ref)`, to the current run
+/// (a new one once it holds [`RUN_KEYS`]: a flush's keys stay together). Call inside the
+/// transaction that writes their rows.
+pub fn add_call_keys(conn: &Connection, keys: &mut [(i64, i64)]) -> rusqlite::Result<()> {
+    add_call_keys_with(conn, keys, RUN_KEYS)
+}
+
+fn add_call_keys_with(
+    conn: &Connection,
+    keys: &mut [(i64, i64)],
+    run_keys: i64,
+) -> rusqlite::Result<()> {
+    if keys.is_empty() {
+        return Ok(());
+    }
+    keys.sort_unstable();
+    let last: Option<(i64, i64)> = conn
+        .query_row(
+            "SELECT run, keys FROM key_runs ORDER BY run DESC LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    let (run, had) = match last {
+        Some((run, n)) if n < run_keys => (run, n),
+        Some((run, _)) => (run + 1, 0),
+        None => (0, 0),
+    };
+    let mut st = conn.prepare_cached(
+        "INSERT OR IGNORE INTO call_keys (run, call_key, ref) VALUES (?1, ?2, ?3)",
+    )?;
+    for (k, r) in keys.iter() {
+        st.execute(params![run, k, r])?;
+    }
+    conn.execute(
+        "INSERT INTO key_runs (run, keys) VALUES (?1, ?2)
+         ON CONFLICT(run) DO UPDATE SET keys = excluded.keys",
+        params![run, had + keys.len() as i64],
+    )?;
+    Ok(())
+}
+
+/// Brings a version 1 index (Call-IDs indexed in `calls`) to version 2: its Call-IDs get
+/// their keys. The old index on `calls.call_id` stays (SQLite cannot drop a column
+/// constraint); reads use the keys.
+fn upgrade(conn: &Connection) -> rusqlite::Result<()> {
+    let version: Option<i64> = conn
+        .query_row("SELECT value FROM meta WHERE key = 'version'", [], |r| {
+            r.get(0)
+        })
+        .optional()?;
+    if version.is_none_or(|v| v >= INDEX_VERSION) {
+        return Ok(());
+    }
+    let tx = conn.unchecked_transaction()?;
+    let mut keys: Vec<(i64, i64)> = {
+        let mut st = conn.prepare("SELECT call_id, ref FROM calls")?;
+        let rows = st.query_map([], |r| {
+            let id: Vec<u8> = r.get(0)?;
+            Ok((call_key(&id), r.get::<_, i64>(1)?))
+        })?;
+        rows.collect::<rusqlite::Result<_>>()?
+    };
+    for chunk in keys.chunks_mut(RUN_KEYS as usize) {
+        add_call_keys(conn, chunk)?;
+    }
+    conn.execute(
+        "UPDATE meta SET value = ?1 WHERE key = 'version'",
+        params![INDEX_VERSION],
+    )?;
+    tx.commit()
+}
 
 const STATES: [&str; 8] = [
     "in-progress",
@@ -124,6 +225,7 @@ pub fn open(path: &Path) -> rusqlite::Result<Connection> {
     conn.pragma_update(None, "cache_size", -(WRITE_CACHE_KIB as i64))?;
     conn.pragma_update(None, "temp_store", "MEMORY")?;
     conn.execute_batch(SCHEMA)?;
+    upgrade(&conn)?;
     conn.execute(
         "INSERT OR IGNORE INTO meta(key, value) VALUES ('version', ?1)",
         params![INDEX_VERSION],
@@ -816,14 +918,44 @@ fn row_to_call(bucket: &str, r: &rusqlite::Row<'_>) -> rusqlite::Result<CallRow>
     })
 }
 
-/// The row of one Call-ID.
+/// The calls whose Call-ID has key `?1`.
+const KEY_LOOKUP: &str =
+    "SELECT k.ref FROM key_runs r CROSS JOIN call_keys k ON k.run = r.run AND k.call_key = ?1";
+
+/// The row of one Call-ID (the latest, should a Call-ID have been reused for a new call).
 pub fn get(conn: &Connection, bucket: &str, call_id: &[u8]) -> rusqlite::Result<Option<CallRow>> {
-    conn.query_row(
-        &format!("SELECT {COLS} FROM calls WHERE call_id = ?1"),
-        params![call_id],
-        |r| row_to_call(bucket, r),
-    )
-    .optional()
+    // Candidates first, one seek per run (CROSS JOIN keeps the runs as the outer loop: left
+    // to itself the planner scans every key), then their rows (in one statement the planner
+    // walked the whole table in `ref` order instead).
+    let refs: rusqlite::Result<Vec<i64>> = conn.prepare_cached(KEY_LOOKUP).and_then(|mut st| {
+        st.query_map(params![call_key(call_id)], |r| r.get(0))?
+            .collect()
+    });
+    let by_key = refs.and_then(|mut refs| {
+        refs.sort_unstable_by(|a, b| b.cmp(a));
+        refs.dedup();
+        let mut st = conn.prepare_cached(&format!("SELECT {COLS} FROM calls WHERE ref = ?1"))?;
+        for r in refs {
+            let row = st
+                .query_row(params![r], |x| row_to_call(bucket, x))
+                .optional()?;
+            if let Some(row) = row.filter(|row| row.call_id == call_id) {
+                return Ok(Some(row));
+            }
+        }
+        Ok(None)
+    });
+    match by_key {
+        // An index written by an older version that no writer has opened since.
+        Err(rusqlite::Error::SqliteFailure(_, Some(m))) if m.contains("no such table") => conn
+            .query_row(
+                &format!("SELECT {COLS} FROM calls WHERE call_id = ?1"),
+                params![call_id],
+                |r| row_to_call(bucket, r),
+            )
+            .optional(),
+        other => other,
+    }
 }
 
 /// Search filter.
@@ -994,6 +1126,155 @@ pub fn row_to_summary(r: &CallRow) -> CallSummary {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn call(r: u64, messages: u32) -> CallSummary {
+        CallSummary {
+            call_ref: r,
+            call_id: format!(
+                "{:x}-{r}@example.com",
+                r.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            )
+            .into_bytes(),
+            method: "INVITE".into(),
+            start_us: 1_800_000_000_000_000 + r as i64,
+            answer_us: None,
+            end_us: 1_800_000_000_000_000 + r as i64 + 1000,
+            caller_user: format!("alice{r}"),
+            caller_domain: "a.example".into(),
+            callee_user: format!("bob{r}"),
+            callee_domain: String::new(),
+            ruri: String::new(),
+            caller_ua: String::new(),
+            callee_ua: String::new(),
+            caller_addr: None,
+            callee_addr: None,
+            from_tag: Vec::new(),
+            status: Some(486),
+            reason: String::new(),
+            q850: None,
+            state: CallState::Busy,
+            phase: siphon_calls::Phase::Complete,
+            hangup: None,
+            messages,
+            rtp_packets: 0,
+            rtcp_packets: 0,
+            streams: Vec::new(),
+            x_cid: String::new(),
+            session_id: String::new(),
+            icid: String::new(),
+            cancel_seen: false,
+            close_reason: String::new(),
+            quality: None,
+        }
+    }
+
+    fn temp_db(name: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("siphon-index-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir.join("index.db")
+    }
+
+    #[test]
+    fn call_ids_are_found_across_key_runs_and_a_reused_one_gives_the_latest_call() {
+        let path = temp_db("runs");
+        let conn = open(&path).unwrap();
+        let calls: Vec<CallSummary> = (1..=50).map(|r| call(r, 3)).collect();
+        // Runs of 8 keys, written 7 per flush: a run takes whole flushes until it holds 8 or
+        // more, so 50 keys make 4 runs.
+        for chunk in calls.chunks(7) {
+            let mut keys = Vec::new();
+            for s in chunk {
+                upsert(&conn, s, &[], None).unwrap();
+                keys.push((call_key(&s.call_id), s.call_ref as i64));
+            }
+            add_call_keys_with(&conn, &mut keys, 8).unwrap();
+        }
+        let runs: i64 = conn
+            .query_row("SELECT count(*) FROM key_runs", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(runs, 4);
+        for s in &calls {
+            let row = get(&conn, "b", &s.call_id).unwrap().expect("found");
+            assert_eq!(row.call_ref, s.call_ref);
+        }
+        assert!(get(&conn, "b", b"no-such-call").unwrap().is_none());
+        // The same Call-ID used again later by a new call.
+        let mut again = call(77, 9);
+        again.call_id = calls[3].call_id.clone();
+        upsert(&conn, &again, &[], None).unwrap();
+        add_call_keys_with(&conn, &mut [(call_key(&again.call_id), 77)], 8).unwrap();
+        let row = get(&conn, "b", &again.call_id).unwrap().unwrap();
+        assert_eq!((row.call_ref, row.messages), (77, 9));
+        let _ = std::fs::remove_dir_all(path.parent().unwrap());
+    }
+
+    #[test]
+    fn a_call_id_look_up_seeks_each_run_instead_of_scanning_the_keys() {
+        let path = temp_db("plan");
+        let conn = open(&path).unwrap();
+        let plan: Vec<String> = conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {KEY_LOOKUP}"))
+            .unwrap()
+            .query_map([1i64], |r| r.get::<_, String>(3))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert!(
+            plan.iter()
+                .any(|p| p.starts_with("SEARCH k USING PRIMARY KEY (run=? AND call_key=?)")),
+            "{plan:?}"
+        );
+        assert!(!plan.iter().any(|p| p.starts_with("SCAN k")), "{plan:?}");
+        let _ = std::fs::remove_dir_all(path.parent().unwrap());
+    }
+
+    #[test]
+    fn an_index_of_the_first_version_is_read_as_it_is_and_upgraded_by_a_writer() {
+        let path = temp_db("v1");
+        {
+            // The first version's schema: Call-IDs indexed in the calls table itself.
+            let c = Connection::open(&path).unwrap();
+            c.execute_batch(
+                "CREATE TABLE meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID;
+                 INSERT INTO meta VALUES ('version', 1);
+                 CREATE TABLE calls (ref INTEGER PRIMARY KEY, call_id BLOB NOT NULL UNIQUE,
+                   method TEXT, start_us INTEGER NOT NULL, answer_d INTEGER,
+                   end_d INTEGER NOT NULL, caller TEXT, caller_domain TEXT, callee TEXT,
+                   callee_domain TEXT, status INTEGER, state INTEGER, phase INTEGER,
+                   hangup INTEGER, messages INTEGER, rtp INTEGER, rtcp INTEGER,
+                   mos_avg INTEGER, mos_min INTEGER, verdict INTEGER, blocks BLOB, cold BLOB);
+                 CREATE INDEX calls_start ON calls(start_us);",
+            )
+            .unwrap();
+            for r in 1..=20 {
+                upsert(&c, &call(r, 5), &[], None).unwrap();
+            }
+        }
+        let wanted = call(13, 5).call_id;
+        // A reader before any writer has opened it.
+        let ro = open_read(&path).unwrap();
+        assert_eq!(get(&ro, "b", &wanted).unwrap().unwrap().call_ref, 13);
+        drop(ro);
+        // A writer upgrades it; the rows are found through their keys, new ones too.
+        let conn = open(&path).unwrap();
+        let v: i64 = conn
+            .query_row("SELECT value FROM meta WHERE key = 'version'", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(v, INDEX_VERSION);
+        let keyed: i64 = conn
+            .query_row("SELECT count(*) FROM call_keys", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(keyed, 20);
+        assert_eq!(get(&conn, "b", &wanted).unwrap().unwrap().call_ref, 13);
+        let new = call(21, 2);
+        upsert(&conn, &new, &[], None).unwrap();
+        add_call_keys(&conn, &mut [(call_key(&new.call_id), 21)]).unwrap();
+        assert_eq!(get(&conn, "b", &new.call_id).unwrap().unwrap().call_ref, 21);
+        let _ = std::fs::remove_dir_all(path.parent().unwrap());
+    }
 
     #[test]
     fn stored_verdict_codes_match_the_names_searched_for() {

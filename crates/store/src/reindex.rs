@@ -117,12 +117,17 @@ impl<'a> Emitter<'a> {
             .unchecked_transaction()
             .map_err(|e| StoreError::index(self.dir, e))?;
         let n = self.rows.len() as u64;
+        // Every call emitted here is new to the index (a rebuild, or a call recovered because
+        // it had no row): its Call-ID key goes in with its row.
+        let mut keys: Vec<(i64, i64)> = Vec::with_capacity(self.rows.len());
         for (s, mut bl) in self.rows.drain(..) {
             bl.sort_unstable();
             bl.dedup();
             index::upsert(self.conn, &s, &bl, Some(cold))
                 .map_err(|e| StoreError::index(self.dir, e))?;
+            keys.push((index::call_key(&s.call_id), s.call_ref as i64));
         }
+        index::add_call_keys(self.conn, &mut keys).map_err(|e| StoreError::index(self.dir, e))?;
         tx.commit().map_err(|e| StoreError::index(self.dir, e))?;
         Ok(n)
     }

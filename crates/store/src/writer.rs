@@ -88,6 +88,8 @@ struct OpenCall {
     /// The first block written for the call since its index row was last written (or ever,
     /// when it has none yet): a restart after a crash recovers from there.
     unindexed: Option<BlockRef>,
+    /// The call has a row, and its Call-ID key, in its bucket's index.
+    keyed: bool,
 }
 
 /// The store's writer; implements the pipeline's [`Sink`].
@@ -303,6 +305,7 @@ impl StoreWriter {
             media: BlockBuf::default(),
             touched: true,
             unindexed: None,
+            keyed: false,
         }))
     }
 
@@ -481,6 +484,7 @@ impl StoreWriter {
                 .unchecked_transaction()
                 .map_err(|e| StoreError::index(&b.dir, e))?;
             let mut n = 0u64;
+            let mut keys: Vec<(i64, i64)> = Vec::new();
             for &(r, s, block_no) in &streams_of {
                 let Some(c) = self.calls.get(&r) else {
                     continue;
@@ -490,13 +494,18 @@ impl StoreWriter {
                 blocks.dedup();
                 index::upsert(&b.conn, s, &blocks, cold_refs.get(block_no).copied())
                     .map_err(|e| StoreError::index(&b.dir, e))?;
+                if !c.keyed {
+                    keys.push((index::call_key(&s.call_id), r as i64));
+                }
                 n += 1;
             }
+            index::add_call_keys(&b.conn, &mut keys).map_err(|e| StoreError::index(&b.dir, e))?;
             tx.commit().map_err(|e| StoreError::index(&b.dir, e))?;
             self.stats.rows_written += n;
             for &(r, _, _) in &streams_of {
                 if let Some(oc) = self.calls.get_mut(&r) {
                     oc.unindexed = None;
+                    oc.keyed = true;
                 }
             }
         }
@@ -678,6 +687,7 @@ impl Sink for StoreWriter {
                         media: BlockBuf::default(),
                         touched: true,
                         unindexed: None,
+                        keyed: true,
                     },
                 );
                 return Some(s);
