@@ -117,8 +117,20 @@ fn start_serve(data: &Path, hep: u16, http: u16) -> Guard {
     Guard(c)
 }
 
+/// Copy number `k` scrambled (a bijection on 32 bits) and written as 8 hex digits: Call-IDs of
+/// real traffic are random, so the index must see them in no particular order.
+fn scrambled(k: u64) -> [u8; 8] {
+    let mut d = [b'0'; 8];
+    let mut v = (k as u32).wrapping_mul(0x9E37_79B1).rotate_left(13) ^ 0x5bd1_e995;
+    for c in d.iter_mut().rev() {
+        *c = b"0123456789abcdef"[(v & 15) as usize];
+        v >>= 4;
+    }
+    d
+}
+
 /// HEP packets of the SIP messages of the 24-call template, each with the positions of an
-/// 8-digit copy number inside its Call-ID: the sender writes a new number into every cycle,
+/// 8-hex-digit copy number inside its Call-ID: the sender writes a new number into every cycle,
 /// so every call is new (as on a live network) without re-encoding.
 struct Template {
     pkts: Vec<Vec<u8>>,
@@ -169,16 +181,11 @@ impl Template {
     /// Packet `i` of the endless sequence, written into `out`.
     fn packet<'a>(&self, i: u64, out: &'a mut Vec<u8>) -> &'a [u8] {
         let n = self.pkts.len() as u64;
-        let k = (i / n) % 100_000_000;
+        let k = i / n;
         let j = (i % n) as usize;
         out.clear();
         out.extend_from_slice(&self.pkts[j]);
-        let mut d = [b'0'; 8];
-        let mut v = k;
-        for c in d.iter_mut().rev() {
-            *c = b'0' + (v % 10) as u8;
-            v /= 10;
-        }
+        let d = scrambled(k);
         for &at in &self.digits[j] {
             out[at..at + 8].copy_from_slice(&d);
         }
@@ -393,7 +400,8 @@ fn build_store(corpus: &Path, data: &Path, calls: u64) -> Vec<String> {
     for k in 0..copies {
         for (ts, frame) in &sip {
             // Rebuild IP/UDP lengths: the replacement makes the frame longer.
-            let mut f = gen::replace_all(frame, b"-5918@", format!("-5918c{k:07}@").as_bytes());
+            let tag = String::from_utf8_lossy(&scrambled(k)).into_owned();
+            let mut f = gen::replace_all(frame, b"-5918@", format!("-5918c{tag}@").as_bytes());
             let ip_len = (f.len() - 14) as u16;
             f[16..18].copy_from_slice(&ip_len.to_be_bytes());
             f[24..26].copy_from_slice(&[0, 0]);
@@ -413,7 +421,8 @@ fn build_store(corpus: &Path, data: &Path, calls: u64) -> Vec<String> {
             }
         }
         if k % 97 == 0 {
-            ids.push(format!("{}-5918c{k:07}@127.0.0.1", 1 + (k % 24)));
+            let tag = String::from_utf8_lossy(&scrambled(k)).into_owned();
+            ids.push(format!("{}-5918c{tag}@127.0.0.1", 1 + (k % 24)));
         }
     }
     p.finish("end", &mut w);
