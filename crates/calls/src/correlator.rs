@@ -978,6 +978,17 @@ mod tests {
         ))
     }
 
+    /// The caller's re-INVITE (CSeq 2, in the dialog) offering media on `sdp_port`.
+    fn reinvite(sdp_port: u16) -> String {
+        String::from_utf8(invite(sdp_port))
+            .unwrap()
+            .replace(
+                "To: <sip:bob@b.example>\r\n",
+                "To: <sip:bob@b.example>;tag=b1\r\n",
+            )
+            .replace("CSeq: 1 INVITE", "CSeq: 2 INVITE")
+    }
+
     fn bye_from_callee() -> Vec<u8> {
         sip("BYE sip:alice@10.0.0.1 SIP/2.0\nVia: SIP/2.0/UDP 10.0.0.2:5060;branch=z9hG4bK9\nFrom: <sip:bob@b.example>;tag=b1\nTo: <sip:alice@a.example>;tag=a1\nCall-ID: c1\nCSeq: 1 BYE\nContent-Length: 0\n\n")
     }
@@ -1034,13 +1045,7 @@ mod tests {
         assert_eq!(refs(&mut c), vec![r]);
         // Signalling on a call already in the store: at once.
         c.on_udp_media(SNAPSHOT_DELAY_US, a, b, &rtp(2, 160, 0xA));
-        let re = String::from_utf8(invite(4100))
-            .unwrap()
-            .replace(
-                "To: <sip:bob@b.example>\r\n",
-                "To: <sip:bob@b.example>;tag=b1\r\n",
-            )
-            .replace("CSeq: 1 INVITE", "CSeq: 2 INVITE");
+        let re = reinvite(4100);
         feed_sip(&mut c, 200_000, A_SIG, B_SIG, re.as_bytes());
         c.mark_dirty(r);
         assert_eq!(refs(&mut c), vec![r]);
@@ -1183,13 +1188,7 @@ mod tests {
     fn reinvite_moves_media_to_the_new_port() {
         let mut c = Correlator::new(CallConfig::default(), 1);
         let r = setup(&mut c);
-        let re = String::from_utf8(invite(4100))
-            .unwrap()
-            .replace(
-                "To: <sip:bob@b.example>\r\n",
-                "To: <sip:bob@b.example>;tag=b1\r\n",
-            )
-            .replace("CSeq: 1 INVITE", "CSeq: 2 INVITE");
+        let re = reinvite(4100);
         feed_sip(&mut c, 1_000_000, A_SIG, B_SIG, re.as_bytes());
         let new_a = addr("10.0.0.1:4100");
         let b = addr("10.0.0.2:6000");
