@@ -113,16 +113,23 @@ fn upgrade(conn: &Connection) -> rusqlite::Result<()> {
         return Ok(());
     }
     let tx = conn.unchecked_transaction()?;
-    let mut keys: Vec<(i64, i64)> = {
-        let mut st = conn.prepare("SELECT call_id, ref FROM calls")?;
-        let rows = st.query_map([], |r| {
-            let id: Vec<u8> = r.get(0)?;
-            Ok((call_key(&id), r.get::<_, i64>(1)?))
-        })?;
-        rows.collect::<rusqlite::Result<_>>()?
-    };
-    for chunk in keys.chunks_mut(RUN_KEYS as usize) {
-        add_call_keys(conn, chunk)?;
+    // A run's worth of rows at a time, so that memory does not grow with the index.
+    let mut after = i64::MIN;
+    loop {
+        let mut keys: Vec<(i64, i64)> = {
+            let mut st = conn
+                .prepare("SELECT call_id, ref FROM calls WHERE ref > ?1 ORDER BY ref LIMIT ?2")?;
+            let rows = st.query_map(params![after, RUN_KEYS], |r| {
+                let id: Vec<u8> = r.get(0)?;
+                Ok((call_key(&id), r.get::<_, i64>(1)?))
+            })?;
+            rows.collect::<rusqlite::Result<_>>()?
+        };
+        let Some(last) = keys.iter().map(|k| k.1).max() else {
+            break;
+        };
+        after = last;
+        add_call_keys(conn, &mut keys)?;
     }
     conn.execute(
         "UPDATE meta SET value = ?1 WHERE key = 'version'",
