@@ -4,27 +4,16 @@
 //! found again through the index.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
+
+mod support;
+
+use support::{corpus, scratch};
 
 use siphon_ingest::{IngestConfig, Pipeline};
 use siphon_store::segment::{self, BlockKind, KIND_CALL_DEF};
 use siphon_store::{list_buckets, list_segments, Store, StoreConfig, StoreWriter};
 use siphon_wire::capture::CaptureReader;
-
-fn corpus(name: &str) -> PathBuf {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/corpus")
-        .join(name);
-    assert!(p.is_file(), "corpus file {} is missing", p.display());
-    p
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let p = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
-    let _ = std::fs::remove_dir_all(&p);
-    std::fs::create_dir_all(&p).unwrap();
-    p
-}
 
 /// Per call handle: its Call-ID (from its definition) and how many packets the segments hold.
 fn stored_calls(root: &Path) -> BTreeMap<u64, (Vec<u8>, usize)> {

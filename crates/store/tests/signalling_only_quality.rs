@@ -2,7 +2,11 @@
 //! back with the same report the grading gives them: no audio either way. Calls with media
 //! keep their stored report.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
+
+mod support;
+
+use support::{corpus, scratch};
 
 use siphon_ingest::{IngestConfig, Pipeline};
 use siphon_quality::AudioStatus;
@@ -10,21 +14,6 @@ use siphon_store::segment::{self, KIND_QUALITY};
 use siphon_store::{list_buckets, list_segments, CallQuery, Store, StoreConfig, StoreWriter};
 use siphon_wire::capture::CaptureReader;
 use siphon_wire::decode::Decoder;
-
-fn corpus(name: &str) -> PathBuf {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/corpus")
-        .join(name);
-    assert!(p.is_file(), "corpus file {} is missing", p.display());
-    p
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let p = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
-    let _ = std::fs::remove_dir_all(&p);
-    std::fs::create_dir_all(&p).unwrap();
-    p
-}
 
 /// Imports a capture; with `sip_only`, frames between two ports ≥ 10000 (the RTP) are left out.
 fn import(root: &Path, file: &Path, sip_only: bool) {
