@@ -42,10 +42,12 @@ CREATE TABLE IF NOT EXISTS key_runs (run INTEGER PRIMARY KEY, keys INTEGER NOT N
 /// Why not an index on `calls.call_id`: Call-IDs are random, so each new row lands at a
 /// random place of such an index, and once the index outgrows the page cache every flush
 /// rewrites about one page per new call (a collector at tens of thousands of calls per second
-/// spent most of its time there). Instead the keys of each flush are sorted and added to the
-/// current run of `call_keys`; a run holds at most [`RUN_KEYS`] keys, so the pages a flush
-/// touches stay few, and a look-up seeks once per run (a few hundred per hour at the highest
-/// rates).
+/// spent most of its time there). Instead keys go into sorted runs of `call_keys`, and a
+/// look-up seeks once per run. A writer (see [`KeyWriter`]) adds each flush's keys to a small
+/// run (at most [`SMALL_RUN_KEYS`]), whose pages a flush rewrites, and gathers them in memory
+/// until they make a full run ([`RUN_KEYS`]), written in key order in one go in place of its
+/// small runs: at the highest rates, a few hundred runs per hour and about one page written
+/// per hundred keys.
 pub fn call_key(call_id: &[u8]) -> i64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for &b in call_id {
@@ -55,12 +57,112 @@ pub fn call_key(call_id: &[u8]) -> i64 {
     h as i64
 }
 
-/// Keys per run of `call_keys` (see [`call_key`]).
+/// Keys per full run of `call_keys` (see [`call_key`]).
 pub const RUN_KEYS: i64 = 1 << 18;
 
-/// Adds the keys of calls newly written to the index, `(call_key, ref)`, to the current run
-/// (a new one once it holds [`RUN_KEYS`]: a flush's keys stay together). Call inside the
-/// transaction that writes their rows.
+/// Keys per small run, the ones a writer adds to at each flush (see [`KeyWriter`]). A random
+/// key lands on any page of its run, so a flush rewrites up to a whole run: with full runs
+/// that was about one page per six keys, twice the bytes of everything else a flush writes.
+pub const SMALL_RUN_KEYS: i64 = 1 << 14;
+
+/// Adds the Call-ID keys a writer's flushes bring to one bucket's `call_keys` (see
+/// [`call_key`]): each flush's keys go into the latest small run (a new one once it holds
+/// [`SMALL_RUN_KEYS`]) and are kept in memory too; once those make [`RUN_KEYS`], they are
+/// written as one full run, in key order, and the small runs they came in are deleted, in the
+/// same transaction. Small runs left by a writer that stopped before (or by a failed
+/// transaction, see [`reset`](Self::reset)) stay as they are: still found, only smaller.
+#[derive(Debug, Default)]
+pub struct KeyWriter {
+    /// Small runs this writer made, with the number of keys each holds.
+    small: Vec<(i64, i64)>,
+    /// The keys of those small runs.
+    gathered: Vec<(i64, i64)>,
+}
+
+impl KeyWriter {
+    /// Adds the keys of calls newly written to the index, `(call_key, ref)`. Call inside the
+    /// transaction that writes their rows; after an error, [`reset`](Self::reset).
+    pub fn add(&mut self, conn: &Connection, keys: &mut [(i64, i64)]) -> rusqlite::Result<()> {
+        self.add_with(conn, keys, SMALL_RUN_KEYS, RUN_KEYS)
+    }
+
+    fn add_with(
+        &mut self,
+        conn: &Connection,
+        keys: &mut [(i64, i64)],
+        small_keys: i64,
+        full_keys: i64,
+    ) -> rusqlite::Result<()> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        keys.sort_unstable();
+        let n = keys.len() as i64;
+        let (run, had) = match self.small.last() {
+            Some(&(run, had)) if had < small_keys => (run, had),
+            _ => (last_run(conn)?.map_or(0, |(r, _)| r + 1), 0),
+        };
+        insert_run(conn, run, had, keys)?;
+        match self.small.last_mut() {
+            Some(last) if last.0 == run => last.1 = had + n,
+            _ => self.small.push((run, n)),
+        }
+        self.gathered.extend_from_slice(keys);
+        if (self.gathered.len() as i64) < full_keys {
+            return Ok(());
+        }
+        // A full run: written in key order, so that its pages are written once, full.
+        let full = last_run(conn)?.map_or(0, |(r, _)| r + 1);
+        self.gathered.sort_unstable();
+        insert_run(conn, full, 0, &self.gathered)?;
+        let mut del = conn.prepare_cached("DELETE FROM call_keys WHERE run = ?1")?;
+        let mut del_run = conn.prepare_cached("DELETE FROM key_runs WHERE run = ?1")?;
+        for &(run, _) in &self.small {
+            del.execute(params![run])?;
+            del_run.execute(params![run])?;
+        }
+        self.reset();
+        Ok(())
+    }
+
+    /// Forgets the small runs made so far (after a failed transaction, whose keys may not
+    /// be in them): they stay in the index as runs of their own.
+    pub fn reset(&mut self) {
+        self.small.clear();
+        self.gathered = Vec::new();
+    }
+}
+
+/// The latest run of `call_keys` and the number of keys it holds.
+fn last_run(conn: &Connection) -> rusqlite::Result<Option<(i64, i64)>> {
+    conn.query_row(
+        "SELECT run, keys FROM key_runs ORDER BY run DESC LIMIT 1",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )
+    .optional()
+}
+
+/// Adds sorted `keys` to run `run`, which held `had` keys.
+fn insert_run(conn: &Connection, run: i64, had: i64, keys: &[(i64, i64)]) -> rusqlite::Result<()> {
+    let mut st = conn.prepare_cached(
+        "INSERT OR IGNORE INTO call_keys (run, call_key, ref) VALUES (?1, ?2, ?3)",
+    )?;
+    for (k, r) in keys {
+        st.execute(params![run, k, r])?;
+    }
+    conn.execute(
+        "INSERT INTO key_runs (run, keys) VALUES (?1, ?2)
+         ON CONFLICT(run) DO UPDATE SET keys = excluded.keys",
+        params![run, had + keys.len() as i64],
+    )?;
+    Ok(())
+}
+
+/// Adds the keys of calls newly written to the index, `(call_key, ref)`, to the latest run
+/// (a new one once it holds [`RUN_KEYS`]: the keys of one write stay together). For writes of
+/// many keys at once (an upgrade); flushes and rebuilds use a [`KeyWriter`]. Call
+/// inside the transaction that writes their rows.
 pub fn add_call_keys(conn: &Connection, keys: &mut [(i64, i64)]) -> rusqlite::Result<()> {
     add_call_keys_with(conn, keys, RUN_KEYS)
 }
@@ -74,30 +176,12 @@ fn add_call_keys_with(
         return Ok(());
     }
     keys.sort_unstable();
-    let last: Option<(i64, i64)> = conn
-        .query_row(
-            "SELECT run, keys FROM key_runs ORDER BY run DESC LIMIT 1",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .optional()?;
-    let (run, had) = match last {
+    let (run, had) = match last_run(conn)? {
         Some((run, n)) if n < run_keys => (run, n),
         Some((run, _)) => (run + 1, 0),
         None => (0, 0),
     };
-    let mut st = conn.prepare_cached(
-        "INSERT OR IGNORE INTO call_keys (run, call_key, ref) VALUES (?1, ?2, ?3)",
-    )?;
-    for (k, r) in keys.iter() {
-        st.execute(params![run, k, r])?;
-    }
-    conn.execute(
-        "INSERT INTO key_runs (run, keys) VALUES (?1, ?2)
-         ON CONFLICT(run) DO UPDATE SET keys = excluded.keys",
-        params![run, had + keys.len() as i64],
-    )?;
-    Ok(())
+    insert_run(conn, run, had, keys)
 }
 
 /// Brings a version 1 index (Call-IDs indexed in `calls`) to version 2: its Call-IDs get
@@ -1213,6 +1297,77 @@ mod tests {
         add_call_keys_with(&conn, &mut [(call_key(&again.call_id), 77)], 8).unwrap();
         let row = get(&conn, "b", &again.call_id).unwrap().unwrap();
         assert_eq!((row.call_ref, row.messages), (77, 9));
+        let _ = std::fs::remove_dir_all(path.parent().unwrap());
+    }
+
+    #[test]
+    fn a_writer_adds_keys_to_small_runs_and_rewrites_them_as_one_full_run() {
+        let path = temp_db("keywriter");
+        let conn = open(&path).unwrap();
+        let runs = |conn: &Connection| -> Vec<(i64, i64)> {
+            conn.prepare("SELECT run, keys FROM key_runs ORDER BY run")
+                .unwrap()
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+                .unwrap()
+                .collect::<rusqlite::Result<_>>()
+                .unwrap()
+        };
+        let stored = |conn: &Connection| -> i64 {
+            conn.query_row("SELECT count(*) FROM call_keys", [], |r| r.get(0))
+                .unwrap()
+        };
+        let calls: Vec<CallSummary> = (1..=40).map(|r| call(r, 3)).collect();
+        let mut kw = KeyWriter::default();
+        // Small runs of 4 keys, full runs of 16, 3 keys per flush.
+        let mut seen = Vec::new();
+        for chunk in calls.chunks(3) {
+            let tx = conn.unchecked_transaction().unwrap();
+            let mut keys = Vec::new();
+            for s in chunk {
+                upsert(&conn, s, &[], None).unwrap();
+                keys.push((call_key(&s.call_id), s.call_ref as i64));
+            }
+            kw.add_with(&conn, &mut keys, 4, 16).unwrap();
+            tx.commit().unwrap();
+            seen.extend_from_slice(chunk);
+            // Every call written so far is found at every step, and each key is stored once.
+            for s in &seen {
+                assert_eq!(
+                    get(&conn, "b", &s.call_id).unwrap().unwrap().call_ref,
+                    s.call_ref
+                );
+            }
+            assert_eq!(stored(&conn), seen.len() as i64);
+        }
+        // 40 keys: 6 flushes fill small runs 0, 1, 2 (6 keys each: a run takes whole flushes
+        // until it holds 4 or more), then 18 keys make full run 3 in their place; again with
+        // runs 4, 5, 6 and full run 7; the last 4 keys are in small run 8.
+        assert_eq!(runs(&conn), vec![(3, 18), (7, 18), (8, 4)]);
+        // Each run's count is what it holds: the small runs went with their keys.
+        for (run, keys) in runs(&conn) {
+            let held: i64 = conn
+                .query_row(
+                    "SELECT count(*) FROM call_keys WHERE run = ?1",
+                    [run],
+                    |r| r.get(0),
+                )
+                .unwrap();
+            assert_eq!(held, keys, "run {run}");
+        }
+        // After a reset (a failed transaction), the writer starts a new small run and leaves
+        // the old one alone.
+        kw.reset();
+        let extra = call(41, 3);
+        upsert(&conn, &extra, &[], None).unwrap();
+        kw.add_with(&conn, &mut [(call_key(&extra.call_id), 41)], 4, 16)
+            .unwrap();
+        assert_eq!(runs(&conn), vec![(3, 18), (7, 18), (8, 4), (9, 1)]);
+        for s in calls.iter().chain([&extra]) {
+            assert_eq!(
+                get(&conn, "b", &s.call_id).unwrap().unwrap().call_ref,
+                s.call_ref
+            );
+        }
         let _ = std::fs::remove_dir_all(path.parent().unwrap());
     }
 

@@ -47,6 +47,7 @@ pub(crate) struct Emitter<'a> {
     zstd: zstd::bulk::Compressor<'static>,
     cold: BlockBuf,
     rows: Vec<(CallSummary, Vec<BlockRef>)>,
+    keys: index::KeyWriter,
 }
 
 impl<'a> Emitter<'a> {
@@ -64,6 +65,7 @@ impl<'a> Emitter<'a> {
             zstd: zstd::bulk::Compressor::new(3).map_err(|e| StoreError::io(dir, e))?,
             cold: BlockBuf::default(),
             rows: Vec::new(),
+            keys: index::KeyWriter::default(),
         })
     }
 
@@ -127,8 +129,11 @@ impl<'a> Emitter<'a> {
                 .map_err(|e| StoreError::index(self.dir, e))?;
             keys.push((index::call_key(&s.call_id), s.call_ref as i64));
         }
-        index::add_call_keys(self.conn, &mut keys).map_err(|e| StoreError::index(self.dir, e))?;
-        tx.commit().map_err(|e| StoreError::index(self.dir, e))?;
+        let added = self.keys.add(self.conn, &mut keys).and_then(|()| tx.commit());
+        if added.is_err() {
+            self.keys.reset();
+        }
+        added.map_err(|e| StoreError::index(self.dir, e))?;
         Ok(n)
     }
 }
@@ -184,6 +189,7 @@ pub fn reindex(root: &Path, calls: &CallConfig) -> Result<ReindexReport, StoreEr
             zstd: zstd::bulk::Compressor::new(3).map_err(|e| StoreError::io(&b.dir, e))?,
             cold: BlockBuf::default(),
             rows: Vec::new(),
+            keys: index::KeyWriter::default(),
         };
         // Media blocks of a flush are written after its SIP block, so a call may be completed
         // only well after its last SIP message: use a long grace period while rebuilding.

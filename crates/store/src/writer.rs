@@ -68,6 +68,8 @@ struct Bucket {
     key: String,
     dir: PathBuf,
     conn: Connection,
+    /// Where this writer adds Call-ID keys to `conn`.
+    keys: index::KeyWriter,
     seg: Option<SegmentWriter>,
     next_seg: u32,
     sip: BlockBuf,
@@ -225,6 +227,7 @@ impl StoreWriter {
                 key: key.to_string(),
                 dir,
                 conn,
+                keys: index::KeyWriter::default(),
                 seg: None,
                 next_seg,
                 sip: BlockBuf::default(),
@@ -476,31 +479,35 @@ impl StoreWriter {
             if rows.is_empty() {
                 continue;
             }
-            let Some(b) = self.buckets.get(key) else {
+            let Some(b) = self.buckets.get_mut(key) else {
                 continue;
             };
-            let tx = b
-                .conn
-                .unchecked_transaction()
-                .map_err(|e| StoreError::index(&b.dir, e))?;
-            let mut n = 0u64;
-            let mut keys: Vec<(i64, i64)> = Vec::new();
-            for &(r, s, block_no) in &streams_of {
-                let Some(c) = self.calls.get(&r) else {
-                    continue;
-                };
-                let mut blocks = c.blocks.clone();
-                blocks.sort_unstable();
-                blocks.dedup();
-                index::upsert(&b.conn, s, &blocks, cold_refs.get(block_no).copied())
-                    .map_err(|e| StoreError::index(&b.dir, e))?;
-                if !c.keyed {
-                    keys.push((index::call_key(&s.call_id), r as i64));
+            let calls = &self.calls;
+            let written = (|| -> rusqlite::Result<u64> {
+                let tx = b.conn.unchecked_transaction()?;
+                let mut n = 0u64;
+                let mut keys: Vec<(i64, i64)> = Vec::new();
+                for &(r, s, block_no) in &streams_of {
+                    let Some(c) = calls.get(&r) else {
+                        continue;
+                    };
+                    let mut blocks = c.blocks.clone();
+                    blocks.sort_unstable();
+                    blocks.dedup();
+                    index::upsert(&b.conn, s, &blocks, cold_refs.get(block_no).copied())?;
+                    if !c.keyed {
+                        keys.push((index::call_key(&s.call_id), r as i64));
+                    }
+                    n += 1;
                 }
-                n += 1;
+                b.keys.add(&b.conn, &mut keys)?;
+                tx.commit()?;
+                Ok(n)
+            })();
+            if written.is_err() {
+                b.keys.reset();
             }
-            index::add_call_keys(&b.conn, &mut keys).map_err(|e| StoreError::index(&b.dir, e))?;
-            tx.commit().map_err(|e| StoreError::index(&b.dir, e))?;
+            let n = written.map_err(|e| StoreError::index(&b.dir, e))?;
             self.stats.rows_written += n;
             for &(r, _, _) in &streams_of {
                 if let Some(oc) = self.calls.get_mut(&r) {
