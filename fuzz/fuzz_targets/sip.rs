@@ -15,6 +15,8 @@ fuzz_target!(|data: &[u8]| {
     };
     let _ = (m.is_request(), m.method(), m.request_uri(), m.status());
     let _ = (m.reason_phrase(), m.call_id(), m.cseq(), m.from(), m.to());
+    assert_eq!(m.from_tag(), m.from().and_then(|f| f.tag));
+    assert_eq!(m.to_tag(), m.to().and_then(|t| t.tag));
     let _ = (m.contact(), m.via_branch(), m.user_agent(), m.reason());
     let _ = (m.x_cid(), m.session_id(), m.icid(), m.content_type());
     let _ = (m.header_count(), m.dropped_headers(), m.headers().count());

@@ -8,7 +8,7 @@ use siphon_rtp::{
     clock_rate_for_static, looks_like_rtcp, parse_rtcp, rtt_us, RtcpReport, RtpHeader, StreamStats,
 };
 use siphon_sip::sdp::Sdp;
-use siphon_sip::{Message, NameAddr};
+use siphon_sip::Message;
 
 use crate::summary::{
     codec_name, CallState, CallSummary, HangupSide, Phase, StreamDirection, StreamInterval,
@@ -212,8 +212,8 @@ impl Correlator {
         resolve: &mut dyn FnMut(&[u8]) -> Option<CallSummary>,
     ) -> Option<SipOutcome> {
         let call_id = msg.call_id()?;
-        // From and To are read once per message (each read parses the header value).
-        let ft = (msg.from(), msg.to());
+        // Tags are read once per message; the rest of From and To only for a new summary.
+        let tags = (msg.from_tag(), msg.to_tag());
         let mut opened = false;
         let call_ref = match self.by_id.get(call_id) {
             Some(r) => *r,
@@ -222,8 +222,7 @@ impl Correlator {
                 // An INVITE without a To tag starts a new call: only in-dialog requests,
                 // responses and non-INVITE refreshes (REGISTER reuses its Call-ID) can belong to
                 // a dialog that was already completed and stored.
-                let initial = msg.method() == Some(b"INVITE".as_slice())
-                    && ft.1.and_then(|t| t.tag).is_none();
+                let initial = msg.method() == Some(b"INVITE".as_slice()) && tags.1.is_none();
                 let looked_up = if initial && known.is_none() {
                     None
                 } else {
@@ -231,7 +230,7 @@ impl Correlator {
                 };
                 let summary = match looked_up {
                     Some(s) => Some(s),
-                    None => known.map(|r| self.fresh_summary(r, call_id, ts_us, src, dst, msg, ft)),
+                    None => known.map(|r| self.fresh_summary(r, call_id, ts_us, src, dst, msg)),
                 };
                 let summary = match summary {
                     Some(s) => s,
@@ -248,7 +247,7 @@ impl Correlator {
                                 self.next_ref - 1
                             }
                         };
-                        self.fresh_summary(r, call_id, ts_us, src, dst, msg, ft)
+                        self.fresh_summary(r, call_id, ts_us, src, dst, msg)
                     }
                 };
                 let r = summary.call_ref;
@@ -277,7 +276,7 @@ impl Correlator {
             }
         };
         let call = self.calls.get_mut(&call_ref)?;
-        let sdp_side = Self::update_call(call, ts_us, src, dst, msg, ft);
+        let sdp_side = Self::update_call(call, ts_us, src, dst, msg, tags);
         let (deadline, _) = deadline(call, &self.cfg);
         if deadline < call.next_check {
             call.next_check = deadline;
@@ -340,8 +339,8 @@ impl Correlator {
         src: SocketAddr,
         dst: SocketAddr,
         msg: &Message<'_>,
-        (from, to): (Option<NameAddr<'_>>, Option<NameAddr<'_>>),
     ) -> CallSummary {
+        let (from, to) = (msg.from(), msg.to());
         let is_req = msg.is_request();
         let method = if is_req {
             text(msg.method())
@@ -395,7 +394,7 @@ impl Correlator {
         src: SocketAddr,
         _dst: SocketAddr,
         msg: &Message<'_>,
-        (from, to): (Option<NameAddr<'_>>, Option<NameAddr<'_>>),
+        (from_tag, to_tag): (Option<&[u8]>, Option<&[u8]>),
     ) -> Option<Side> {
         let s = &mut call.summary;
         s.messages = s.messages.saturating_add(1);
@@ -406,7 +405,7 @@ impl Correlator {
             s.phase = Phase::Closing;
             call.closing_since = Some(ts_us);
         }
-        let from_tag = from.and_then(|f| f.tag).unwrap_or_default();
+        let from_tag = from_tag.unwrap_or_default();
         let from_caller = s.from_tag.is_empty() || from_tag == s.from_tag.as_slice();
         let cseq = msg.cseq();
         let is_invite = s.method == "INVITE";
@@ -426,7 +425,6 @@ impl Correlator {
         }
         if msg.is_request() {
             let method = msg.method().unwrap_or_default();
-            let to_tag = to.and_then(|t| t.tag);
             if to_tag.is_none() && method == s.method.as_bytes() {
                 if let Some(c) = cseq {
                     call.initial_cseq = Some(c.seq);

@@ -425,6 +425,16 @@ impl<'a> Message<'a> {
         self.known_value(Hdr::To).map(NameAddr::parse)
     }
 
+    /// `tag` parameter of the From header (see [`NameAddr::tag_of`]).
+    pub fn from_tag(&self) -> Option<&'a [u8]> {
+        self.known_value(Hdr::From).and_then(NameAddr::tag_of)
+    }
+
+    /// `tag` parameter of the To header.
+    pub fn to_tag(&self) -> Option<&'a [u8]> {
+        self.known_value(Hdr::To).and_then(NameAddr::tag_of)
+    }
+
     /// First Contact value.
     pub fn contact(&self) -> Option<NameAddr<'a>> {
         self.values_of(Hdr::Contact, b"")

@@ -88,6 +88,26 @@ impl<'a> NameAddr<'a> {
             tag: param(params, b"tag").filter(|t| !t.is_empty()),
         }
     }
+
+    /// The `tag` parameter of a header value: `NameAddr::parse(value).tag`, without parsing
+    /// the display name and URI (most messages of a call need only the tags).
+    pub fn tag_of(value: &'a [u8]) -> Option<&'a [u8]> {
+        let v = trim(value);
+        let params = match find_unquoted(v, b'<') {
+            Some(lt) => {
+                let after = v.get(lt.saturating_add(1)..).unwrap_or_default();
+                match find_byte(after, b'>') {
+                    Some(gt) => after.get(gt.saturating_add(1)..).unwrap_or_default(),
+                    None => &[][..],
+                }
+            }
+            None => match find_unquoted(v, b';') {
+                Some(semi) => v.get(semi.saturating_add(1)..).unwrap_or_default(),
+                None => &[][..],
+            },
+        };
+        param(params, b"tag").filter(|t| !t.is_empty())
+    }
 }
 
 /// User and host of a `sip:`, `sips:` or `tel:` URI.
@@ -204,6 +224,39 @@ impl<'a> ReasonHeader<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tag_of_reads_the_tag_as_a_full_parse_does() {
+        for v in [
+            &b"\"Alice\" <sip:alice@example.com>;tag=1928301774"[..],
+            b"<sip:bob@example.com>",
+            b"<sip:bob@example.com;tag=uri-param>;tag=hdr",
+            b"<sip:bob@example.com;tag=uri-param>",
+            b"sip:carol@example.com;tag=abc;other=1",
+            b"sip:carol@example.com",
+            b"\"a;tag=x <quoted>\" <sip:d@e>;TAG=Up",
+            b"\"unterminated <sip:x@y>;tag=z",
+            b"<sip:no-close;tag=q",
+            b" ;tag=",
+            b"",
+            b"tel:+4930123;tag=7",
+        ] {
+            assert_eq!(
+                NameAddr::tag_of(v),
+                NameAddr::parse(v).tag,
+                "{}",
+                String::from_utf8_lossy(v)
+            );
+        }
+        assert_eq!(
+            NameAddr::tag_of(b"<sip:bob@example.com;tag=uri-param>;tag=hdr"),
+            Some(&b"hdr"[..])
+        );
+        assert_eq!(
+            NameAddr::tag_of(b"<sip:bob@example.com;tag=uri-param>"),
+            None
+        );
+    }
 
     #[test]
     fn cseq_parses_number_and_method() {

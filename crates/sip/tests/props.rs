@@ -5,7 +5,7 @@ mod common;
 
 use proptest::prelude::*;
 use siphon_sip::sdp::Sdp;
-use siphon_sip::{frame, looks_like_sip, multipart, Framing, Message};
+use siphon_sip::{frame, looks_like_sip, multipart, Framing, Message, NameAddr};
 
 /// Calls every accessor, as a consumer would.
 fn exercise(buf: &[u8]) {
@@ -19,6 +19,9 @@ fn exercise(buf: &[u8]) {
     };
     let _ = (m.is_request(), m.method(), m.request_uri(), m.status());
     let _ = (m.reason_phrase(), m.call_id(), m.cseq(), m.from(), m.to());
+    // The tag-only readers agree with the full parse.
+    assert_eq!(m.from_tag(), m.from().and_then(|f| f.tag));
+    assert_eq!(m.to_tag(), m.to().and_then(|t| t.tag));
     let _ = (m.contact(), m.via_branch(), m.user_agent(), m.reason());
     let _ = (m.x_cid(), m.session_id(), m.icid(), m.content_type());
     let _ = (m.header_count(), m.dropped_headers(), format!("{m:?}"));
@@ -165,6 +168,22 @@ proptest! {
     #[test]
     fn arbitrary_bytes_never_panic(buf in prop::collection::vec(any::<u8>(), 0..2048)) {
         exercise(&buf);
+    }
+
+    #[test]
+    fn tag_of_agrees_with_a_full_parse(
+        parts in prop::collection::vec(
+            prop_oneof![
+                Just("<".to_owned()), Just(">".to_owned()), Just("\"".to_owned()),
+                Just("\\".to_owned()), Just(";".to_owned()), Just(";tag=".to_owned()),
+                Just("TAG=".to_owned()), Just("sip:".to_owned()), "[a-z0-9@=. ]{0,5}",
+            ],
+            0..14,
+        )
+    ) {
+        let v = parts.concat();
+        let v = v.as_bytes();
+        prop_assert_eq!(NameAddr::tag_of(v), NameAddr::parse(v).tag);
     }
 
     #[test]
