@@ -157,25 +157,25 @@ pub(crate) fn param<'a>(params: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
 }
 
 /// Position of the first `sep` outside a double-quoted string (backslash escapes honoured).
+/// `sep` is never found as `"` itself.
 pub(crate) fn find_unquoted(s: &[u8], sep: u8) -> Option<usize> {
-    let mut in_quotes = false;
-    let mut escaped = false;
-    for (i, &b) in s.iter().enumerate() {
-        if in_quotes {
-            if escaped {
-                escaped = false;
-            } else if b == b'\\' {
-                escaped = true;
-            } else if b == b'"' {
-                in_quotes = false;
-            }
-        } else if b == b'"' {
-            in_quotes = true;
-        } else if b == sep {
+    let mut at = 0usize;
+    loop {
+        let i = at.checked_add(memchr::memchr2(b'"', sep, s.get(at..)?)?)?;
+        if s.get(i) != Some(&b'"') {
             return Some(i);
         }
+        // Inside a quoted string: skip to its closing quote.
+        at = i.checked_add(1)?;
+        loop {
+            let j = at.checked_add(memchr::memchr2(b'"', b'\\', s.get(at..)?)?)?;
+            if s.get(j) == Some(&b'"') {
+                at = j.checked_add(1)?;
+                break;
+            }
+            at = j.checked_add(2)?;
+        }
     }
-    None
 }
 
 #[cfg(test)]
@@ -233,5 +233,43 @@ mod tests {
     fn find_unquoted_honours_escapes() {
         assert_eq!(find_unquoted(br#""a\",b",c"#, b','), Some(7));
         assert_eq!(find_unquoted(b"\"a,b", b','), None);
+        assert_eq!(find_unquoted(b"\"a\\", b','), None);
+        assert_eq!(find_unquoted(b"a\"b\"c;d", b';'), Some(5));
+        assert_eq!(find_unquoted(b"ab", b'"'), None);
+    }
+
+    /// The definition, one byte at a time.
+    fn find_unquoted_bytewise(s: &[u8], sep: u8) -> Option<usize> {
+        let mut in_quotes = false;
+        let mut escaped = false;
+        for (i, &b) in s.iter().enumerate() {
+            if in_quotes {
+                if escaped {
+                    escaped = false;
+                } else if b == b'\\' {
+                    escaped = true;
+                } else if b == b'"' {
+                    in_quotes = false;
+                }
+            } else if b == b'"' {
+                in_quotes = true;
+            } else if b == sep {
+                return Some(i);
+            }
+        }
+        None
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn find_unquoted_agrees_with_its_bytewise_definition(
+            s in proptest::collection::vec(
+                proptest::sample::select(b"ab;,\"\\ ".to_vec()),
+                0..40,
+            ),
+            sep in proptest::sample::select(b";,\"a".to_vec()),
+        ) {
+            proptest::prop_assert_eq!(find_unquoted(&s, sep), find_unquoted_bytewise(&s, sep));
+        }
     }
 }

@@ -125,14 +125,16 @@ impl Hdr {
                 _ => Hdr::Other,
             };
         }
-        let Some(candidates) = BY_LEN.get(name.len()) else {
+        let (Some(candidates), Some(first)) = (BY_LEN.get(name.len()), name.first()) else {
             return Hdr::Other;
         };
+        let first = first.to_ascii_lowercase();
         for &i in candidates {
             let Some(&(full, _, id)) = NAMES.get(usize::from(i)) else {
                 break;
             };
-            if full.eq_ignore_ascii_case(name) {
+            // Full names are stored in lowercase: the first byte rules most candidates out.
+            if full.first() == Some(&first) && full.eq_ignore_ascii_case(name) {
                 return id;
             }
         }

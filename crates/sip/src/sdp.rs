@@ -6,6 +6,24 @@ use std::net::IpAddr;
 
 use crate::bytes::{find_byte, parse_u16, parse_u32, split_digits, split_once, trim};
 
+/// The `\n`-separated lines of a buffer (line ends found with `memchr`; a final empty line
+/// is not given: SDP parsing skips empty lines anyway).
+struct Lines<'a>(&'a [u8]);
+
+impl<'a> Iterator for Lines<'a> {
+    type Item = &'a [u8];
+
+    fn next(&mut self) -> Option<&'a [u8]> {
+        if self.0.is_empty() {
+            return None;
+        }
+        let end = find_byte(self.0, b'\n').unwrap_or(self.0.len());
+        let line = self.0.get(..end).unwrap_or_default();
+        self.0 = self.0.get(end.saturating_add(1)..).unwrap_or_default();
+        Some(line)
+    }
+}
+
 /// Media direction attribute.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum Direction {
@@ -118,7 +136,7 @@ impl<'a> Sdp<'a> {
         let mut media_conn: Vec<bool> = Vec::new();
         let mut media_dir: Vec<bool> = Vec::new();
         let mut section = Section::Session;
-        for raw in buf.split(|&b| b == b'\n') {
+        for raw in Lines(buf) {
             let line = match raw {
                 [head @ .., b'\r'] => head,
                 _ => raw,
