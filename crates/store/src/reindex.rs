@@ -129,7 +129,10 @@ impl<'a> Emitter<'a> {
                 .map_err(|e| StoreError::index(self.dir, e))?;
             keys.push((index::call_key(&s.call_id), s.call_ref as i64));
         }
-        let added = self.keys.add(self.conn, &mut keys).and_then(|()| tx.commit());
+        let added = self
+            .keys
+            .add(self.conn, &mut keys)
+            .and_then(|()| tx.commit());
         if added.is_err() {
             self.keys.reset();
         }
