@@ -68,22 +68,43 @@ pub const SMALL_RUN_KEYS: i64 = 1 << 14;
 /// Adds the Call-ID keys a writer's flushes bring to one bucket's `call_keys` (see
 /// [`call_key`]): each flush's keys go into the latest small run (a new one once it holds
 /// [`SMALL_RUN_KEYS`]) and are kept in memory too; once those make [`RUN_KEYS`], they are
-/// written as one full run, in key order, and the small runs they came in are deleted, in the
-/// same transaction. Small runs left by a writer that stopped before (or by a failed
-/// transaction, see [`reset`](Self::reset)) stay as they are: still found, only smaller.
+/// written as one full run, in key order, a slice of [`FULL_RUN_SLICE`] keys per flush (so
+/// that no flush takes much longer than the others), and then the small runs they came in
+/// are deleted, one per flush. Until then their keys are in both, and found once. Small runs
+/// left by a writer that stopped before (or by a failed transaction, see
+/// [`reset`](Self::reset)) stay as they are: still found, only smaller.
 #[derive(Debug, Default)]
 pub struct KeyWriter {
-    /// Small runs this writer made, with the number of keys each holds.
+    /// Small runs this writer made whose keys are being gathered, with the number of keys
+    /// each holds.
     small: Vec<(i64, i64)>,
     /// The keys of those small runs.
     gathered: Vec<(i64, i64)>,
+    /// The full run being written.
+    full: Option<FullRun>,
+    /// Small runs whose keys are all in a full run, to delete.
+    retired: Vec<i64>,
 }
 
+#[derive(Debug)]
+struct FullRun {
+    run: i64,
+    /// Sorted.
+    keys: Vec<(i64, i64)>,
+    written: usize,
+    /// The small runs the keys came in.
+    replaces: Vec<i64>,
+}
+
+/// Keys of a full run written per flush (see [`KeyWriter`]).
+pub const FULL_RUN_SLICE: usize = 1 << 14;
+
 impl KeyWriter {
-    /// Adds the keys of calls newly written to the index, `(call_key, ref)`. Call inside the
-    /// transaction that writes their rows; after an error, [`reset`](Self::reset).
+    /// Adds the keys of calls newly written to the index, `(call_key, ref)`, and carries on
+    /// writing a full run. Call inside the transaction that writes their rows; after an
+    /// error, [`reset`](Self::reset).
     pub fn add(&mut self, conn: &Connection, keys: &mut [(i64, i64)]) -> rusqlite::Result<()> {
-        self.add_with(conn, keys, SMALL_RUN_KEYS, RUN_KEYS)
+        self.add_with(conn, keys, SMALL_RUN_KEYS, RUN_KEYS, FULL_RUN_SLICE)
     }
 
     fn add_with(
@@ -92,44 +113,56 @@ impl KeyWriter {
         keys: &mut [(i64, i64)],
         small_keys: i64,
         full_keys: i64,
+        slice: usize,
     ) -> rusqlite::Result<()> {
-        if keys.is_empty() {
-            return Ok(());
+        if !keys.is_empty() {
+            keys.sort_unstable();
+            let n = keys.len() as i64;
+            let (run, had) = match self.small.last() {
+                Some(&(run, had)) if had < small_keys => (run, had),
+                _ => (last_run(conn)?.map_or(0, |(r, _)| r + 1), 0),
+            };
+            insert_run(conn, run, had, keys)?;
+            match self.small.last_mut() {
+                Some(last) if last.0 == run => last.1 = had + n,
+                _ => self.small.push((run, n)),
+            }
+            self.gathered.extend_from_slice(keys);
         }
-        keys.sort_unstable();
-        let n = keys.len() as i64;
-        let (run, had) = match self.small.last() {
-            Some(&(run, had)) if had < small_keys => (run, had),
-            _ => (last_run(conn)?.map_or(0, |(r, _)| r + 1), 0),
-        };
-        insert_run(conn, run, had, keys)?;
-        match self.small.last_mut() {
-            Some(last) if last.0 == run => last.1 = had + n,
-            _ => self.small.push((run, n)),
+        if self.full.is_none() && self.gathered.len() as i64 >= full_keys {
+            let mut keys = std::mem::take(&mut self.gathered);
+            keys.sort_unstable();
+            self.full = Some(FullRun {
+                run: last_run(conn)?.map_or(0, |(r, _)| r + 1),
+                keys,
+                written: 0,
+                replaces: self.small.drain(..).map(|(r, _)| r).collect(),
+            });
         }
-        self.gathered.extend_from_slice(keys);
-        if (self.gathered.len() as i64) < full_keys {
-            return Ok(());
+        if let Some(f) = self.full.as_mut() {
+            // In key order, so that the run's pages are written once, full.
+            let next = f.keys.get(f.written..).unwrap_or_default();
+            let part = next.get(..slice.min(next.len())).unwrap_or_default();
+            insert_run(conn, f.run, f.written as i64, part)?;
+            f.written += part.len();
+            if f.written >= f.keys.len() {
+                self.retired.append(&mut f.replaces);
+                self.full = None;
+            }
+        } else if let Some(run) = self.retired.pop() {
+            conn.prepare_cached("DELETE FROM call_keys WHERE run = ?1")?
+                .execute(params![run])?;
+            conn.prepare_cached("DELETE FROM key_runs WHERE run = ?1")?
+                .execute(params![run])?;
         }
-        // A full run: written in key order, so that its pages are written once, full.
-        let full = last_run(conn)?.map_or(0, |(r, _)| r + 1);
-        self.gathered.sort_unstable();
-        insert_run(conn, full, 0, &self.gathered)?;
-        let mut del = conn.prepare_cached("DELETE FROM call_keys WHERE run = ?1")?;
-        let mut del_run = conn.prepare_cached("DELETE FROM key_runs WHERE run = ?1")?;
-        for &(run, _) in &self.small {
-            del.execute(params![run])?;
-            del_run.execute(params![run])?;
-        }
-        self.reset();
         Ok(())
     }
 
-    /// Forgets the small runs made so far (after a failed transaction, whose keys may not
-    /// be in them): they stay in the index as runs of their own.
+    /// Forgets the runs made so far (after a failed transaction, whose keys may not be in
+    /// them): they stay in the index as runs of their own, a full run maybe part-written and
+    /// its small runs not deleted (their keys are found once all the same).
     pub fn reset(&mut self) {
-        self.small.clear();
-        self.gathered = Vec::new();
+        *self = KeyWriter::default();
     }
 }
 
@@ -1301,7 +1334,7 @@ mod tests {
     }
 
     #[test]
-    fn a_writer_adds_keys_to_small_runs_and_rewrites_them_as_one_full_run() {
+    fn a_writer_adds_keys_to_small_runs_and_rewrites_them_as_full_runs_a_slice_at_a_time() {
         let path = temp_db("keywriter");
         let conn = open(&path).unwrap();
         let runs = |conn: &Connection| -> Vec<(i64, i64)> {
@@ -1312,55 +1345,60 @@ mod tests {
                 .collect::<rusqlite::Result<_>>()
                 .unwrap()
         };
-        let stored = |conn: &Connection| -> i64 {
-            conn.query_row("SELECT count(*) FROM call_keys", [], |r| r.get(0))
-                .unwrap()
+        let held = |conn: &Connection, run: i64| -> i64 {
+            conn.query_row(
+                "SELECT count(*) FROM call_keys WHERE run = ?1",
+                [run],
+                |r| r.get(0),
+            )
+            .unwrap()
         };
         let calls: Vec<CallSummary> = (1..=40).map(|r| call(r, 3)).collect();
         let mut kw = KeyWriter::default();
-        // Small runs of 4 keys, full runs of 16, 3 keys per flush.
-        let mut seen = Vec::new();
-        for chunk in calls.chunks(3) {
+        // Small runs of 4 keys, full runs of 16 written 8 keys per flush, 3 keys per flush.
+        let flush = |kw: &mut KeyWriter, chunk: &[CallSummary]| {
             let tx = conn.unchecked_transaction().unwrap();
             let mut keys = Vec::new();
             for s in chunk {
                 upsert(&conn, s, &[], None).unwrap();
                 keys.push((call_key(&s.call_id), s.call_ref as i64));
             }
-            kw.add_with(&conn, &mut keys, 4, 16).unwrap();
+            kw.add_with(&conn, &mut keys, 4, 16, 8).unwrap();
             tx.commit().unwrap();
+        };
+        let mut seen = Vec::new();
+        for (i, chunk) in calls.chunks(3).enumerate() {
+            flush(&mut kw, chunk);
             seen.extend_from_slice(chunk);
-            // Every call written so far is found at every step, and each key is stored once.
+            // Every call written so far is found at every step (once, though its key may be
+            // in a small run and in the full run being written).
             for s in &seen {
                 assert_eq!(
                     get(&conn, "b", &s.call_id).unwrap().unwrap().call_ref,
                     s.call_ref
                 );
             }
-            assert_eq!(stored(&conn), seen.len() as i64);
+            // Small runs 0, 1, 2 take 6 keys each (a run takes whole flushes until it holds 4
+            // or more); at 18 keys full run 3 starts with a first slice of 8.
+            if i == 5 {
+                assert_eq!(runs(&conn), vec![(0, 6), (1, 6), (2, 6), (3, 8)]);
+            }
         }
-        // 40 keys: 6 flushes fill small runs 0, 1, 2 (6 keys each: a run takes whole flushes
-        // until it holds 4 or more), then 18 keys make full run 3 in their place; again with
-        // runs 4, 5, 6 and full run 7; the last 4 keys are in small run 8.
+        // Flushes without new calls finish the full run and delete the small runs it
+        // replaces, one per flush.
+        for _ in 0..4 {
+            flush(&mut kw, &[]);
+        }
+        // 40 keys: full runs 3 and 7 (in place of small runs 0-2 and 4-6), small run 8.
         assert_eq!(runs(&conn), vec![(3, 18), (7, 18), (8, 4)]);
-        // Each run's count is what it holds: the small runs went with their keys.
         for (run, keys) in runs(&conn) {
-            let held: i64 = conn
-                .query_row(
-                    "SELECT count(*) FROM call_keys WHERE run = ?1",
-                    [run],
-                    |r| r.get(0),
-                )
-                .unwrap();
-            assert_eq!(held, keys, "run {run}");
+            assert_eq!(held(&conn, run), keys, "run {run}");
         }
         // After a reset (a failed transaction), the writer starts a new small run and leaves
         // the old one alone.
         kw.reset();
         let extra = call(41, 3);
-        upsert(&conn, &extra, &[], None).unwrap();
-        kw.add_with(&conn, &mut [(call_key(&extra.call_id), 41)], 4, 16)
-            .unwrap();
+        flush(&mut kw, std::slice::from_ref(&extra));
         assert_eq!(runs(&conn), vec![(3, 18), (7, 18), (8, 4), (9, 1)]);
         for s in calls.iter().chain([&extra]) {
             assert_eq!(
