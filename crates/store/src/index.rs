@@ -909,15 +909,40 @@ pub fn derived_quality(row: &CallRow) -> Option<Vec<u8>> {
     serde_json::to_vec(&siphon_calls::quality::report_for(&s)).ok()
 }
 
-/// Inserts or replaces a call row; `cold` is where its cold fields were written.
+/// Inserts or replaces a call row; `cold` is where its cold fields were written. For many
+/// rows, an [`Upsert`] prepares the statement once.
 pub fn upsert(
     conn: &Connection,
     s: &CallSummary,
     blocks: &[BlockRef],
     cold: Option<BlockRef>,
 ) -> rusqlite::Result<()> {
-    let mut st = conn.prepare_cached(
-        "INSERT OR REPLACE INTO calls (ref, call_id, method, start_us, answer_d, end_d,
+    Upsert::new(conn)?.row(s, blocks, cold)
+}
+
+/// The statement that writes call rows, prepared once for the rows of a flush (finding a
+/// cached statement by its text and handing it back cost about a sixth of writing a row).
+pub struct Upsert<'c>(rusqlite::CachedStatement<'c>);
+
+impl<'c> Upsert<'c> {
+    /// Prepares (or takes from the connection's cache) the statement.
+    pub fn new(conn: &'c Connection) -> rusqlite::Result<Self> {
+        conn.prepare_cached(UPSERT_SQL).map(Upsert)
+    }
+
+    /// Inserts or replaces a call row; `cold` is where its cold fields were written.
+    pub fn row(
+        &mut self,
+        s: &CallSummary,
+        blocks: &[BlockRef],
+        cold: Option<BlockRef>,
+    ) -> rusqlite::Result<()> {
+        write_row(&mut self.0, s, blocks, cold)
+    }
+}
+
+const UPSERT_SQL: &str =
+    "INSERT OR REPLACE INTO calls (ref, call_id, method, start_us, answer_d, end_d,
            caller, caller_domain, callee, callee_domain, status, state, phase, hangup,
            messages, rtp, rtcp, blocks, cold, mos_avg, mos_min, verdict)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,
@@ -929,8 +954,14 @@ pub fn upsert(
            status = excluded.status, state = excluded.state, phase = excluded.phase,
            hangup = excluded.hangup, messages = excluded.messages, rtp = excluded.rtp,
            rtcp = excluded.rtcp, blocks = excluded.blocks, cold = excluded.cold,
-           mos_avg = excluded.mos_avg, mos_min = excluded.mos_min, verdict = excluded.verdict",
-    )?;
+           mos_avg = excluded.mos_avg, mos_min = excluded.mos_min, verdict = excluded.verdict";
+
+fn write_row(
+    st: &mut rusqlite::Statement<'_>,
+    s: &CallSummary,
+    blocks: &[BlockRef],
+    cold: Option<BlockRef>,
+) -> rusqlite::Result<()> {
     let phase = match s.phase {
         siphon_calls::Phase::Pending => 0i64,
         siphon_calls::Phase::Active => 1,

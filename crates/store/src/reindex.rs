@@ -122,13 +122,15 @@ impl<'a> Emitter<'a> {
         // Every call emitted here is new to the index (a rebuild, or a call recovered because
         // it had no row): its Call-ID key goes in with its row.
         let mut keys: Vec<(i64, i64)> = Vec::with_capacity(self.rows.len());
+        let mut up = index::Upsert::new(self.conn).map_err(|e| StoreError::index(self.dir, e))?;
         for (s, mut bl) in self.rows.drain(..) {
             bl.sort_unstable();
             bl.dedup();
-            index::upsert(self.conn, &s, &bl, Some(cold))
+            up.row(&s, &bl, Some(cold))
                 .map_err(|e| StoreError::index(self.dir, e))?;
             keys.push((index::call_key(&s.call_id), s.call_ref as i64));
         }
+        drop(up);
         let added = self
             .keys
             .add(self.conn, &mut keys)

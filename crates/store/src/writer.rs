@@ -485,6 +485,7 @@ impl StoreWriter {
             let calls = &self.calls;
             let written = (|| -> rusqlite::Result<u64> {
                 let tx = b.conn.unchecked_transaction()?;
+                let mut up = index::Upsert::new(&b.conn)?;
                 let mut n = 0u64;
                 let mut keys: Vec<(i64, i64)> = Vec::new();
                 for &(r, s, block_no) in &streams_of {
@@ -494,12 +495,13 @@ impl StoreWriter {
                     let mut blocks = c.blocks.clone();
                     blocks.sort_unstable();
                     blocks.dedup();
-                    index::upsert(&b.conn, s, &blocks, cold_refs.get(block_no).copied())?;
+                    up.row(s, &blocks, cold_refs.get(block_no).copied())?;
                     if !c.keyed {
                         keys.push((index::call_key(&s.call_id), r as i64));
                     }
                     n += 1;
                 }
+                drop(up);
                 b.keys.add(&b.conn, &mut keys)?;
                 tx.commit()?;
                 Ok(n)
