@@ -133,8 +133,14 @@ impl Hdr {
             let Some(&(full, _, id)) = NAMES.get(usize::from(i)) else {
                 break;
             };
-            // Full names are stored in lowercase: the first byte rules most candidates out.
-            if full.first() == Some(&first) && full.eq_ignore_ascii_case(name) {
+            // Full names are stored in lowercase: the first byte rules most candidates out,
+            // and only the name's side needs lowering.
+            if full.first() == Some(&first)
+                && full
+                    .iter()
+                    .zip(name)
+                    .all(|(f, n)| *f == n.to_ascii_lowercase())
+            {
                 return id;
             }
         }
@@ -333,6 +339,24 @@ impl<'a> Iterator for CommaSplit<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn known_names_are_stored_in_lowercase_and_found_in_any_case() {
+        for (full, compact, id) in NAMES {
+            assert_eq!(full.to_ascii_lowercase(), full.to_vec());
+            assert_eq!(Hdr::from_name(full), id);
+            assert_eq!(Hdr::from_name(&full.to_ascii_uppercase()), id);
+            if compact != 0 {
+                assert_eq!(Hdr::from_name(&[compact.to_ascii_uppercase()]), id);
+            }
+            // One byte off is another name.
+            let mut other = full.to_vec();
+            if let Some(last) = other.last_mut() {
+                *last ^= 0x01;
+            }
+            assert_ne!(Hdr::from_name(&other), id);
+        }
+    }
 
     #[test]
     fn from_name_maps_full_and_compact_forms() {
