@@ -212,8 +212,6 @@ impl Correlator {
         resolve: &mut dyn FnMut(&[u8]) -> Option<CallSummary>,
     ) -> Option<SipOutcome> {
         let call_id = msg.call_id()?;
-        // Tags are read once per message; the rest of From and To only for a new summary.
-        let tags = (msg.from_tag(), msg.to_tag());
         let mut opened = false;
         let call_ref = match self.by_id.get(call_id) {
             Some(r) => *r,
@@ -222,7 +220,7 @@ impl Correlator {
                 // An INVITE without a To tag starts a new call: only in-dialog requests,
                 // responses and non-INVITE refreshes (REGISTER reuses its Call-ID) can belong to
                 // a dialog that was already completed and stored.
-                let initial = msg.method() == Some(b"INVITE".as_slice()) && tags.1.is_none();
+                let initial = msg.method() == Some(b"INVITE".as_slice()) && msg.to_tag().is_none();
                 let looked_up = if initial && known.is_none() {
                     None
                 } else {
@@ -276,7 +274,7 @@ impl Correlator {
             }
         };
         let call = self.calls.get_mut(&call_ref)?;
-        let sdp_side = Self::update_call(call, ts_us, src, dst, msg, tags);
+        let sdp_side = Self::update_call(call, ts_us, src, dst, msg);
         let (deadline, _) = deadline(call, &self.cfg);
         if deadline < call.next_check {
             call.next_check = deadline;
@@ -394,7 +392,6 @@ impl Correlator {
         src: SocketAddr,
         _dst: SocketAddr,
         msg: &Message<'_>,
-        (from_tag, to_tag): (Option<&[u8]>, Option<&[u8]>),
     ) -> Option<Side> {
         let s = &mut call.summary;
         s.messages = s.messages.saturating_add(1);
@@ -405,8 +402,10 @@ impl Correlator {
             s.phase = Phase::Closing;
             call.closing_since = Some(ts_us);
         }
-        let from_tag = from_tag.unwrap_or_default();
-        let from_caller = s.from_tag.is_empty() || from_tag == s.from_tag.as_slice();
+        // The From tag is read for every message, the To tag only for requests; the rest of
+        // From and To only for a new summary.
+        let from_caller =
+            s.from_tag.is_empty() || msg.from_tag().unwrap_or_default() == s.from_tag.as_slice();
         let cseq = msg.cseq();
         let is_invite = s.method == "INVITE";
         if s.x_cid.is_empty() {
@@ -425,7 +424,7 @@ impl Correlator {
         }
         if msg.is_request() {
             let method = msg.method().unwrap_or_default();
-            if to_tag.is_none() && method == s.method.as_bytes() {
+            if method == s.method.as_bytes() && msg.to_tag().is_none() {
                 if let Some(c) = cseq {
                     call.initial_cseq = Some(c.seq);
                 }
