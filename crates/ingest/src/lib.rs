@@ -517,7 +517,9 @@ impl Inner {
         node: u32,
         sink: &mut dyn Sink,
     ) {
-        let msg = match Message::parse(payload) {
+        // Borrowed, not moved out of the result: the parsed message is 1.6 KB.
+        let parsed = Message::parse(payload);
+        let msg = match &parsed {
             Ok(m) => m,
             // Keep-alives (CRLF, blanks) are not malformed.
             Err(siphon_sip::ParseError::Empty) => return,

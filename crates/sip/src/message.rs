@@ -72,10 +72,12 @@ struct Entry {
     id: Hdr,
 }
 
+/// Fills the table beyond the stored entries, which are never read: all zero bytes (id 0), so
+/// that a new message's table is cleared rather than copied from a pattern.
 const EMPTY_ENTRY: Entry = Entry {
     name: Span { start: 0, end: 0 },
     value: Span { start: 0, end: 0 },
-    id: Hdr::Other,
+    id: Hdr::CallId,
 };
 
 /// Parsed first line.
