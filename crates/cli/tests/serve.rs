@@ -595,12 +595,14 @@ fn hep_tcp_with_auth_key_survives_sigkill_and_restart() {
     for p in hep_packets(&cap, b"wrong") {
         udp.send_to(&p, ("127.0.0.1", hep)).unwrap();
     }
-    // Right key over TCP, all packets back to back on one connection.
+    // Right key over TCP, all packets back to back on one connection, written in pieces of 5
+    // bytes: headers and packets are cut between reads.
     let mut tcp = TcpStream::connect(("127.0.0.1", hep)).unwrap();
+    tcp.set_nodelay(true).unwrap();
     let good = hep_packets(&cap, b"s3cret");
     assert_eq!(good.len(), 7);
-    for p in &good {
-        tcp.write_all(p).unwrap();
+    for piece in good.concat().chunks(5) {
+        tcp.write_all(piece).unwrap();
     }
     tcp.flush().unwrap();
     let calls = wait_calls(http, 1, "/api/v1/calls");
@@ -617,6 +619,18 @@ fn hep_tcp_with_auth_key_survives_sigkill_and_restart() {
         m.contains("siphon_received_packets_total{source=\"hep_tcp\"} 7"),
         "{m}"
     );
+    // Over 64 KiB in pieces of 997 bytes: packets cut at every place, and (the reader's
+    // buffer being 128 KiB) the unframed rest moved to its front on the way.
+    let many = hep_packets(&corpus().join("many_calls_24.pcap"), b"s3cret").concat();
+    assert!(many.len() > 65_536, "{} bytes", many.len());
+    for piece in many.chunks(997) {
+        tcp.write_all(piece).unwrap();
+        // One piece per read, rather than everything in one.
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    tcp.flush().unwrap();
+    let calls = wait_calls(http, 25, "/api/v1/calls");
+    assert_eq!(calls.len(), 25);
     drop(tcp);
     // SIGKILL: what was flushed (the completed call) must survive a restart.
     let _ = Command::new("kill")
@@ -625,7 +639,7 @@ fn hep_tcp_with_auth_key_survives_sigkill_and_restart() {
     let _ = srv.0.wait();
     let mut srv = serve_env(&data, hep, http, &[], &env);
     let again = get_json(http, "/api/v1/calls");
-    assert_eq!(again["calls"].as_array().unwrap().len(), 1);
+    assert_eq!(again["calls"].as_array().unwrap().len(), 25);
     let flow = get_json(http, "/api/v1/calls/1-5790%40127.0.0.1/flow");
     assert_eq!(flow.as_array().unwrap().len(), 7);
     assert!(sigterm(&mut srv.0).success());

@@ -496,18 +496,24 @@ fn tcp_accept_loop(
 fn tcp_conn(mut s: TcpStream, tx: QueueTx, stop: Arc<AtomicBool>, m: Arc<Metrics>) {
     let _ = s.set_nonblocking(false);
     let _ = s.set_read_timeout(Some(Duration::from_millis(100)));
-    let mut buf: Vec<u8> = Vec::with_capacity(1 << 16);
-    let mut chunk = vec![0u8; 1 << 16];
+    // Reads land in `buf[end..]` and packets are framed from `buf[start..end]`, in place; a
+    // packet cut by the end of a read moves to the front once the room runs out. Twice the
+    // largest packet: a read always has room for at least one more.
+    let mut buf = vec![0u8; 2 * (MAX_HEP_TCP + 1)];
+    let (mut start, mut end) = (0usize, 0usize);
     let mut batch = tx.batch(Source::HepTcp);
     let mut counters = SendCounters::new(Source::HepTcp, &m);
     loop {
         let stopping = stop.load(Ordering::Relaxed);
-        let n_read = match s.read(&mut chunk) {
+        if buf.len() - end <= MAX_HEP_TCP {
+            buf.copy_within(start..end, 0);
+            end -= start;
+            start = 0;
+        }
+        let room = buf.len() - end;
+        let n_read = match s.read(buf.get_mut(end..).unwrap_or_default()) {
             Ok(0) => break,
-            Ok(n) => {
-                buf.extend_from_slice(chunk.get(..n).unwrap_or_default());
-                n
-            }
+            Ok(n) => n,
             Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
                 if !counters.send(&tx, std::mem::replace(&mut batch, tx.batch(Source::HepTcp))) {
                     return;
@@ -519,8 +525,10 @@ fn tcp_conn(mut s: TcpStream, tx: QueueTx, stop: Arc<AtomicBool>, m: Arc<Metrics
             }
             Err(_) => break,
         };
-        let mut off = 0;
-        while let Some(head) = buf.get(off..off + 6) {
+        end += n_read;
+        // The packets of one read arrived together: one clock reading for them all.
+        let ts = now_us();
+        while let Some(head) = buf.get(start..end).and_then(|w| w.get(..6)) {
             if head.get(..4) != Some(b"HEP3".as_slice()) {
                 m.malformed
                     .get_or_create(&ReasonLabel {
@@ -538,22 +546,24 @@ fn tcp_conn(mut s: TcpStream, tx: QueueTx, stop: Arc<AtomicBool>, m: Arc<Metrics
                     .inc();
                 return;
             }
-            let Some(pkt) = buf.get(off..off + len) else {
+            let Some(pkt) = buf.get(start..end).and_then(|w| w.get(..len)) else {
                 break;
             };
-            batch.push(now_us(), pkt);
-            off += len;
+            batch.push(ts, pkt);
+            start += len;
             if batch.is_full()
                 && !counters.send(&tx, std::mem::replace(&mut batch, tx.batch(Source::HepTcp)))
             {
                 return;
             }
         }
-        buf.drain(..off);
-        // A read that filled the whole chunk likely left more in the socket: read on, so that
+        if start == end {
+            (start, end) = (0, 0);
+        }
+        // A read that filled all the room likely left more in the socket: read on, so that
         // a busy connection hands over large batches. Otherwise whatever is framed goes now: a
         // sender that pauses must not leave packets waiting.
-        if n_read == chunk.len() && !batch.is_full() {
+        if n_read == room && !batch.is_full() {
             continue;
         }
         if !counters.send(&tx, std::mem::replace(&mut batch, tx.batch(Source::HepTcp))) {
