@@ -531,7 +531,7 @@ impl Inner {
         let refused = self.corr.refused;
         let Some(out) = self
             .corr
-            .on_sip(ts_us, src, dst, &msg, &mut |id| sink.resolve(id))
+            .on_sip(ts_us, src, dst, msg, &mut |id| sink.resolve(id))
         else {
             if self.corr.refused > refused {
                 self.stats.bad("call_table_full");
