@@ -54,31 +54,11 @@ impl<'a> NameAddr<'a> {
     /// Parses a header value such as `"Alice" <sip:alice@example.com>;tag=1`. Never fails: for an
     /// unrecognised URI `user` and `host` are `None`.
     pub fn parse(value: &'a [u8]) -> NameAddr<'a> {
-        let v = trim(value);
-        let (display, uri, params) = match find_unquoted(v, b'<') {
-            Some(lt) => {
-                let (before, after) = v.split_at_checked(lt).unwrap_or((v, &[]));
-                let after = after.get(1..).unwrap_or_default();
-                let (uri, params) = match find_byte(after, b'>') {
-                    Some(gt) => (
-                        after.get(..gt).unwrap_or_default(),
-                        after.get(gt.saturating_add(1)..).unwrap_or_default(),
-                    ),
-                    None => (after, &[][..]),
-                };
-                let display = trim(unquote(trim(before)));
-                let display = (!display.is_empty()).then_some(display);
-                (display, trim(uri), params)
-            }
-            None => match find_unquoted(v, b';') {
-                Some(semi) => (
-                    None,
-                    trim(v.get(..semi).unwrap_or_default()),
-                    v.get(semi.saturating_add(1)..).unwrap_or_default(),
-                ),
-                None => (None, v, &[][..]),
-            },
-        };
+        let (before, uri, params) = split_name_addr(trim(value));
+        let display = before
+            .map(|b| trim(unquote(trim(b))))
+            .filter(|d| !d.is_empty());
+        let uri = trim(uri);
         let (user, host) = uri_user_host(uri);
         NameAddr {
             display,
@@ -92,21 +72,35 @@ impl<'a> NameAddr<'a> {
     /// The `tag` parameter of a header value: `NameAddr::parse(value).tag`, without parsing
     /// the display name and URI (most messages of a call need only the tags).
     pub fn tag_of(value: &'a [u8]) -> Option<&'a [u8]> {
-        let v = trim(value);
-        let params = match find_unquoted(v, b'<') {
-            Some(lt) => {
-                let after = v.get(lt.saturating_add(1)..).unwrap_or_default();
-                match find_byte(after, b'>') {
-                    Some(gt) => after.get(gt.saturating_add(1)..).unwrap_or_default(),
-                    None => &[][..],
-                }
-            }
-            None => match find_unquoted(v, b';') {
-                Some(semi) => v.get(semi.saturating_add(1)..).unwrap_or_default(),
-                None => &[][..],
-            },
-        };
+        let (_, _, params) = split_name_addr(trim(value));
         param(params, b"tag").filter(|t| !t.is_empty())
+    }
+}
+
+/// The parts of a (trimmed) name-addr or addr-spec value: what stands before `<` (when there
+/// is one: the display name, as sent), the URI (untrimmed) and the header parameters.
+fn split_name_addr(v: &[u8]) -> (Option<&[u8]>, &[u8], &[u8]) {
+    match find_unquoted(v, b'<') {
+        Some(lt) => {
+            let (before, after) = v.split_at_checked(lt).unwrap_or((v, &[]));
+            let after = after.get(1..).unwrap_or_default();
+            let (uri, params) = match find_byte(after, b'>') {
+                Some(gt) => (
+                    after.get(..gt).unwrap_or_default(),
+                    after.get(gt.saturating_add(1)..).unwrap_or_default(),
+                ),
+                None => (after, &[][..]),
+            };
+            (Some(before), uri, params)
+        }
+        None => match find_unquoted(v, b';') {
+            Some(semi) => (
+                None,
+                v.get(..semi).unwrap_or_default(),
+                v.get(semi.saturating_add(1)..).unwrap_or_default(),
+            ),
+            None => (None, v, &[][..]),
+        },
     }
 }
 
