@@ -68,8 +68,9 @@ pub const SMALL_RUN_KEYS: i64 = 1 << 14;
 /// Adds the Call-ID keys a writer's flushes bring to one bucket's `call_keys` (see
 /// [`call_key`]): each flush's keys go into the latest small run (a new one once it holds
 /// [`SMALL_RUN_KEYS`]) and are kept in memory too; once those make [`RUN_KEYS`], they are
-/// written as one full run, in key order, a slice of [`FULL_RUN_SLICE`] keys per flush (so
-/// that no flush takes much longer than the others), and then the small runs they came in
+/// written as one full run, in key order, a slice of [`FULL_RUN_SLICE`] keys per flush (or
+/// twice the flush's own keys, if more; so that no flush takes much longer than the others),
+/// and then the small runs they came in
 /// are deleted, one per flush. Until then their keys are in both, and found once. Small runs
 /// left by a writer that stopped before (or by a failed transaction, see
 /// [`reset`](Self::reset)) stay as they are: still found, only smaller.
@@ -115,6 +116,10 @@ impl KeyWriter {
         full_keys: i64,
         slice: usize,
     ) -> rusqlite::Result<()> {
+        // A full run gets at least twice as many keys per flush as the flush brings, so that
+        // the next one (gathered meanwhile) is never bigger than this one: runs, and the keys
+        // held in memory, stay bounded whatever the flush size.
+        let slice = slice.max(keys.len().saturating_mul(2));
         if !keys.is_empty() {
             keys.sort_unstable();
             let n = keys.len() as i64;
@@ -1432,6 +1437,42 @@ mod tests {
         flush(&mut kw, std::slice::from_ref(&extra));
         assert_eq!(runs(&conn), vec![(3, 18), (7, 18), (8, 4), (9, 1)]);
         for s in calls.iter().chain([&extra]) {
+            assert_eq!(
+                get(&conn, "b", &s.call_id).unwrap().unwrap().call_ref,
+                s.call_ref
+            );
+        }
+        let _ = std::fs::remove_dir_all(path.parent().unwrap());
+    }
+
+    #[test]
+    fn runs_stay_bounded_when_flushes_bring_more_keys_than_a_slice() {
+        let path = temp_db("keywriter-big-flushes");
+        let conn = open(&path).unwrap();
+        let calls: Vec<CallSummary> = (1..=360).map(|r| call(r, 3)).collect();
+        let mut kw = KeyWriter::default();
+        // Small runs of 4, full runs of 16 written 2 keys per flush, 6 keys per flush: a full
+        // run must not take so many flushes that the next one gathers more keys than it had.
+        for chunk in calls.chunks(6) {
+            let tx = conn.unchecked_transaction().unwrap();
+            let mut keys = Vec::new();
+            for s in chunk {
+                upsert(&conn, s, &[], None).unwrap();
+                keys.push((call_key(&s.call_id), s.call_ref as i64));
+            }
+            kw.add_with(&conn, &mut keys, 4, 16, 2).unwrap();
+            tx.commit().unwrap();
+            let biggest: i64 = conn
+                .query_row("SELECT max(keys) FROM key_runs", [], |r| r.get(0))
+                .unwrap();
+            assert!(biggest <= 24, "a run of {biggest} keys");
+            assert!(
+                kw.gathered.len() <= 24,
+                "{} keys gathered",
+                kw.gathered.len()
+            );
+        }
+        for s in &calls {
             assert_eq!(
                 get(&conn, "b", &s.call_id).unwrap().unwrap().call_ref,
                 s.call_ref
