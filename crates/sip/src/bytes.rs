@@ -101,59 +101,33 @@ pub(crate) fn unquote(s: &[u8]) -> &[u8] {
     }
 }
 
-/// Iterates over `;`-separated parameters (outside double quotes) as trimmed `(name, value)`
-/// pairs; a parameter without `=` has an empty value.
-pub(crate) struct Params<'a> {
-    rest: &'a [u8],
-    done: bool,
-}
-
-impl<'a> Params<'a> {
-    pub(crate) fn new(s: &'a [u8]) -> Self {
-        Params {
-            rest: s,
-            done: false,
-        }
-    }
-}
-
-impl<'a> Iterator for Params<'a> {
-    type Item = (&'a [u8], &'a [u8]);
-
-    fn next(&mut self) -> Option<Self::Item> {
-        loop {
-            if self.done {
-                return None;
-            }
-            let end = find_unquoted(self.rest, b';');
-            let (item, rest) = match end {
-                Some(i) => {
-                    let (a, b) = self.rest.split_at_checked(i)?;
-                    (a, b.get(1..).unwrap_or_default())
-                }
-                None => {
-                    self.done = true;
-                    (self.rest, &[][..])
-                }
-            };
-            self.rest = rest;
-            let item = trim(item);
-            if item.is_empty() {
-                continue;
-            }
-            return Some(match split_once(item, b'=') {
-                Some((n, v)) => (trim(n), trim(v)),
-                None => (item, &[][..]),
-            });
-        }
-    }
-}
-
-/// Value of parameter `name` (case-insensitive) in a `;`-separated parameter list.
+/// Value of parameter `name` (case-insensitive) in a `;`-separated parameter list (`;` inside
+/// double quotes does not separate). A parameter's name is what stands before its first `=`,
+/// trimmed; its value what follows, trimmed; a parameter without `=` has an empty value.
+///
+/// Only a parameter that starts with `name` is split, so the others cost one comparison.
 pub(crate) fn param<'a>(params: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
-    Params::new(params)
-        .find(|(n, _)| n.eq_ignore_ascii_case(name))
-        .map(|(_, v)| v)
+    let mut rest = params;
+    loop {
+        let (item, tail) = match find_unquoted(rest, b';') {
+            Some(i) => (
+                rest.get(..i).unwrap_or_default(),
+                rest.get(i.saturating_add(1)..),
+            ),
+            None => (rest, None),
+        };
+        let item = trim_start(item);
+        if let (false, Some((head, after))) = (item.is_empty(), item.split_at_checked(name.len())) {
+            if head.eq_ignore_ascii_case(name) {
+                match trim_start(after) {
+                    [] => return Some(&[]),
+                    [b'=', value @ ..] => return Some(trim(value)),
+                    _ => {}
+                }
+            }
+        }
+        rest = tail?;
+    }
 }
 
 /// Position of the first `sep` outside a double-quoted string (backslash escapes honoured).
@@ -205,6 +179,70 @@ mod tests {
         assert_eq!(parse_u32(b"4294967296"), None);
         assert_eq!(parse_u16(b"65536"), None);
         assert_eq!(parse_u64(b"99999999999999999999999"), None);
+    }
+
+    /// The definition of [`param`]: iterates over `;`-separated parameters (outside double
+    /// quotes) as trimmed `(name, value)` pairs; a parameter without `=` has an empty value.
+    struct Params<'a> {
+        rest: &'a [u8],
+        done: bool,
+    }
+
+    impl<'a> Params<'a> {
+        fn new(s: &'a [u8]) -> Self {
+            Params {
+                rest: s,
+                done: false,
+            }
+        }
+    }
+
+    impl<'a> Iterator for Params<'a> {
+        type Item = (&'a [u8], &'a [u8]);
+
+        fn next(&mut self) -> Option<Self::Item> {
+            loop {
+                if self.done {
+                    return None;
+                }
+                let end = find_unquoted(self.rest, b';');
+                let (item, rest) = match end {
+                    Some(i) => {
+                        let (a, b) = self.rest.split_at_checked(i)?;
+                        (a, b.get(1..).unwrap_or_default())
+                    }
+                    None => {
+                        self.done = true;
+                        (self.rest, &[][..])
+                    }
+                };
+                self.rest = rest;
+                let item = trim(item);
+                if item.is_empty() {
+                    continue;
+                }
+                return Some(match split_once(item, b'=') {
+                    Some((n, v)) => (trim(n), trim(v)),
+                    None => (item, &[][..]),
+                });
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn param_agrees_with_splitting_every_parameter(
+            s in proptest::collection::vec(
+                proptest::sample::select(b"tagTAG=; \t\"\\x".to_vec()),
+                0..40,
+            ),
+            name in proptest::sample::select(vec![&b"tag"[..], b"t", b"ta", b"x"]),
+        ) {
+            let expected = Params::new(&s)
+                .find(|(n, _)| n.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v);
+            proptest::prop_assert_eq!(param(&s, name), expected);
+        }
     }
 
     #[test]

@@ -96,6 +96,75 @@ const BY_LEN: [[u8; PER_LEN]; LONGEST + 1] = {
     t
 };
 
+/// Bytes a name is compared in: the longest known name, rounded up to whole words.
+const KEY_BYTES: usize = 32;
+
+/// A name of at most [`KEY_BYTES`] bytes as two little-endian words, zero-padded.
+struct Folded([u128; 2]);
+
+impl Folded {
+    /// The words of `name`; longer names give words no key matches.
+    #[inline]
+    fn of(name: &[u8]) -> Folded {
+        let mut b = [0u8; KEY_BYTES];
+        match b.get_mut(..name.len()) {
+            Some(dst) => dst.copy_from_slice(name),
+            None => return Folded([u128::MAX; 2]),
+        }
+        let (lo, hi) = b.split_at(16);
+        Folded([
+            u128::from_le_bytes(lo.try_into().unwrap_or_default()),
+            u128::from_le_bytes(hi.try_into().unwrap_or_default()),
+        ])
+    }
+
+    /// Equal to the key ignoring ASCII case: setting bit 5 (`0x20`) where the key has a
+    /// letter makes exactly that letter's two cases equal; every other byte, padding
+    /// included, must be equal as it is.
+    #[inline]
+    fn matches(&self, key: &Key) -> bool {
+        (self.0[0] | key.case[0]) == key.lower[0] && (self.0[1] | key.case[1]) == key.lower[1]
+    }
+}
+
+/// A known full name in the form [`Folded::matches`] compares.
+struct Key {
+    lower: [u128; 2],
+    case: [u128; 2],
+    id: Hdr,
+}
+
+/// The known full names as [`Key`]s, in `NAMES` order (built at compile time, as `BY_LEN`).
+#[allow(clippy::indexing_slicing)]
+const KEYS: [Key; KNOWN] = {
+    let mut t = [const {
+        Key {
+            lower: [0; 2],
+            case: [0; 2],
+            id: Hdr::Other,
+        }
+    }; KNOWN];
+    let mut i = 0;
+    while i < KNOWN {
+        let name = NAMES[i].0;
+        assert!(name.len() <= KEY_BYTES);
+        let mut j = 0;
+        while j < name.len() {
+            let b = name[j];
+            // Stored in lowercase: an uppercase byte here would only match itself.
+            assert!(!b.is_ascii_uppercase());
+            t[i].lower[j / 16] |= (b as u128) << (8 * (j % 16));
+            if b.is_ascii_lowercase() {
+                t[i].case[j / 16] |= 0x20u128 << (8 * (j % 16));
+            }
+            j += 1;
+        }
+        t[i].id = NAMES[i].2;
+        i += 1;
+    }
+    t
+};
+
 /// Id of each compact form, by its lowercase letter (built at compile time, as `BY_LEN`).
 #[allow(clippy::indexing_slicing)]
 const BY_COMPACT: [Hdr; 26] = {
@@ -125,23 +194,16 @@ impl Hdr {
                 _ => Hdr::Other,
             };
         }
-        let (Some(candidates), Some(first)) = (BY_LEN.get(name.len()), name.first()) else {
+        let Some(candidates) = BY_LEN.get(name.len()) else {
             return Hdr::Other;
         };
-        let first = first.to_ascii_lowercase();
+        let word = Folded::of(name);
         for &i in candidates {
-            let Some(&(full, _, id)) = NAMES.get(usize::from(i)) else {
+            let Some(key) = KEYS.get(usize::from(i)) else {
                 break;
             };
-            // Full names are stored in lowercase: the first byte rules most candidates out,
-            // and only the name's side needs lowering.
-            if full.first() == Some(&first)
-                && full
-                    .iter()
-                    .zip(name)
-                    .all(|(f, n)| *f == n.to_ascii_lowercase())
-            {
-                return id;
+            if word.matches(key) {
+                return key.id;
             }
         }
         Hdr::Other
@@ -388,6 +450,46 @@ mod tests {
             b"X-Very-Long-Header-Name",
         ] {
             assert_eq!(Hdr::from_name(other), Hdr::Other);
+        }
+    }
+
+    /// The definition: the first known full name equal ignoring ASCII case.
+    fn from_name_by_definition(name: &[u8]) -> Hdr {
+        if let [c] = name {
+            return NAMES
+                .iter()
+                .find(|n| n.1 != 0 && n.1 == c.to_ascii_lowercase())
+                .map_or(Hdr::Other, |n| n.2);
+        }
+        NAMES
+            .iter()
+            .find(|n| n.0.eq_ignore_ascii_case(name))
+            .map_or(Hdr::Other, |n| n.2)
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn from_name_agrees_with_its_definition(
+            pick in 0..KNOWN,
+            flips in proptest::collection::vec(proptest::num::u8::ANY, 32),
+            edit in proptest::option::of((0usize..32, proptest::num::u8::ANY)),
+            raw in proptest::collection::vec(proptest::num::u8::ANY, 0..24),
+        ) {
+            // A known name with its case flipped by `flips` (bit 5 toggled for letters and
+            // for anything else: '-' becomes '\r'), perhaps one byte changed.
+            let mut name: Vec<u8> = NAMES[pick]
+                .0
+                .iter()
+                .zip(&flips)
+                .map(|(&b, &f)| if f & 1 == 1 { b ^ 0x20 } else { b })
+                .collect();
+            if let Some((at, b)) = edit {
+                if let Some(x) = name.get_mut(at) {
+                    *x = b;
+                }
+            }
+            proptest::prop_assert_eq!(Hdr::from_name(&name), from_name_by_definition(&name));
+            proptest::prop_assert_eq!(Hdr::from_name(&raw), from_name_by_definition(&raw));
         }
     }
 
