@@ -303,7 +303,7 @@ mod tests {
         fn find_unquoted_agrees_with_its_bytewise_definition(
             s in proptest::collection::vec(
                 proptest::sample::select(b"ab;,\"\\ ".to_vec()),
-                0..40,
+                0..80,
             ),
             sep in proptest::sample::select(b";,\"a".to_vec()),
         ) {

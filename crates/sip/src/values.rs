@@ -72,8 +72,7 @@ impl<'a> NameAddr<'a> {
     /// The `tag` parameter of a header value: `NameAddr::parse(value).tag`, without parsing
     /// the display name and URI (most messages of a call need only the tags).
     pub fn tag_of(value: &'a [u8]) -> Option<&'a [u8]> {
-        let (_, _, params) = split_name_addr(trim(value));
-        param(params, b"tag").filter(|t| !t.is_empty())
+        param(header_params(trim(value)), b"tag").filter(|t| !t.is_empty())
     }
 }
 
@@ -102,6 +101,34 @@ fn split_name_addr(v: &[u8]) -> (Option<&[u8]>, &[u8], &[u8]) {
             None => (None, v, &[][..]),
         },
     }
+}
+
+/// The header parameters of [`split_name_addr`], in one pass: whether the first unquoted
+/// `<` or, without one, the first unquoted `;` starts them is known by the end of the scan
+/// that looks for either.
+fn header_params(v: &[u8]) -> &[u8] {
+    let mut semi = None;
+    let mut quoted = false;
+    let mut escaped = false;
+    for (i, &b) in v.iter().enumerate() {
+        if escaped {
+            escaped = false;
+        } else if quoted {
+            escaped = b == b'\\';
+            quoted = b != b'"';
+        } else if b == b'"' {
+            quoted = true;
+        } else if b == b'<' {
+            let after = v.get(i.saturating_add(1)..).unwrap_or_default();
+            return find_byte(after, b'>')
+                .and_then(|gt| after.get(gt.saturating_add(1)..))
+                .unwrap_or_default();
+        } else if b == b';' && semi.is_none() {
+            semi = Some(i);
+        }
+    }
+    semi.and_then(|s| v.get(s.saturating_add(1)..))
+        .unwrap_or_default()
 }
 
 /// User and host of a `sip:`, `sips:` or `tel:` URI.
@@ -250,6 +277,20 @@ mod tests {
             NameAddr::tag_of(b"<sip:bob@example.com;tag=uri-param>"),
             None
         );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn tag_of_agrees_with_the_full_parse(
+            v in proptest::collection::vec(
+                proptest::sample::select(b"<>;=\"\\ tagTAGx:@".to_vec()),
+                0..60,
+            ),
+        ) {
+            let (_, _, params) = split_name_addr(trim(&v));
+            proptest::prop_assert_eq!(header_params(trim(&v)), params);
+            proptest::prop_assert_eq!(NameAddr::tag_of(&v), NameAddr::parse(&v).tag);
+        }
     }
 
     #[test]
