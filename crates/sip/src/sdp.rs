@@ -6,20 +6,35 @@ use std::net::IpAddr;
 
 use crate::bytes::{find_byte, parse_u16, parse_u32, split_digits, split_once, trim};
 
-/// The `\n`-separated lines of a buffer (line ends found with `memchr`; a final empty line
-/// is not given: SDP parsing skips empty lines anyway).
-struct Lines<'a>(&'a [u8]);
+/// The `\n`-separated lines of a buffer (line ends found by one `memchr` iterator over the
+/// whole buffer, which costs less per short line than a new search; a final empty line is
+/// not given: SDP parsing skips empty lines anyway).
+struct Lines<'a> {
+    buf: &'a [u8],
+    start: usize,
+    ends: memchr::Memchr<'a>,
+}
+
+impl<'a> Lines<'a> {
+    fn new(buf: &'a [u8]) -> Self {
+        Lines {
+            buf,
+            start: 0,
+            ends: memchr::memchr_iter(b'\n', buf),
+        }
+    }
+}
 
 impl<'a> Iterator for Lines<'a> {
     type Item = &'a [u8];
 
     fn next(&mut self) -> Option<&'a [u8]> {
-        if self.0.is_empty() {
+        if self.start >= self.buf.len() {
             return None;
         }
-        let end = find_byte(self.0, b'\n').unwrap_or(self.0.len());
-        let line = self.0.get(..end).unwrap_or_default();
-        self.0 = self.0.get(end.saturating_add(1)..).unwrap_or_default();
+        let end = self.ends.next().unwrap_or(self.buf.len());
+        let line = self.buf.get(self.start..end).unwrap_or_default();
+        self.start = end.saturating_add(1);
         Some(line)
     }
 }
@@ -114,6 +129,30 @@ pub struct Sdp<'a> {
     pub media: Vec<Media<'a>>,
 }
 
+/// A set of media section numbers: the first 64 in a word, any more (rare) in a vector.
+#[derive(Default)]
+struct Flags {
+    low: u64,
+    high: Vec<usize>,
+}
+
+impl Flags {
+    fn get(&self, i: usize) -> bool {
+        match u32::try_from(i).ok().and_then(|s| 1u64.checked_shl(s)) {
+            Some(bit) => self.low & bit != 0,
+            None => self.high.contains(&i),
+        }
+    }
+
+    fn set(&mut self, i: usize) {
+        match u32::try_from(i).ok().and_then(|s| 1u64.checked_shl(s)) {
+            Some(bit) => self.low |= bit,
+            None if !self.high.contains(&i) => self.high.push(i),
+            None => {}
+        }
+    }
+}
+
 /// Parser state for the current section.
 enum Section {
     Session,
@@ -132,11 +171,11 @@ impl<'a> Sdp<'a> {
             media: Vec::new(),
         };
         let mut session_dir = None;
-        // Media-level values not yet known to be explicit.
-        let mut media_conn: Vec<bool> = Vec::new();
-        let mut media_dir: Vec<bool> = Vec::new();
+        // Media sections whose direction is their own (a media-level connection is one that
+        // is set: it is only ever set from a media-level `c=`).
+        let mut media_dir = Flags::default();
         let mut section = Section::Session;
-        for raw in Lines(buf) {
+        for raw in Lines::new(buf) {
             let line = match raw {
                 [head @ .., b'\r'] => head,
                 _ => raw,
@@ -149,8 +188,6 @@ impl<'a> Sdp<'a> {
                 b'm' => match parse_m_line(value) {
                     Some(m) => {
                         sdp.media.push(m);
-                        media_conn.push(false);
-                        media_dir.push(false);
                         section = Section::Media;
                     }
                     None => section = Section::Skipped,
@@ -167,12 +204,9 @@ impl<'a> Sdp<'a> {
                             }
                         }
                         Section::Media => {
-                            if let (Some(m), Some(set)) =
-                                (sdp.media.last_mut(), media_conn.last_mut())
-                            {
-                                if !*set && addr.is_some() {
+                            if let Some(m) = sdp.media.last_mut() {
+                                if m.connection.is_none() {
                                     m.connection = addr;
-                                    *set = true;
                                 }
                             }
                         }
@@ -181,7 +215,14 @@ impl<'a> Sdp<'a> {
                 }
                 b'a' => {
                     let attr = trim(value);
-                    let (name, val) = split_once(attr, b':').unwrap_or((attr, &[]));
+                    // Attribute names are short: a plain scan beats a vector search here.
+                    let (name, val) = match attr.iter().position(|&b| b == b':') {
+                        Some(i) => (
+                            attr.get(..i).unwrap_or_default(),
+                            attr.get(i.saturating_add(1)..).unwrap_or_default(),
+                        ),
+                        None => (attr, &[][..]),
+                    };
                     match section {
                         Section::Session => {
                             if let Some(d) = Direction::from_attr(name) {
@@ -189,10 +230,13 @@ impl<'a> Sdp<'a> {
                             }
                         }
                         Section::Media => {
-                            if let (Some(m), Some(dir_set)) =
-                                (sdp.media.last_mut(), media_dir.last_mut())
-                            {
-                                media_attr(m, dir_set, name, val);
+                            let at = sdp.media.len().saturating_sub(1);
+                            if let Some(m) = sdp.media.last_mut() {
+                                let mut dir_set = media_dir.get(at);
+                                media_attr(m, &mut dir_set, name, val);
+                                if dir_set {
+                                    media_dir.set(at);
+                                }
                             }
                         }
                         Section::Skipped => {}
@@ -202,11 +246,11 @@ impl<'a> Sdp<'a> {
             }
         }
         sdp.direction = session_dir.unwrap_or_default();
-        for ((m, conn_set), dir_set) in sdp.media.iter_mut().zip(media_conn).zip(media_dir) {
-            if !conn_set {
+        for (i, m) in sdp.media.iter_mut().enumerate() {
+            if m.connection.is_none() {
                 m.connection = sdp.connection;
             }
-            if !dir_set {
+            if !media_dir.get(i) {
                 m.direction = sdp.direction;
             }
         }
@@ -299,7 +343,29 @@ fn parse_connection(value: &[u8]) -> Option<IpAddr> {
 /// An IP address, ignoring a `/ttl` or `/count` suffix.
 fn parse_ip(s: &[u8]) -> Option<IpAddr> {
     let s = trim(s.get(..find_byte(s, b'/').unwrap_or(s.len()))?);
+    if let Some(v4) = dotted_quad(s) {
+        return Some(IpAddr::V4(v4));
+    }
     std::str::from_utf8(s).ok()?.parse().ok()
+}
+
+/// The common case of [`parse_ip`] without the general parser: four decimal octets of one to
+/// three digits, no leading zeros. `None` for anything else, which the general parser then
+/// reads (or rejects) as before.
+fn dotted_quad(s: &[u8]) -> Option<std::net::Ipv4Addr> {
+    let mut octets = [0u8; 4];
+    let mut parts = s.split(|&b| b == b'.');
+    for o in &mut octets {
+        let p = parts.next()?;
+        if p.is_empty() || p.len() > 3 || (p.len() > 1 && p.first() == Some(&b'0')) {
+            return None;
+        }
+        *o = u8::try_from(crate::bytes::parse_u16(p)?).ok()?;
+    }
+    if parts.next().is_some() {
+        return None;
+    }
+    Some(std::net::Ipv4Addr::from(octets))
 }
 
 /// `<pt> <encoding>/<clock>[/<channels>]`
@@ -421,6 +487,57 @@ m=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\n";
             Some(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)))
         );
         assert_eq!(s.media[0].rtcp, Some((5005, None)));
+    }
+
+    #[test]
+    fn directions_of_media_beyond_the_sixty_fourth_are_their_own() {
+        let mut body = b"v=0\r\na=recvonly\r\n".to_vec();
+        for i in 0..70 {
+            body.extend_from_slice(format!("m=audio {} RTP/AVP 0\r\n", 4000 + 2 * i).as_bytes());
+            if i == 3 || i == 66 {
+                body.extend_from_slice(b"a=sendonly\r\na=inactive\r\n");
+            }
+        }
+        let s = Sdp::parse(&body);
+        assert_eq!(s.media.len(), 70);
+        for (i, m) in s.media.iter().enumerate() {
+            let own = i == 3 || i == 66;
+            let want = if own { Direction::SendOnly } else { Direction::RecvOnly };
+            assert_eq!(m.direction, want, "m-line {i}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn dotted_quads_read_as_the_general_parser_reads_them(
+            s in proptest::collection::vec(
+                proptest::sample::select(b"0123456789.:a+ ".to_vec()),
+                0..20,
+            ),
+        ) {
+            let general = std::str::from_utf8(&s).ok().and_then(|t| t.parse::<Ipv4Addr>().ok());
+            if let Some(fast) = dotted_quad(&s) {
+                proptest::prop_assert_eq!(Some(fast), general);
+            }
+        }
+
+        #[test]
+        fn dotted_digit_groups_read_as_the_general_parser_reads_them(
+            groups in proptest::collection::vec(
+                proptest::collection::vec(proptest::sample::select(b"0125".to_vec()), 0..5),
+                3..6,
+            ),
+        ) {
+            let s = groups.join(&b'.');
+            let general = std::str::from_utf8(&s).ok().and_then(|t| t.parse::<Ipv4Addr>().ok());
+            proptest::prop_assert_eq!(dotted_quad(&s), general);
+        }
+
+        #[test]
+        fn every_address_is_read_by_the_fast_path(a: [u8; 4]) {
+            let text = Ipv4Addr::from(a).to_string();
+            proptest::prop_assert_eq!(dotted_quad(text.as_bytes()), Some(Ipv4Addr::from(a)));
+        }
     }
 
     #[test]
