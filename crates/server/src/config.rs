@@ -68,6 +68,8 @@ pub struct StorageConfig {
     pub id_cache_size: usize,
     /// "flush": fsync segment data at every flush, before the index commit; "never": leave it to the OS.
     pub fsync: String,
+    /// zstd level of SIP and summary blocks: higher is smaller and slower, negative faster.
+    pub zstd_level: i32,
     /// Delete buckets older than this many days. None: keep forever.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retention_days: Option<u32>,
@@ -89,6 +91,7 @@ impl Default for StorageConfig {
             flush_interval_secs: 5,
             id_cache_size: 10_000,
             fsync: "flush".to_owned(),
+            zstd_level: siphon_store::DEFAULT_ZSTD_LEVEL,
             retention_days: None,
             retention_max_bytes: None,
         }
@@ -360,6 +363,7 @@ const KEYS: &[Key] = &[
     key("storage", "flush_interval_secs", Kind::Int),
     key("storage", "id_cache_size", Kind::Int),
     key("storage", "fsync", Kind::Str),
+    key("storage", "zstd_level", Kind::Int),
     key("storage", "retention_days", Kind::Int),
     key("storage", "retention_max_bytes", Kind::Bytes),
     key("hep", "udp_listen", Kind::Str),
@@ -614,6 +618,15 @@ impl Config {
                 format!("{:?} is not allowed; use \"flush\" or \"never\"", s.fsync),
             ));
         }
+        if !(MIN_ZSTD_LEVEL..=MAX_ZSTD_LEVEL).contains(&s.zstd_level) {
+            return Err(invalid(
+                "storage.zstd_level",
+                format!(
+                    "{} is out of range; use {MIN_ZSTD_LEVEL} (fastest) to {MAX_ZSTD_LEVEL} (smallest)",
+                    s.zstd_level
+                ),
+            ));
+        }
         if s.retention_days == Some(0) {
             return Err(invalid(
                 "storage.retention_days",
@@ -831,6 +844,7 @@ impl Config {
         c.flush_interval = Duration::from_secs(s.flush_interval_secs);
         c.id_cache_size = s.id_cache_size;
         c.fsync = s.fsync != "never";
+        c.zstd_level = s.zstd_level;
         c
     }
 
@@ -904,6 +918,11 @@ impl Config {
         out
     }
 }
+
+/// zstd levels `storage.zstd_level` accepts: negative levels trade size for speed; above 19
+/// zstd needs far more memory per block for little gain.
+const MIN_ZSTD_LEVEL: i32 = -7;
+const MAX_ZSTD_LEVEL: i32 = 19;
 
 const MAX_NODE_ID: usize = 255;
 const MIN_QUEUE: usize = 1024;
@@ -1423,6 +1442,8 @@ mod tests {
             ("storage.data", |c| c.storage.data = PathBuf::new()),
             ("storage.subdirs", |c| c.storage.subdirs = "weekly".into()),
             ("storage.flush_count", |c| c.storage.flush_count = 0),
+            ("storage.zstd_level", |c| c.storage.zstd_level = 20),
+            ("storage.zstd_level", |c| c.storage.zstd_level = -8),
             ("storage.flush_interval_secs", |c| {
                 c.storage.flush_interval_secs = 0
             }),
@@ -1842,6 +1863,7 @@ mod tests {
         c.storage.flush_interval_secs = 9;
         c.storage.id_cache_size = 123;
         c.storage.fsync = "never".into();
+        c.storage.zstd_level = -2;
         let s = c.store_config();
         assert_eq!(s.root, PathBuf::from("/srv/siphon"));
         assert_eq!(s.subdirs, siphon_store::Subdirs::Hourly);
@@ -1849,6 +1871,7 @@ mod tests {
         assert_eq!(s.flush_interval, Duration::from_secs(9));
         assert_eq!(s.id_cache_size, 123);
         assert!(!s.fsync);
+        assert_eq!(s.zstd_level, -2);
         let d = Config::default().store_config();
         assert_eq!(d.subdirs, siphon_store::Subdirs::Daily);
         assert!(d.fsync);
