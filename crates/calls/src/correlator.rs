@@ -99,6 +99,8 @@ struct Call {
     media_dirty: bool,
     /// A snapshot was taken (the store has a row for the call), and at what clock.
     snapshot_at: Option<i64>,
+    /// In `Correlator::maybe_due`.
+    listed: bool,
     /// The correlator's clock when the call opened.
     opened_at: i64,
     /// Sender reports seen: (sender SSRC, NTP middle 32 bits, capture time), the latest few.
@@ -128,6 +130,10 @@ pub struct Correlator {
     /// `next_check`; a call whose deadline moves later keeps its entry (checked then, and
     /// queued again), one whose deadline moves earlier gets a new one.
     deadlines: BinaryHeap<Reverse<(i64, CallRef)>>,
+    /// Open calls that may be due for a snapshot (see `due`), each once: a flush looks at
+    /// these instead of every open call (hundreds of thousands at the highest rates, most of
+    /// them closing and never due).
+    maybe_due: Vec<CallRef>,
 }
 
 /// A new call's first snapshot waits this long (correlator clock), so that the many calls that
@@ -182,6 +188,7 @@ impl Correlator {
             refused: 0,
             clock_us: i64::MIN,
             deadlines: BinaryHeap::new(),
+            maybe_due: Vec::new(),
         }
     }
 
@@ -250,6 +257,7 @@ impl Correlator {
                 };
                 let r = summary.call_ref;
                 self.by_id.insert(call_id.to_vec(), r);
+                self.maybe_due.push(r);
                 self.calls.insert(
                     r,
                     Box::new(Call {
@@ -261,6 +269,7 @@ impl Correlator {
                         dirty: true,
                         media_dirty: false,
                         snapshot_at: None,
+                        listed: true,
                         opened_at: if self.clock_us == i64::MIN {
                             ts_us
                         } else {
@@ -591,6 +600,7 @@ impl Correlator {
             s.rtcp_packets += 1;
             s.end_us = s.end_us.max(ts_us);
             call.media_dirty = true;
+            list(&mut self.maybe_due, call, call_ref);
             Self::apply_rtcp(call, ts_us, payload);
             return Some(MediaClass::Rtcp(call_ref));
         }
@@ -598,6 +608,8 @@ impl Correlator {
         s.rtp_packets += 1;
         s.end_us = s.end_us.max(ts_us);
         call.media_dirty = true;
+        list(&mut self.maybe_due, call, call_ref);
+        let s = &mut call.summary;
         let idx = match s
             .streams
             .iter()
@@ -682,6 +694,7 @@ impl Correlator {
         };
         call.summary.rtcp_packets += 1;
         call.media_dirty = true;
+        list(&mut self.maybe_due, call, call_ref);
         Self::apply_reports(call, ts_us, reports);
         true
     }
@@ -895,9 +908,8 @@ impl Correlator {
 
     /// Snapshots of the open calls due for the store (see `due`): copies.
     pub fn take_dirty(&mut self, out: &mut Vec<CallSummary>) {
-        let clock = self.clock_us;
-        for c in self.calls.values_mut() {
-            if Self::due(c, clock) {
+        for r in self.take_due() {
+            if let Some(c) = self.calls.get(&r) {
                 out.push(c.summary.clone());
             }
         }
@@ -905,17 +917,40 @@ impl Correlator {
 
     /// [`take_dirty`](Self::take_dirty), borrowed.
     pub fn take_dirty_refs(&mut self) -> Vec<&CallSummary> {
-        let clock = self.clock_us;
-        self.calls
-            .values_mut()
-            .filter_map(|c| Self::due(c, clock).then_some(&c.summary))
+        let due = self.take_due();
+        due.iter()
+            .filter_map(|r| self.calls.get(r).map(|c| &c.summary))
             .collect()
+    }
+
+    /// The listed calls that are due, marked as snapshotted. A listed call that has changes
+    /// but is not due yet stays listed; one without changes, or closing (never due: see
+    /// `due`), leaves the list until its next change.
+    fn take_due(&mut self) -> Vec<CallRef> {
+        let clock = self.clock_us;
+        let mut due = Vec::new();
+        let mut waiting = Vec::new();
+        for r in self.maybe_due.drain(..) {
+            let Some(c) = self.calls.get_mut(&r) else {
+                continue; // completed since
+            };
+            c.listed = false;
+            if Self::due(c, clock) {
+                due.push(r);
+            } else if (c.dirty || c.media_dirty) && c.summary.phase != Phase::Closing {
+                c.listed = true;
+                waiting.push(r);
+            }
+        }
+        self.maybe_due = waiting;
+        due
     }
 
     /// Marks a call changed (the pipeline calls this after SIP messages).
     pub fn mark_dirty(&mut self, r: CallRef) {
         if let Some(c) = self.calls.get_mut(&r) {
             c.dirty = true;
+            list(&mut self.maybe_due, c, r);
         }
     }
 
@@ -927,6 +962,14 @@ impl Correlator {
     /// True when an address was announced by an open call's SDP.
     pub fn is_bound(&self, addr: &SocketAddr) -> bool {
         self.media.contains_key(addr)
+    }
+}
+
+/// Puts a call that just changed on `Correlator::maybe_due`, once.
+fn list(maybe_due: &mut Vec<CallRef>, call: &mut Call, r: CallRef) {
+    if !call.listed {
+        call.listed = true;
+        maybe_due.push(r);
     }
 }
 
