@@ -1,7 +1,7 @@
 //! The write side: receives pipeline output, buffers it in blocks, and at each flush makes the
 //! blocks durable first and then commits the index rows that point to them.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 
 type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 use std::path::{Path, PathBuf};
@@ -86,7 +86,6 @@ struct OpenCall {
     /// entries are open calls without one).
     summary: Option<Box<CallSummary>>,
     media: BlockBuf,
-    touched: bool,
     /// The first block written for the call since its index row was last written (or ever,
     /// when it has none yet): a restart after a crash recovers from there.
     unindexed: Option<BlockRef>,
@@ -103,6 +102,13 @@ pub struct StoreWriter {
     /// The time range [start, end) of the bucket last looked up by time, and its position.
     last_range: Option<(i64, i64, usize)>,
     calls: HashMap<CallRef, OpenCall>,
+    /// Calls whose media buffer filled since the last flush (each at least once): a flush
+    /// seals these rather than looking at every open call.
+    with_media: Vec<CallRef>,
+    /// Per bucket, the `unindexed` blocks of open calls in the order they were set, which is
+    /// block order (blocks are appended): the first entry still matching its call is where a
+    /// restart must recover from (see `save_recovery_points`).
+    unindexed: Vec<VecDeque<(BlockRef, CallRef)>>,
     completed: Vec<CallRef>,
     /// Call-IDs of `completed`, for late messages that reopen a call before the flush.
     completed_ids: HashMap<Vec<u8>, CallRef>,
@@ -159,6 +165,8 @@ impl StoreWriter {
             bucket_pos: HashMap::default(),
             last_range: None,
             calls: HashMap::default(),
+            with_media: Vec::new(),
+            unindexed: Vec::new(),
             completed: Vec::new(),
             completed_ids: HashMap::default(),
             since_flush: 0,
@@ -306,7 +314,6 @@ impl StoreWriter {
             earlier_streams: Vec::new(),
             summary: None,
             media: BlockBuf::default(),
-            touched: true,
             unindexed: None,
             keyed: false,
         }))
@@ -340,7 +347,6 @@ impl StoreWriter {
             let e = self.call_entry(s.call_ref, s.start_us)?;
             // Open again (a late message reopened a completed call): the open summary rules.
             e.summary = None;
-            e.touched = false;
             let at = e.bucket;
             if by_bucket.len() <= at {
                 by_bucket.resize_with(at + 1, Vec::new);
@@ -350,8 +356,8 @@ impl StoreWriter {
         // Boxes are moved, not the summaries: no large transient copies at every flush.
         let mut completed: Vec<Box<CallSummary>> = Vec::with_capacity(self.completed.len());
         let mut completed_bucket: Vec<usize> = Vec::with_capacity(self.completed.len());
-        for (_, c) in self.calls.iter_mut() {
-            if c.touched {
+        for r in &self.completed {
+            if let Some(c) = self.calls.get_mut(r) {
                 if let Some(s) = c.summary.take() {
                     completed_bucket.push(c.bucket);
                     completed.push(s);
@@ -364,13 +370,7 @@ impl StoreWriter {
             }
             by_bucket[at].push((s.call_ref, s));
         }
-        let refs: Vec<CallRef> = self
-            .calls
-            .iter()
-            .filter(|(_, c)| !c.media.is_empty())
-            .map(|(r, _)| *r)
-            .collect();
-        for r in refs {
+        for r in std::mem::take(&mut self.with_media) {
             self.seal_media(r)?;
         }
         for key in 0..self.buckets.len() {
@@ -467,12 +467,22 @@ impl StoreWriter {
                     b.pending.bytes.clear();
                 }
             }
+            new_refs.sort_unstable_by_key(|&(_, br)| br);
+            if self.unindexed.len() < self.buckets.len() {
+                self.unindexed
+                    .resize_with(self.buckets.len(), VecDeque::new);
+            }
             for (c, br) in new_refs {
                 if let Some(oc) = self.calls.get_mut(&c) {
                     if oc.blocks.last() != Some(&br) {
                         oc.blocks.push(br);
                     }
-                    oc.unindexed.get_or_insert(br);
+                    if oc.unindexed.is_none() {
+                        oc.unindexed = Some(br);
+                        if let Some(q) = self.unindexed.get_mut(oc.bucket) {
+                            q.push_back((br, c));
+                        }
+                    }
                 }
             }
             // Index rows, one transaction per bucket, after the data is durable.
@@ -518,9 +528,6 @@ impl StoreWriter {
                 }
             }
         }
-        for c in self.calls.values_mut() {
-            c.touched = false;
-        }
         for r in self.completed.drain(..) {
             self.calls.remove(&r);
         }
@@ -541,11 +548,14 @@ impl StoreWriter {
     /// still correct point.
     fn save_recovery_points(&mut self) -> Result<(), StoreError> {
         let mut from: Vec<Option<BlockRef>> = vec![None; self.buckets.len()];
-        for c in self.calls.values() {
-            if let (Some(u), Some(slot)) = (c.unindexed, from.get_mut(c.bucket)) {
-                if slot.is_none_or(|f| u < f) {
-                    *slot = Some(u);
+        for (q, slot) in self.unindexed.iter_mut().zip(from.iter_mut()) {
+            // Entries of calls since written (or gone) are dropped as they come to the front.
+            while let Some(&(br, r)) = q.front() {
+                if self.calls.get(&r).is_some_and(|c| c.unindexed == Some(br)) {
+                    *slot = Some(br);
+                    break;
                 }
+                q.pop_front();
             }
         }
         for (b, at) in self.buckets.iter().zip(from) {
@@ -595,10 +605,7 @@ impl Sink for StoreWriter {
         let kind = rec.kind as u8;
         if rec.kind == siphon_ingest::Kind::Sip || rec.call_ref == 0 {
             let key = match self.calls.get_mut(&rec.call_ref) {
-                Some(c) => {
-                    c.touched = true;
-                    Ok(c.bucket)
-                }
+                Some(c) => Ok(c.bucket),
                 None => self.bucket_at(rec.ts_us),
             };
             self.stats.sip_raw_bytes += rec.frame.len() as u64;
@@ -628,9 +635,14 @@ impl Sink for StoreWriter {
                 Err(e) => return self.note_error(e),
             },
         };
+        let was_empty = c.media.is_empty();
         c.media
             .push(kind, rec.link, rec.call_ref, rec.ts_us, rec.node, rec.frame);
-        if c.media.raw_len() >= MEDIA_BLOCK_MAX {
+        let full = c.media.raw_len() >= MEDIA_BLOCK_MAX;
+        if was_empty {
+            self.with_media.push(rec.call_ref);
+        }
+        if full {
             if let Err(e) = self.seal_media(rec.call_ref) {
                 self.note_error(e);
             }
@@ -656,7 +668,6 @@ impl Sink for StoreWriter {
         match self.call_entry(r, summary.start_us) {
             Ok(e) => {
                 e.summary = Some(Box::new(summary));
-                e.touched = true;
                 self.completed.push(r);
             }
             Err(e) => self.note_error(e),
@@ -694,7 +705,6 @@ impl Sink for StoreWriter {
                         earlier_streams: row.streams.clone(),
                         summary: None,
                         media: BlockBuf::default(),
-                        touched: true,
                         unindexed: None,
                         keyed: true,
                     },
