@@ -135,13 +135,15 @@ fn scrambled(k: u64) -> [u8; 8] {
 struct Template {
     pkts: Vec<Vec<u8>>,
     digits: Vec<Vec<usize>>,
+    /// Where each packet's timestamp chunks (seconds, microseconds) hold their value.
+    stamps: Vec<(usize, usize)>,
 }
 
 impl Template {
     fn new(corpus: &Path) -> Self {
         let mut r = CaptureReader::open(&corpus.join("many_calls_24.pcap")).unwrap();
         let mut dec = Decoder::new();
-        let (mut pkts, mut digits) = (Vec::new(), Vec::new());
+        let (mut pkts, mut digits, mut stamps) = (Vec::new(), Vec::new(), Vec::new());
         while let Some(f) = r.next_frame().unwrap() {
             let Ok(Some(p)) = dec.decode(&f) else {
                 continue;
@@ -172,14 +174,21 @@ impl Template {
                 .filter(|(_, w)| *w == b"-5918b00000000@")
                 .map(|(i, _)| i + 6)
                 .collect();
+            stamps.push(stamp_offsets(&b));
             pkts.push(b);
             digits.push(at);
         }
-        Template { pkts, digits }
+        Template {
+            pkts,
+            digits,
+            stamps,
+        }
     }
 
-    /// Packet `i` of the endless sequence, written into `out`.
-    fn packet<'a>(&self, i: u64, out: &'a mut Vec<u8>) -> &'a [u8] {
+    /// Packet `i` of the endless sequence, stamped `ts_us`, written into `out`. A capture
+    /// agent stamps packets with the time it saw them: replaying the template's own times
+    /// would make every copy of a call start within the same few seconds.
+    fn packet<'a>(&self, i: u64, ts_us: i64, out: &'a mut Vec<u8>) -> &'a [u8] {
         let n = self.pkts.len() as u64;
         let k = i / n;
         let j = (i % n) as usize;
@@ -189,9 +198,39 @@ impl Template {
         for &at in &self.digits[j] {
             out[at..at + 8].copy_from_slice(&d);
         }
+        let (sec, usec) = self.stamps[j];
+        out[sec..sec + 4].copy_from_slice(&(ts_us.div_euclid(1_000_000) as u32).to_be_bytes());
+        out[usec..usec + 4].copy_from_slice(&(ts_us.rem_euclid(1_000_000) as u32).to_be_bytes());
         out
     }
 }
+
+/// Offsets of the values of the timestamp chunks (seconds, microseconds) of a HEP v3 packet.
+fn stamp_offsets(pkt: &[u8]) -> (usize, usize) {
+    let (mut sec, mut usec) = (None, None);
+    let mut at = siphon_hep::HEADER_LEN;
+    while at + siphon_hep::CHUNK_HEADER_LEN <= pkt.len() {
+        let kind = u16::from_be_bytes([pkt[at + 2], pkt[at + 3]]);
+        let len = usize::from(u16::from_be_bytes([pkt[at + 4], pkt[at + 5]]));
+        match kind {
+            siphon_hep::chunk::TS_SEC => sec = Some(at + siphon_hep::CHUNK_HEADER_LEN),
+            siphon_hep::chunk::TS_USEC => usec = Some(at + siphon_hep::CHUNK_HEADER_LEN),
+            _ => {}
+        }
+        at += len.max(siphon_hep::CHUNK_HEADER_LEN);
+    }
+    (sec.unwrap(), usec.unwrap())
+}
+
+/// Microseconds since the Unix epoch.
+fn wall_us() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as i64
+}
+
+impl Template {}
 
 /// Sends the template's packets at `rate` per second for `secs`; returns how many were sent.
 /// Sends `rate` packets per second for `secs` seconds; returns how many were sent and how long
@@ -200,11 +239,13 @@ fn send_udp(t: &Template, to: SocketAddr, rate: u64, secs: u64) -> (u64, Duratio
     let s = UdpSocket::bind("127.0.0.1:0").unwrap();
     let per_ms = rate / 1000;
     let t0 = Instant::now();
+    let wall0 = wall_us();
     let mut sent = 0u64;
     let mut buf = Vec::new();
     for ms in 0..secs * 1000 {
-        for _ in 0..per_ms {
-            let _ = s.send_to(t.packet(sent, &mut buf), to);
+        for j in 0..per_ms {
+            let ts = wall0 + (ms * 1000 + j * 1000 / per_ms) as i64;
+            let _ = s.send_to(t.packet(sent, ts, &mut buf), to);
             sent += 1;
         }
         let due = Duration::from_millis(ms + 1);
@@ -221,13 +262,15 @@ fn send_tcp(t: &Template, to: SocketAddr, rate: u64, secs: u64) -> (u64, Duratio
     let mut s = TcpStream::connect(to).unwrap();
     let per_ms = rate / 1000;
     let t0 = Instant::now();
+    let wall0 = wall_us();
     let mut sent = 0u64;
     let mut buf = Vec::with_capacity(1 << 20);
     let mut one = Vec::new();
     for ms in 0..secs * 1000 {
         buf.clear();
-        for _ in 0..per_ms {
-            buf.extend_from_slice(t.packet(sent, &mut one));
+        for j in 0..per_ms {
+            let ts = wall0 + (ms * 1000 + j * 1000 / per_ms) as i64;
+            buf.extend_from_slice(t.packet(sent, ts, &mut one));
             sent += 1;
         }
         s.write_all(&buf).unwrap();
@@ -332,15 +375,17 @@ fn pipeline_ceiling(corpus: &Path, dir: &Path) {
     let mut p = Pipeline::new(scfg.ingest_config(), w.first_ref());
     let mut buf = Vec::new();
     let t0 = Instant::now();
+    // Messages are stamped 400,000 per second of packet time, and the state machine ticks
+    // every second of it (as the collector ticks every second of wall time): calls complete
+    // along the way, as on a live collector, and the work done does not depend on the speed.
+    let stamp = |i: u64| 1_800_000_000_000_000 + (i * 5 / 2) as i64;
     for i in 0..n {
-        p.push_hep(t.packet(i, &mut buf), &mut w);
+        p.push_hep(t.packet(i, stamp(i), &mut buf), &mut w);
         if w.should_flush() {
             w.flush_refs(&p.dirty()).unwrap();
         }
-        // The collector ticks the state machine every second; here every 250,000 messages
-        // (a second at 250,000/s), so that the work done does not depend on the speed.
-        if i % 250_000 == 249_999 {
-            p.tick(1_800_000_000_000_000 + i as i64, &mut w);
+        if i % 400_000 == 399_999 {
+            p.tick(stamp(i), &mut w);
         }
     }
     p.finish("end", &mut w);
