@@ -1,7 +1,6 @@
 //! Groups SIP messages into calls, binds media through SDP and accounts RTP streams.
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, VecDeque};
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 
 use siphon_rtp::{
@@ -129,7 +128,7 @@ pub struct Correlator {
     /// only the calls due, not every open call. An entry is live while it matches its call's
     /// `next_check`; a call whose deadline moves later keeps its entry (checked then, and
     /// queued again), one whose deadline moves earlier gets a new one.
-    deadlines: BinaryHeap<Reverse<(i64, CallRef)>>,
+    deadlines: Deadlines,
     /// Open calls that may be due for a snapshot (see `due`), each once: a flush looks at
     /// these instead of every open call (hundreds of thousands at the highest rates, most of
     /// them closing and never due).
@@ -187,7 +186,7 @@ impl Correlator {
             preassigned: HashMap::default(),
             refused: 0,
             clock_us: i64::MIN,
-            deadlines: BinaryHeap::new(),
+            deadlines: Deadlines::default(),
             maybe_due: Vec::new(),
         }
     }
@@ -287,7 +286,7 @@ impl Correlator {
         let (deadline, _) = deadline(call, &self.cfg);
         if deadline < call.next_check {
             call.next_check = deadline;
-            self.deadlines.push(Reverse((deadline, call_ref)));
+            self.deadlines.push(deadline, call_ref);
         }
         if let Some(side) = sdp_side {
             for body in msg.sdp_bodies() {
@@ -783,11 +782,9 @@ impl Correlator {
     pub fn expire(&mut self, now_us: i64, out: &mut Vec<CallSummary>) {
         self.clock_us = self.clock_us.max(now_us);
         let mut done = Vec::new();
-        while let Some(&Reverse((at, r))) = self.deadlines.peek() {
-            if now_us <= at {
-                break;
-            }
-            self.deadlines.pop();
+        let mut due_now = Vec::new();
+        self.deadlines.take_before(now_us, &mut due_now);
+        for (at, r) in due_now {
             let Some(c) = self.calls.get_mut(&r) else {
                 continue; // completed since
             };
@@ -801,7 +798,7 @@ impl Correlator {
             } else {
                 // Activity since it was queued: check again at the new deadline.
                 c.next_check = due;
-                self.deadlines.push(Reverse((due, r)));
+                self.deadlines.push(due, r);
             }
         }
         done.sort_unstable();
@@ -811,12 +808,13 @@ impl Correlator {
         // Entries of completed calls and replaced ones wait for their time in the queue; when
         // they outnumber the open calls, the queue is rebuilt from the live ones.
         if self.deadlines.len() > 2 * self.calls.len() + 1024 {
-            self.deadlines = self
-                .calls
-                .iter()
-                .filter(|(_, c)| c.next_check != i64::MAX)
-                .map(|(r, c)| Reverse((c.next_check, *r)))
-                .collect();
+            let mut fresh = Deadlines::default();
+            for (r, c) in &self.calls {
+                if c.next_check != i64::MAX {
+                    fresh.push(c.next_check, *r);
+                }
+            }
+            self.deadlines = fresh;
         }
     }
 
@@ -848,7 +846,8 @@ impl Correlator {
             }
         }
         let mut s = call.summary;
-        self.by_id.remove(&s.call_id);
+        // The map's own copy of the Call-ID serves the closed-call cache.
+        let id = self.by_id.remove_entry(&s.call_id).map(|(id, _)| id);
         if !reason.is_empty() && s.close_reason.is_empty() {
             s.close_reason = reason.to_string();
         }
@@ -871,8 +870,9 @@ impl Correlator {
                     self.closed.remove(&old);
                 }
             }
-            self.closed.insert(s.call_id.clone(), r);
-            self.closed_order.push_back(s.call_id.clone());
+            let id = id.unwrap_or_else(|| s.call_id.clone());
+            self.closed_order.push_back(id.clone());
+            self.closed.insert(id, r);
         }
         out.push(s);
     }
@@ -962,6 +962,69 @@ impl Correlator {
     /// True when an address was announced by an open call's SDP.
     pub fn is_bound(&self, addr: &SocketAddr) -> bool {
         self.media.contains_key(addr)
+    }
+}
+
+/// When open calls are to be checked, by time: entries in buckets of [`Deadlines::WIDTH_US`],
+/// so that taking the due ones drains whole buckets in order (a binary heap of every open
+/// call's entry cost a cache miss per level on every pop), and adding one appends to its
+/// bucket.
+#[derive(Default)]
+struct Deadlines {
+    buckets: std::collections::BTreeMap<i64, Vec<(i64, CallRef)>>,
+    len: usize,
+}
+
+impl Deadlines {
+    const WIDTH_US: i64 = 10_000;
+
+    fn push(&mut self, at: i64, r: CallRef) {
+        self.buckets
+            .entry(at.div_euclid(Self::WIDTH_US))
+            .or_default()
+            .push((at, r));
+        self.len += 1;
+    }
+
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn clear(&mut self) {
+        self.buckets.clear();
+        self.len = 0;
+    }
+
+    /// Moves every entry earlier than `now` to `out`.
+    fn take_before(&mut self, now: i64, out: &mut Vec<(i64, CallRef)>) {
+        while let Some(mut e) = self.buckets.first_entry() {
+            let start = e.key().saturating_mul(Self::WIDTH_US);
+            if start >= now {
+                break;
+            }
+            if start.saturating_add(Self::WIDTH_US) <= now {
+                // The whole bucket is earlier.
+                let v = e.remove();
+                self.len -= v.len();
+                out.extend(v);
+                continue;
+            }
+            // The bucket `now` falls in: only its earlier entries.
+            let v = e.get_mut();
+            let before = v.len();
+            v.retain(|&(at, r)| {
+                let take = at < now;
+                if take {
+                    out.push((at, r));
+                }
+                !take
+            });
+            self.len -= before - v.len();
+            if v.is_empty() {
+                e.remove();
+            }
+            break;
+        }
     }
 }
 
@@ -1132,6 +1195,36 @@ mod tests {
         c.expire(200_000 + secs(cfg.closing_grace_s) + 1, &mut done);
         assert_eq!(done.len(), 1);
         assert_eq!(done[0].close_reason, "");
+    }
+
+    #[test]
+    fn deadlines_before_a_time_are_taken_and_later_ones_stay() {
+        let mut d = Deadlines::default();
+        let w = Deadlines::WIDTH_US;
+        // Two buckets wholly before `now`, the bucket `now` falls in, a later one; and a time
+        // before the epoch.
+        for (at, r) in [
+            (3 * w + 5, 1),
+            (w, 2),
+            (5 * w + 1, 3),
+            (5 * w + 2, 4),
+            (9 * w, 5),
+            (-7, 6),
+        ] {
+            d.push(at, r);
+        }
+        let mut out = Vec::new();
+        d.take_before(5 * w + 2, &mut out);
+        out.sort_unstable();
+        assert_eq!(out, vec![(-7, 6), (w, 2), (3 * w + 5, 1), (5 * w + 1, 3)]);
+        assert_eq!(d.len(), 2);
+        out.clear();
+        d.take_before(5 * w + 2, &mut out);
+        assert!(out.is_empty(), "an entry at `now` is not before it");
+        d.take_before(9 * w + 1, &mut out);
+        out.sort_unstable();
+        assert_eq!(out, vec![(5 * w + 2, 4), (9 * w, 5)]);
+        assert_eq!(d.len(), 0);
     }
 
     #[test]
