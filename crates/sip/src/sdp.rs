@@ -502,7 +502,11 @@ m=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\n";
         assert_eq!(s.media.len(), 70);
         for (i, m) in s.media.iter().enumerate() {
             let own = i == 3 || i == 66;
-            let want = if own { Direction::SendOnly } else { Direction::RecvOnly };
+            let want = if own {
+                Direction::SendOnly
+            } else {
+                Direction::RecvOnly
+            };
             assert_eq!(m.direction, want, "m-line {i}");
         }
     }
