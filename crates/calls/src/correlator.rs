@@ -257,6 +257,12 @@ impl Correlator {
                 let r = summary.call_ref;
                 self.by_id.insert(call_id.to_vec(), r);
                 self.maybe_due.push(r);
+                // A user that never takes snapshots (an index rebuild) leaves completed calls
+                // listed: they go once they outnumber the open ones.
+                if self.maybe_due.len() > 2 * self.calls.len() + 1024 {
+                    let calls = &self.calls;
+                    self.maybe_due.retain(|r| calls.contains_key(r));
+                }
                 self.calls.insert(
                     r,
                     Box::new(Call {
@@ -1225,6 +1231,38 @@ mod tests {
         out.sort_unstable();
         assert_eq!(out, vec![(5 * w + 2, 4), (9 * w, 5)]);
         assert_eq!(d.len(), 0);
+    }
+
+    #[test]
+    fn without_snapshots_taken_the_list_of_changed_calls_stays_bounded() {
+        // As in an index rebuild: calls open and complete, nobody takes snapshots.
+        let mut c = Correlator::new(CallConfig::default(), 1);
+        let mut done = Vec::new();
+        let grace = secs(CallConfig::default().closing_grace_s);
+        for i in 0..3000i64 {
+            let t = i * (grace + 1_000_000);
+            c.expire(t, &mut done);
+            let id = format!("Call-ID: s{i}");
+            let inv = String::from_utf8(invite(4000))
+                .unwrap()
+                .replace("Call-ID: c1", &id);
+            let bye = String::from_utf8(bye_from_callee())
+                .unwrap()
+                .replace("Call-ID: c1", &id);
+            feed_sip(&mut c, t, A_SIG, B_SIG, inv.as_bytes());
+            feed_sip(&mut c, t, B_SIG, A_SIG, bye.as_bytes());
+        }
+        assert_eq!(
+            done.len(),
+            2999,
+            "each call completed before the next began"
+        );
+        assert!(
+            c.maybe_due.len() <= 2 * c.open_calls() + 1024 + 1,
+            "{} entries for {} open calls",
+            c.maybe_due.len(),
+            c.open_calls()
+        );
     }
 
     #[test]
