@@ -1124,6 +1124,19 @@ mod tests {
             .unwrap()
     }
 
+    /// An INVITE and the callee's BYE of call `id`, both at `t`.
+    fn short_call(c: &mut Correlator, t: i64, id: &str) {
+        let id = format!("Call-ID: {id}");
+        let inv = String::from_utf8(invite(4000))
+            .unwrap()
+            .replace("Call-ID: c1", &id);
+        let bye = String::from_utf8(bye_from_callee())
+            .unwrap()
+            .replace("Call-ID: c1", &id);
+        feed_sip(c, t, A_SIG, B_SIG, inv.as_bytes());
+        feed_sip(c, t, B_SIG, A_SIG, bye.as_bytes());
+    }
+
     fn setup(c: &mut Correlator) -> CallRef {
         let r = feed_sip(c, 0, A_SIG, B_SIG, &invite(4000)).call_ref;
         feed_sip(c, 100_000, B_SIG, A_SIG, &ok(6000, "1 INVITE"));
@@ -1242,15 +1255,7 @@ mod tests {
         for i in 0..3000i64 {
             let t = i * (grace + 1_000_000);
             c.expire(t, &mut done);
-            let id = format!("Call-ID: s{i}");
-            let inv = String::from_utf8(invite(4000))
-                .unwrap()
-                .replace("Call-ID: c1", &id);
-            let bye = String::from_utf8(bye_from_callee())
-                .unwrap()
-                .replace("Call-ID: c1", &id);
-            feed_sip(&mut c, t, A_SIG, B_SIG, inv.as_bytes());
-            feed_sip(&mut c, t, B_SIG, A_SIG, bye.as_bytes());
+            short_call(&mut c, t, &format!("s{i}"));
         }
         assert_eq!(
             done.len(),
@@ -1271,15 +1276,7 @@ mod tests {
         let mut done = Vec::new();
         // Many short calls: each leaves a stale pending-timeout entry behind.
         for i in 0..3000 {
-            let id = format!("Call-ID: c{i}");
-            let inv = String::from_utf8(invite(4000))
-                .unwrap()
-                .replace("Call-ID: c1", &id);
-            let bye = String::from_utf8(bye_from_callee())
-                .unwrap()
-                .replace("Call-ID: c1", &id);
-            feed_sip(&mut c, i, A_SIG, B_SIG, inv.as_bytes());
-            feed_sip(&mut c, i, B_SIG, A_SIG, bye.as_bytes());
+            short_call(&mut c, i, &format!("c{i}"));
         }
         c.expire(
             10_000 + secs(CallConfig::default().closing_grace_s),
