@@ -1307,10 +1307,11 @@ pub fn row_to_summary(r: &CallRow) -> CallSummary {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn call(r: u64, messages: u32) -> CallSummary {
+    /// A completed call `r` with `messages` SIP messages (its start time follows `r`).
+    pub(crate) fn call(r: u64, messages: u32) -> CallSummary {
         CallSummary {
             call_ref: r,
             call_id: format!(

@@ -548,14 +548,22 @@ impl StoreWriter {
     /// still correct point.
     fn save_recovery_points(&mut self) -> Result<(), StoreError> {
         let mut from: Vec<Option<BlockRef>> = vec![None; self.buckets.len()];
+        let live = |calls: &HashMap<CallRef, OpenCall>, br: BlockRef, r: CallRef| {
+            calls.get(&r).is_some_and(|c| c.unindexed == Some(br))
+        };
         for (q, slot) in self.unindexed.iter_mut().zip(from.iter_mut()) {
             // Entries of calls since written (or gone) are dropped as they come to the front.
             while let Some(&(br, r)) = q.front() {
-                if self.calls.get(&r).is_some_and(|c| c.unindexed == Some(br)) {
+                if live(&self.calls, br, r) {
                     *slot = Some(br);
                     break;
                 }
                 q.pop_front();
+            }
+            // A call that stays unindexed for long (one closing while its media goes on) holds
+            // the front: the stale entries behind it go once they outnumber the open calls.
+            if q.len() > 2 * self.calls.len() + 1024 {
+                q.retain(|&(br, r)| live(&self.calls, br, r));
             }
         }
         for (b, at) in self.buckets.iter().zip(from) {
@@ -713,5 +721,62 @@ impl Sink for StoreWriter {
             }
         }
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::index::tests::call;
+    use siphon_ingest::Kind;
+
+    fn sip(w: &mut StoreWriter, r: CallRef) {
+        let s = call(r, 1);
+        w.record(&Record {
+            ts_us: s.start_us,
+            kind: Kind::Sip,
+            call_ref: r,
+            node: 0,
+            link: LinkType(1),
+            frame: b"OPTIONS sip:x SIP/2.0\r\n\r\n",
+        });
+    }
+
+    #[test]
+    fn a_call_that_stays_unindexed_does_not_make_the_recovery_queue_grow_without_bound() {
+        let root = std::env::temp_dir().join(format!("siphon-writer-{}-queue", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let mut cfg = StoreConfig::new(&root);
+        cfg.fsync = false;
+        let mut w = StoreWriter::open(cfg).unwrap();
+        // Call 1 opens and is never written (as a call closing while its media goes on);
+        // many short calls come and go behind it.
+        let first = call(1, 1);
+        w.call_opened(1, &first.call_id, first.start_us);
+        sip(&mut w, 1);
+        w.flush_refs(&[]).unwrap();
+        let mut longest = 0;
+        for batch in 0..40u64 {
+            for i in 0..200 {
+                let r = 2 + batch * 200 + i;
+                let s = call(r, 1);
+                w.call_opened(r, &s.call_id, s.start_us);
+                sip(&mut w, r);
+                w.call_completed(s);
+            }
+            w.flush_refs(&[]).unwrap();
+            longest = longest.max(w.unindexed.iter().map(VecDeque::len).sum::<usize>());
+        }
+        // The recovery point stays at call 1's block all along.
+        let b = &w.buckets[0];
+        let from = index::recover_from(&b.conn).unwrap();
+        assert_eq!(from, w.calls.get(&1).and_then(|c| c.unindexed));
+        assert!(from.is_some());
+        assert!(
+            longest <= 2 * w.calls.len() + 1024 + 200,
+            "{longest} queued entries for {} open calls",
+            w.calls.len()
+        );
+        let _ = std::fs::remove_dir_all(&root);
     }
 }
