@@ -370,8 +370,14 @@ impl StoreWriter {
             }
             by_bucket[at].push((s.call_ref, s));
         }
-        for r in std::mem::take(&mut self.with_media) {
-            self.seal_media(r)?;
+        let with_media = std::mem::take(&mut self.with_media);
+        for (i, &r) in with_media.iter().enumerate() {
+            if let Err(e) = self.seal_media(r) {
+                // Still to seal at the next flush.
+                self.with_media
+                    .extend_from_slice(with_media.get(i..).unwrap_or_default());
+                return Err(e);
+            }
         }
         for key in 0..self.buckets.len() {
             let mut new_refs: Vec<(CallRef, BlockRef)> = Vec::new();
