@@ -113,7 +113,7 @@ struct Call {
 pub struct Correlator {
     cfg: CallConfig,
     by_id: HashMap<Vec<u8>, CallRef>,
-    calls: HashMap<CallRef, Box<Call>>,
+    calls: crate::RefMap<Box<Call>>,
     media: HashMap<SocketAddr, Vec<Binding>>,
     closed: HashMap<Vec<u8>, CallRef>,
     closed_order: VecDeque<Vec<u8>>,
@@ -178,7 +178,7 @@ impl Correlator {
         Correlator {
             cfg,
             by_id: HashMap::default(),
-            calls: HashMap::default(),
+            calls: Default::default(),
             media: HashMap::default(),
             closed: HashMap::default(),
             closed_order: VecDeque::new(),
@@ -299,13 +299,22 @@ impl Correlator {
                 let sdp = Sdp::parse(body);
                 for m in &sdp.media {
                     for rm in &m.rtpmaps {
-                        let enc = String::from_utf8_lossy(rm.encoding).into_owned();
+                        let enc = String::from_utf8_lossy(rm.encoding);
                         match call.rtpmap.iter_mut().find(|e| e.0 == rm.payload_type) {
                             Some(e) => {
-                                e.1 = enc;
+                                // An answer mostly repeats the offer's names: no new string.
+                                if e.1 != enc {
+                                    e.1 = enc.into_owned();
+                                }
                                 e.2 = rm.clock_rate;
                             }
-                            None => call.rtpmap.push((rm.payload_type, enc, rm.clock_rate)),
+                            None => {
+                                call.rtpmap.push((
+                                    rm.payload_type,
+                                    enc.into_owned(),
+                                    rm.clock_rate,
+                                ));
+                            }
                         }
                     }
                     let Some(ip) = m.connection else { continue };
@@ -815,9 +824,9 @@ impl Correlator {
         // they outnumber the open calls, the queue is rebuilt from the live ones.
         if self.deadlines.len() > 2 * self.calls.len() + 1024 {
             let mut fresh = Deadlines::default();
-            for (r, c) in &self.calls {
+            for (r, c) in self.calls.iter() {
                 if c.next_check != i64::MAX {
-                    fresh.push(c.next_check, *r);
+                    fresh.push(c.next_check, r);
                 }
             }
             self.deadlines = fresh;
@@ -828,7 +837,7 @@ impl Correlator {
     /// on calls that had not ended by SIP.
     pub fn finish(&mut self, reason: &str, out: &mut Vec<CallSummary>) {
         self.deadlines.clear();
-        let mut refs: Vec<CallRef> = self.calls.keys().copied().collect();
+        let mut refs: Vec<CallRef> = self.calls.keys().collect();
         refs.sort_unstable();
         for r in refs {
             let ended = self

@@ -12,11 +12,13 @@
 
 mod correlator;
 pub mod quality;
+mod refmap;
 mod summary;
 
 pub use correlator::{
     CallConfig, Correlator, MediaClass, SipOutcome, MEDIA_SNAPSHOT_EVERY_US, SNAPSHOT_DELAY_US,
 };
+pub use refmap::RefMap;
 pub use summary::{
     codec_name, CallState, CallSummary, HangupSide, Phase, RtcpFigures, StreamDirection,
     StreamInterval, StreamSummary,

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
-use siphon_calls::{CallRef, CallSummary};
+use siphon_calls::{CallRef, CallSummary, RefMap};
 use siphon_ingest::{Record, Sink};
 use siphon_wire::link::LinkType;
 
@@ -101,7 +101,7 @@ pub struct StoreWriter {
     bucket_pos: HashMap<String, usize>,
     /// The time range [start, end) of the bucket last looked up by time, and its position.
     last_range: Option<(i64, i64, usize)>,
-    calls: HashMap<CallRef, OpenCall>,
+    calls: RefMap<OpenCall>,
     /// Calls whose media buffer filled since the last flush (each at least once): a flush
     /// seals these rather than looking at every open call.
     with_media: Vec<CallRef>,
@@ -164,7 +164,7 @@ impl StoreWriter {
             buckets: Vec::new(),
             bucket_pos: HashMap::default(),
             last_range: None,
-            calls: HashMap::default(),
+            calls: RefMap::new(),
             with_media: Vec::new(),
             unindexed: Vec::new(),
             completed: Vec::new(),
@@ -308,7 +308,7 @@ impl StoreWriter {
             Some(c) => c.bucket,
             None => self.bucket_at(ts_us)?,
         };
-        Ok(self.calls.entry(call_ref).or_insert_with(|| OpenCall {
+        Ok(self.calls.get_or_insert_with(call_ref, || OpenCall {
             bucket,
             blocks: Vec::new(),
             earlier_streams: Vec::new(),
@@ -554,7 +554,7 @@ impl StoreWriter {
     /// still correct point.
     fn save_recovery_points(&mut self) -> Result<(), StoreError> {
         let mut from: Vec<Option<BlockRef>> = vec![None; self.buckets.len()];
-        let live = |calls: &HashMap<CallRef, OpenCall>, br: BlockRef, r: CallRef| {
+        let live = |calls: &RefMap<OpenCall>, br: BlockRef, r: CallRef| {
             calls.get(&r).is_some_and(|c| c.unindexed == Some(br))
         };
         for (q, slot) in self.unindexed.iter_mut().zip(from.iter_mut()) {
