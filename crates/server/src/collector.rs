@@ -33,7 +33,7 @@ const BATCH: usize = 256;
 /// Largest HEP packet accepted over TCP.
 const MAX_HEP_TCP: usize = 65_535;
 
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Source {
     HepUdp,
     HepTcp,
@@ -118,18 +118,34 @@ struct QueueTx {
     byte_limit: usize,
     /// Batches the pipeline is done with, for reuse: a listener fills warm buffers instead of
     /// asking the allocator for fresh pages (which the kernel must zero) for every batch.
-    pool: Arc<std::sync::Mutex<Vec<Batch>>>,
+    pool: SharedPool,
 }
 
-/// Empty batches kept for reuse.
-const POOL_BATCHES: usize = 64;
+/// Buffer bytes kept in empty batches for reuse. While the pipeline flushes, listeners fill
+/// hundreds of batches (one per socket read); once it has caught up they come back, and
+/// those kept spare the next flush's backlog fresh pages. Memory at rest stays below the
+/// queue's own byte limit (`queue_packets` KiB).
+const POOL_MAX_BYTES: usize = 64 << 20;
 /// Largest buffer a kept batch may have.
 const POOL_MAX_BUF: usize = 1 << 20;
+
+/// Empty batches for reuse, and the capacity of their buffers.
+#[derive(Default)]
+struct Pool {
+    batches: Vec<Batch>,
+    bytes: usize,
+}
+
+type SharedPool = Arc<std::sync::Mutex<Pool>>;
 
 impl QueueTx {
     /// An empty batch, reused when one is free.
     fn batch(&self, source: Source) -> Batch {
-        let reused = self.pool.lock().ok().and_then(|mut p| p.pop());
+        let reused = self.pool.lock().ok().and_then(|mut p| {
+            let b = p.batches.pop()?;
+            p.bytes -= b.buf.capacity();
+            Some(b)
+        });
         match reused {
             Some(mut b) => {
                 b.source = source;
@@ -143,14 +159,16 @@ impl QueueTx {
 }
 
 /// Gives a processed batch back to the listeners.
-fn recycle(pool: &std::sync::Mutex<Vec<Batch>>, batch: Batch) {
+fn recycle(pool: &std::sync::Mutex<Pool>, batch: Batch) {
     // A batch that grew for large packets goes back to the allocator instead.
-    if batch.buf.capacity() > POOL_MAX_BUF {
+    let cap = batch.buf.capacity();
+    if cap > POOL_MAX_BUF {
         return;
     }
     if let Ok(mut p) = pool.lock() {
-        if p.len() < POOL_BATCHES {
-            p.push(batch);
+        if p.bytes + cap <= POOL_MAX_BYTES {
+            p.bytes += cap;
+            p.batches.push(batch);
         }
     }
 }
@@ -225,7 +243,7 @@ pub fn start(cfg: &Config, metrics: Arc<Metrics>) -> Result<Collector> {
     // queue_full like any other overflow.
     let (tx, rx) = sync_channel::<Batch>((limit / 16).max(1024));
     let queued = Arc::new(QueueLoad::default());
-    let pool = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let pool = SharedPool::default();
     let tx = QueueTx {
         tx,
         load: queued.clone(),
@@ -773,7 +791,7 @@ const EXPIRE_EVERY: Duration = Duration::from_millis(100);
 fn pipeline_loop(
     rx: Receiver<Batch>,
     queued: Arc<QueueLoad>,
-    pool: Arc<std::sync::Mutex<Vec<Batch>>>,
+    pool: SharedPool,
     mut pipe: Pipeline,
     mut writer: StoreWriter,
     m: Arc<Metrics>,
@@ -908,7 +926,7 @@ mod tests {
             load: Arc::new(QueueLoad::default()),
             limit,
             byte_limit,
-            pool: Arc::new(std::sync::Mutex::new(Vec::new())),
+            pool: SharedPool::default(),
         }
     }
 
@@ -983,11 +1001,35 @@ mod tests {
 
     #[test]
     fn a_batch_grown_for_large_packets_is_not_kept_for_reuse() {
-        let pool = std::sync::Mutex::new(Vec::new());
+        let pool = std::sync::Mutex::new(Pool::default());
         recycle(&pool, batch(3));
         let mut huge = Batch::new(Source::HepTcp);
         huge.push(0, &vec![0u8; POOL_MAX_BUF + 1]);
         recycle(&pool, huge);
-        assert_eq!(pool.lock().unwrap().len(), 1);
+        assert_eq!(pool.lock().unwrap().batches.len(), 1);
+    }
+
+    #[test]
+    fn kept_batches_stay_within_the_pool_byte_limit_and_are_handed_out_again() {
+        let (tx, _rx) = sync_channel(4);
+        let q = queue(tx, 1 << 20, 1 << 30);
+        let mut full = 0;
+        while q.pool.lock().unwrap().bytes + POOL_MAX_BUF <= POOL_MAX_BYTES {
+            let mut b = Batch::new(Source::HepTcp);
+            b.push(0, &vec![0u8; POOL_MAX_BUF]);
+            recycle(&q.pool, b);
+            full += 1;
+        }
+        let mut b = Batch::new(Source::HepTcp);
+        b.push(0, &vec![0u8; POOL_MAX_BUF]);
+        recycle(&q.pool, b);
+        let p = q.pool.lock().unwrap();
+        assert_eq!(p.batches.len(), full, "one over the limit is not kept");
+        assert!(p.bytes <= POOL_MAX_BYTES);
+        drop(p);
+        let reused = q.batch(Source::HepUdp);
+        assert!(reused.buf.capacity() >= POOL_MAX_BUF && reused.items.is_empty());
+        assert_eq!(reused.source, Source::HepUdp);
+        assert_eq!(q.pool.lock().unwrap().batches.len(), full - 1);
     }
 }

@@ -371,9 +371,9 @@ pub fn open(path: &Path) -> rusqlite::Result<Connection> {
     let conn = Connection::open(path)?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
-    // A flush writes thousands of rows in one transaction, keyed by Call-ID at random places
-    // of the unique index: a page cache that holds the hot part of the B-trees keeps SQLite
-    // from spilling pages mid-transaction, and the statement journal stays in memory.
+    // A flush writes thousands of rows and keys in one transaction: a page cache that holds
+    // the hot part of the B-trees (the small key runs are written at random places) keeps
+    // SQLite from spilling pages mid-transaction, and the statement journal stays in memory.
     conn.pragma_update(None, "cache_size", -(WRITE_CACHE_KIB as i64))?;
     conn.pragma_update(None, "temp_store", "MEMORY")?;
     conn.execute_batch(SCHEMA)?;
