@@ -90,7 +90,8 @@ struct Call {
     summary: CallSummary,
     initial_cseq: Option<u32>,
     rtpmap: Vec<(u8, String, u32)>,
-    bound: Vec<SocketAddr>,
+    /// Media endpoints the call is bound to (RTP and RTCP of each side: four inline).
+    bound: smallvec::SmallVec<[SocketAddr; 4]>,
     closing_since: Option<i64>,
     /// Signalling changed since the last snapshot.
     dirty: bool,
@@ -114,7 +115,8 @@ pub struct Correlator {
     cfg: CallConfig,
     by_id: HashMap<Vec<u8>, CallRef>,
     calls: crate::RefMap<Box<Call>>,
-    media: HashMap<SocketAddr, Vec<Binding>>,
+    /// Calls bound to each media endpoint, most often one (kept inline: no allocation).
+    media: HashMap<SocketAddr, smallvec::SmallVec<[Binding; 1]>>,
     closed: HashMap<Vec<u8>, CallRef>,
     closed_order: VecDeque<Vec<u8>>,
     next_ref: CallRef,
@@ -269,7 +271,7 @@ impl Correlator {
                         summary,
                         initial_cseq: None,
                         rtpmap: Vec::new(),
-                        bound: Vec::new(),
+                        bound: smallvec::SmallVec::new(),
                         closing_since: None,
                         dirty: true,
                         media_dirty: false,

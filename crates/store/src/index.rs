@@ -366,6 +366,13 @@ fn unpack_addrs(buf: &[u8]) -> (String, String, usize) {
 /// Page cache of a bucket index opened for writing, KiB.
 const WRITE_CACHE_KIB: u32 = 64 << 10;
 
+/// WAL pages after which a commit copies the WAL into the database (SQLite's default is
+/// 1,000). A busy collector's flush writes hundreds of pages, many of them the same pages
+/// again (the B-trees' right edges, the small key runs): with the default, every other
+/// commit checkpointed and copied those pages again (commits of 4 and 20 ms in turn at
+/// 400,000 messages/s); now commits take about 4 ms and one in about fifteen checkpoints.
+const WAL_CHECKPOINT_PAGES: i64 = 8192;
+
 /// Opens (creating if needed) a bucket index.
 pub fn open(path: &Path) -> rusqlite::Result<Connection> {
     let conn = Connection::open(path)?;
@@ -376,6 +383,7 @@ pub fn open(path: &Path) -> rusqlite::Result<Connection> {
     // SQLite from spilling pages mid-transaction, and the statement journal stays in memory.
     conn.pragma_update(None, "cache_size", -(WRITE_CACHE_KIB as i64))?;
     conn.pragma_update(None, "temp_store", "MEMORY")?;
+    conn.pragma_update(None, "wal_autocheckpoint", WAL_CHECKPOINT_PAGES)?;
     conn.execute_batch(SCHEMA)?;
     upgrade(&conn)?;
     conn.execute(
