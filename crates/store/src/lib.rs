@@ -15,6 +15,7 @@
 //! - records are self-describing, so [`reindex`] rebuilds every index from the segments alone.
 #![forbid(unsafe_code)]
 
+mod checkpoint;
 pub mod index;
 pub mod recover;
 mod reindex;

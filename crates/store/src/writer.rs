@@ -12,11 +12,15 @@ use siphon_calls::{CallRef, CallSummary, RefMap};
 use siphon_ingest::{Record, Sink};
 use siphon_wire::link::LinkType;
 
+use crate::checkpoint::Checkpointer;
 use crate::index::{self, merge_streams, StoredStream};
 use crate::segment::{
     BlockBuf, BlockKind, BlockRef, SegmentWriter, KIND_CALL_DEF, KIND_QUALITY, KIND_SUMMARY,
 };
 use crate::{bucket_key, list_segments, StoreConfig, StoreError};
+
+/// A bucket's index is checkpointed (on the checkpoint thread) after this many commits.
+const CHECKPOINT_EVERY_COMMITS: u32 = 4;
 
 /// SIP blocks are cut at this raw size: small enough that reading one call's ladder
 /// decompresses little, large enough to compress well across calls.
@@ -68,6 +72,10 @@ struct Bucket {
     key: String,
     dir: PathBuf,
     conn: Connection,
+    /// `conn`'s file, for the checkpoint thread.
+    index_path: PathBuf,
+    /// Commits since a checkpoint was last asked for.
+    commits: u32,
     /// Where this writer adds Call-ID keys to `conn`.
     keys: index::KeyWriter,
     seg: Option<SegmentWriter>,
@@ -122,6 +130,8 @@ pub struct StoreWriter {
     error: Option<StoreError>,
     stats: WriteStats,
     first_ref: CallRef,
+    /// Copies the indexes' logs into their files off this thread (see `checkpoint.rs`).
+    checkpointer: Option<Checkpointer>,
     /// Held while the writer lives: one writer per store.
     _lock: std::fs::File,
 }
@@ -176,6 +186,7 @@ impl StoreWriter {
             stats,
             _lock: lock,
             first_ref,
+            checkpointer: Checkpointer::start(),
         })
     }
 
@@ -235,6 +246,8 @@ impl StoreWriter {
                 key: key.to_string(),
                 dir,
                 conn,
+                index_path: ipath,
+                commits: 0,
                 keys: index::KeyWriter::default(),
                 seg: None,
                 next_seg,
@@ -526,6 +539,13 @@ impl StoreWriter {
                 b.keys.reset();
             }
             let n = written.map_err(|e| StoreError::index(&b.dir, e))?;
+            b.commits += 1;
+            if b.commits >= CHECKPOINT_EVERY_COMMITS {
+                b.commits = 0;
+                if let Some(ck) = &self.checkpointer {
+                    ck.request(&b.index_path);
+                }
+            }
             self.stats.rows_written += n;
             for &(r, _, _) in &streams_of {
                 if let Some(oc) = self.calls.get_mut(&r) {
@@ -592,6 +612,9 @@ impl StoreWriter {
     /// Flushes and seals every segment. `open` holds the final summaries of calls still open.
     pub fn close(mut self, open: Vec<CallSummary>) -> Result<WriteStats, StoreError> {
         self.flush(open)?;
+        // Its pending checkpoints done and its connections closed first, so that closing the
+        // writer's own connections checkpoints what is left and removes the logs.
+        self.checkpointer = None;
         // Normally every call is complete and written by now: nothing to recover. A caller
         // that closes with calls neither finished nor passed in keeps the recovery points.
         let all_written = self.calls.values().all(|c| c.unindexed.is_none());
