@@ -93,6 +93,8 @@ fn now_us() -> i64 {
 struct QueueLoad {
     packets: AtomicUsize,
     bytes: AtomicUsize,
+    /// The most `packets` since the pipeline last read it.
+    peak: AtomicUsize,
 }
 
 impl QueueLoad {
@@ -207,11 +209,15 @@ impl SendCounters {
         let bytes = batch.buf.len();
         self.packets.inc_by(n as u64);
         self.bytes.inc_by(bytes as u64);
-        let over = q.load.packets.fetch_add(n, Ordering::AcqRel) + n > q.limit;
+        let queued = q.load.packets.fetch_add(n, Ordering::AcqRel) + n;
+        let over = queued > q.limit;
         let over = q.load.bytes.fetch_add(bytes, Ordering::AcqRel) + bytes > q.byte_limit || over;
         if !over {
             match q.tx.try_send(batch) {
-                Ok(()) => return true,
+                Ok(()) => {
+                    q.load.peak.fetch_max(queued, Ordering::Relaxed);
+                    return true;
+                }
                 Err(TrySendError::Full(_)) => {}
                 Err(TrySendError::Disconnected(_)) => return false,
             }
@@ -866,6 +872,8 @@ fn pipeline_loop(
             publish(&m, &st, &last_stats);
             last_stats = st;
             m.active_calls.set(pipe.open_calls() as i64);
+            m.queue_peak_packets
+                .set(queued.peak.swap(0, Ordering::Relaxed) as i64);
             let ws = writer.stats();
             let written = ws.sip_block_bytes + ws.media_block_bytes + ws.summary_block_bytes;
             m.store_bytes.inc_by(written.saturating_sub(written_seen));
@@ -948,6 +956,8 @@ mod tests {
             "a batch over the limit is dropped whole and counted"
         );
         assert_eq!(q.load.packets.load(Ordering::SeqCst), 10);
+        // The high-water mark counts what was queued, not what was refused.
+        assert_eq!(q.load.peak.swap(0, Ordering::Relaxed), 10);
         // The pipeline takes batches: room again.
         for _ in 0..4 {
             let b = rx.recv().unwrap();
@@ -956,6 +966,11 @@ mod tests {
         assert!(c.send(&q, batch(4)));
         assert_eq!(queue_full(&m), 3);
         assert_eq!(q.load.packets.load(Ordering::SeqCst), 10);
+        assert_eq!(
+            q.load.peak.load(Ordering::Relaxed),
+            10,
+            "6 left, then 4 more"
+        );
         // Every packet offered is counted as received, dropped or not.
         let received = m
             .received_packets

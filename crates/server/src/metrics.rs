@@ -101,6 +101,8 @@ pub struct Metrics {
     pub store_flush_seconds: Histogram,
     /// See `store_flush_seconds`.
     pub store_bytes: Counter,
+    /// The most packets waiting for the pipeline at once over the last second.
+    pub queue_peak_packets: Gauge,
     /// Calls and talk time behind ASR/ACD/NER.
     totals: Mutex<CallTotals>,
 }
@@ -143,6 +145,7 @@ impl Metrics {
         let ner = Gauge::<f64, AtomicU64>::default();
         let store_flush_seconds = Histogram::new([0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0]);
         let store_bytes = Counter::default();
+        let queue_peak_packets = Gauge::default();
         registry.register(
             "received_packets",
             "Packets received, by source",
@@ -233,6 +236,11 @@ impl Metrics {
             "Bytes written to segment files",
             store_bytes.clone(),
         );
+        registry.register(
+            "pipeline_queue_peak_packets",
+            "Most packets waiting for the pipeline at once over the last second (drops begin at pipeline.queue_packets)",
+            queue_peak_packets.clone(),
+        );
         Metrics {
             registry,
             received_packets,
@@ -252,6 +260,7 @@ impl Metrics {
             loss_pct,
             store_flush_seconds,
             store_bytes,
+            queue_peak_packets,
             totals: Mutex::new(CallTotals::default()),
         }
     }
