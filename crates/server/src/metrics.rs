@@ -105,6 +105,10 @@ pub struct Metrics {
     pub queue_peak_packets: Gauge,
     /// Calls and talk time behind ASR/ACD/NER.
     totals: Mutex<CallTotals>,
+    /// Read from the system at each encoding.
+    process_cpu_seconds: Counter<f64, AtomicU64>,
+    /// See `process_cpu_seconds`.
+    process_resident_bytes: Gauge,
 }
 
 #[derive(Default)]
@@ -128,9 +132,12 @@ fn loss_hist() -> Histogram {
 }
 
 impl Metrics {
-    /// All metrics, registered under the `siphon_` prefix.
+    /// All metrics, registered under the `siphon_` prefix, and the process's CPU time and
+    /// memory under their usual names (`process_cpu_seconds_total`,
+    /// `process_resident_memory_bytes`).
     pub fn new() -> Self {
-        let mut registry = Registry::with_prefix("siphon");
+        let mut root = Registry::default();
+        let registry = root.sub_registry_with_prefix("siphon");
         let received_packets = Family::<SourceLabel, Counter>::default();
         let received_bytes = Family::<SourceLabel, Counter>::default();
         let packets_by_type = Family::<TypeLabel, Counter>::default();
@@ -241,8 +248,22 @@ impl Metrics {
             "Most packets waiting for the pipeline at once over the last second (drops begin at pipeline.queue_packets)",
             queue_peak_packets.clone(),
         );
+        let process_cpu_seconds = Counter::<f64, AtomicU64>::default();
+        let process_resident_bytes = Gauge::default();
+        root.register(
+            "process_cpu_seconds",
+            "User and system CPU time of the process, in seconds",
+            process_cpu_seconds.clone(),
+        );
+        root.register(
+            "process_resident_memory_bytes",
+            "Resident memory of the process (Linux), in bytes",
+            process_resident_bytes.clone(),
+        );
         Metrics {
-            registry,
+            registry: root,
+            process_cpu_seconds,
+            process_resident_bytes,
             received_packets,
             received_bytes,
             packets_by_type,
@@ -267,11 +288,37 @@ impl Metrics {
 
     /// The Prometheus text exposition.
     pub fn encode(&self) -> String {
+        self.read_process();
         let mut s = String::new();
         if encode(&mut s, &self.registry).is_err() {
             s.clear();
         }
         s
+    }
+
+    /// Brings the process metrics up to date.
+    fn read_process(&self) {
+        use nix::sys::resource::{getrusage, UsageWho};
+        if let Ok(u) = getrusage(UsageWho::RUSAGE_SELF) {
+            let secs = |t: nix::sys::time::TimeVal| t.tv_sec() as f64 + t.tv_usec() as f64 / 1e6;
+            let total = secs(u.user_time()) + secs(u.system_time());
+            // A counter only goes up: add what was used since the last reading (concurrent
+            // scrapes may both add; the excess is at most the time between them).
+            let seen = self.process_cpu_seconds.get();
+            if total > seen {
+                self.process_cpu_seconds.inc_by(total - seen);
+            }
+        }
+        if let Some(kib) = std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|st| {
+                st.lines()
+                    .find_map(|l| l.strip_prefix("VmRSS:"))
+                    .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<i64>().ok())
+            })
+        {
+            self.process_resident_bytes.set(kib.saturating_mul(1024));
+        }
     }
 
     /// Accounts a completed call: outcome, ASR/ACD/NER, quality histograms.
@@ -317,5 +364,116 @@ impl Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The names of the `siphon_*` and `process_*` series a PromQL text refers to, without
+    /// the suffixes a counter or histogram adds.
+    fn series(text: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut rest = text;
+        while let Some(i) = ["siphon_", "process_"]
+            .iter()
+            .filter_map(|p| rest.find(p))
+            .min()
+        {
+            let tail = rest.get(i..).unwrap_or_default();
+            let end = tail
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(tail.len());
+            let mut name = tail.get(..end).unwrap_or_default();
+            for suffix in ["_total", "_bucket", "_sum", "_count"] {
+                name = name.strip_suffix(suffix).unwrap_or(name);
+            }
+            out.push(name.to_string());
+            rest = tail.get(end..).unwrap_or_default();
+        }
+        out
+    }
+
+    #[test]
+    fn every_series_the_grafana_dashboard_queries_is_exported() {
+        let dashboard: serde_json::Value =
+            serde_json::from_str(include_str!("../../../etc/grafana/siphon-dashboard.json"))
+                .unwrap();
+        // A family is exported once it has a series: give each one.
+        let m = Metrics::new();
+        let source = SourceLabel {
+            source: "hep_udp".into(),
+        };
+        m.received_packets.get_or_create(&source).inc();
+        m.received_bytes.get_or_create(&source).inc();
+        m.packets_by_type
+            .get_or_create(&TypeLabel {
+                r#type: "sip".into(),
+            })
+            .inc();
+        let reason = ReasonLabel {
+            reason: "queue_full".into(),
+        };
+        m.drops.get_or_create(&reason).inc();
+        m.malformed.get_or_create(&reason).inc();
+        m.sip_requests
+            .get_or_create(&MethodLabel {
+                method: "INVITE".into(),
+            })
+            .inc();
+        m.sip_responses
+            .get_or_create(&ClassLabel {
+                class: "2xx".into(),
+            })
+            .inc();
+        m.calls
+            .get_or_create(&OutcomeLabel {
+                outcome: "answered".into(),
+            })
+            .inc();
+        let dir = DirectionLabel {
+            direction: "uac".into(),
+        };
+        m.mos.get_or_create(&dir).observe(4.1);
+        m.jitter_ms.get_or_create(&dir).observe(3.0);
+        m.loss_pct.get_or_create(&dir).observe(0.0);
+        let exported = m.encode();
+        let mut queried = Vec::new();
+        for panel in dashboard["panels"].as_array().unwrap() {
+            for t in panel["targets"].as_array().into_iter().flatten() {
+                queried.extend(series(t["expr"].as_str().unwrap_or_default()));
+            }
+        }
+        assert!(queried.len() >= 15, "{queried:?}");
+        for name in &queried {
+            assert!(
+                exported.contains(&format!("# TYPE {name} ")),
+                "the dashboard queries {name}, which /metrics does not export:\n{exported}"
+            );
+        }
+        assert!(queried
+            .iter()
+            .any(|n| n == "siphon_pipeline_queue_peak_packets"));
+        assert!(queried.iter().any(|n| n == "process_cpu_seconds"));
+    }
+
+    #[test]
+    fn the_process_cpu_time_and_memory_are_read_from_the_system() {
+        let m = Metrics::new();
+        // Some CPU time to account.
+        let mut x = 0u64;
+        for i in 0..20_000_000u64 {
+            x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(i));
+        }
+        let text = m.encode();
+        let value = |name: &str| -> f64 {
+            text.lines()
+                .find_map(|l| l.strip_prefix(&format!("{name} ")))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or_else(|| panic!("{name} missing:\n{text}"))
+        };
+        assert!(value("process_cpu_seconds_total") > 0.0);
+        assert!(value("process_resident_memory_bytes") > 1_000_000.0);
     }
 }
