@@ -9,13 +9,16 @@
 //! bounds the log (see `index::open`).
 
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use rusqlite::Connection;
 
 /// Connections kept open by the checkpoint thread (one per bucket recently written).
 const KEEP_OPEN: usize = 4;
+/// Without requests for this long, the thread closes its connections.
+const IDLE_CLOSE: Duration = Duration::from_secs(60);
 
 /// The handle the writer keeps; dropping it finishes pending checkpoints and ends the thread.
 pub(crate) struct Checkpointer {
@@ -60,7 +63,17 @@ impl Drop for Checkpointer {
 
 fn run(rx: Receiver<PathBuf>) {
     let mut open: Vec<(PathBuf, Connection)> = Vec::new();
-    while let Ok(first) = rx.recv() {
+    loop {
+        let first = match rx.recv_timeout(IDLE_CLOSE) {
+            Ok(p) => p,
+            Err(RecvTimeoutError::Timeout) => {
+                // Idle: no connection kept to a bucket that retention may remove meanwhile
+                // (an open file's space is not freed).
+                open.clear();
+                continue;
+            }
+            Err(RecvTimeoutError::Disconnected) => break,
+        };
         let mut wanted = vec![first];
         while let Ok(p) = rx.try_recv() {
             if !wanted.contains(&p) {
