@@ -891,7 +891,13 @@ fn pipeline_loop(
                 let due = last_retention.is_none_or(|t| t.elapsed() >= Duration::from_secs(600));
                 if due {
                     last_retention = Some(Instant::now());
-                    let _ = siphon_store::retention(&root, retention.0, retention.1, now_us());
+                    let _ = siphon_store::retention_with(
+                        &root,
+                        retention.0,
+                        retention.1,
+                        now_us(),
+                        &mut |key| writer.release_bucket(key),
+                    );
                 }
             }
         }

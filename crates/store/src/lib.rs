@@ -551,6 +551,19 @@ pub fn retention(
     max_bytes: Option<u64>,
     now_us: i64,
 ) -> Result<Vec<String>, StoreError> {
+    retention_with(root, max_age_days, max_bytes, now_us, &mut |_| true)
+}
+
+/// [`retention`] for a store a writer has open: each bucket is deleted only once `release`
+/// (the writer's [`StoreWriter::release_bucket`]) has closed its files, so that its space is
+/// freed; a bucket it keeps is left for a later pass.
+pub fn retention_with(
+    root: &Path,
+    max_age_days: Option<u32>,
+    max_bytes: Option<u64>,
+    now_us: i64,
+    release: &mut dyn FnMut(&str) -> bool,
+) -> Result<Vec<String>, StoreError> {
     fn size(p: &Path) -> u64 {
         let mut n = 0;
         if let Ok(rd) = std::fs::read_dir(p) {
@@ -575,7 +588,7 @@ pub fn retention(
     if let Some(days) = max_age_days {
         let cutoff = now_us - i64::from(days) * 86_400_000_000;
         for (b, (_, end)) in &buckets {
-            if *end <= cutoff {
+            if *end <= cutoff && release(&b.key) {
                 std::fs::remove_dir_all(&b.dir).map_err(|e| StoreError::io(&b.dir, e))?;
                 deleted.push(b.key.clone());
             }
@@ -587,6 +600,9 @@ pub fn retention(
         for (b, _) in &buckets {
             if total <= max {
                 break;
+            }
+            if !release(&b.key) {
+                continue;
             }
             let n = size(&b.dir);
             std::fs::remove_dir_all(&b.dir).map_err(|e| StoreError::io(&b.dir, e))?;

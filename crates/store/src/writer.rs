@@ -76,6 +76,11 @@ struct Bucket {
     index_path: PathBuf,
     /// Commits since a checkpoint was last asked for.
     commits: u32,
+    /// The recovery point last saved in `conn` (see `save_recovery_points`).
+    recover_saved: Option<BlockRef>,
+    /// Given up for retention (see [`StoreWriter::release_bucket`]): its files are closed and
+    /// `conn` is an empty in-memory database; nothing is written to it any more.
+    released: bool,
     /// Where this writer adds Call-ID keys to `conn`.
     keys: index::KeyWriter,
     seg: Option<SegmentWriter>,
@@ -248,6 +253,8 @@ impl StoreWriter {
                 conn,
                 index_path: ipath,
                 commits: 0,
+                recover_saved: None,
+                released: false,
                 keys: index::KeyWriter::default(),
                 seg: None,
                 next_seg,
@@ -592,7 +599,10 @@ impl StoreWriter {
                 q.retain(|&(br, r)| live(&self.calls, br, r));
             }
         }
-        for (b, at) in self.buckets.iter().zip(from) {
+        for (b, at) in self.buckets.iter_mut().zip(from) {
+            if b.released {
+                continue;
+            }
             let end = match &b.seg {
                 Some(seg) => BlockRef {
                     segment: seg.number,
@@ -603,10 +613,53 @@ impl StoreWriter {
                     offset: 0,
                 },
             };
-            index::set_recover_from(&b.conn, at.unwrap_or(end))
-                .map_err(|e| StoreError::index(&b.dir, e))?;
+            let point = at.unwrap_or(end);
+            // A bucket no longer written keeps its point: no commit for it at every flush.
+            if b.recover_saved != Some(point) {
+                index::set_recover_from(&b.conn, point)
+                    .map_err(|e| StoreError::index(&b.dir, e))?;
+                b.recover_saved = Some(point);
+            }
         }
         Ok(())
+    }
+
+    /// Closes the files of bucket `key` so that retention can remove it and get its space
+    /// back (an open file's space is freed only when it is closed). True when the bucket is
+    /// not open in this writer, or is now released; false while a call still open or records
+    /// not yet flushed belong to it (retention then keeps it until a later pass). Records
+    /// that arrive later for the bucket's time range open it again.
+    pub fn release_bucket(&mut self, key: &str) -> bool {
+        let Some(&i) = self.bucket_pos.get(key) else {
+            return true;
+        };
+        if self.calls.values().any(|c| c.bucket == i) {
+            return false;
+        }
+        let Some(b) = self.buckets.get_mut(i) else {
+            return true;
+        };
+        if !b.sip.is_empty() || !b.pending.blocks.is_empty() {
+            return false;
+        }
+        let Ok(empty) = Connection::open_in_memory() else {
+            return false;
+        };
+        if let Some(seg) = b.seg.take() {
+            // The bucket is about to be removed: a failed seal loses nothing kept.
+            let _ = seg.seal();
+        }
+        drop(std::mem::replace(&mut b.conn, empty));
+        b.keys.reset();
+        b.released = true;
+        self.bucket_pos.remove(key);
+        if self.last_range.is_some_and(|(_, _, at)| at == i) {
+            self.last_range = None;
+        }
+        if let Some(q) = self.unindexed.get_mut(i) {
+            q.clear();
+        }
+        true
     }
 
     /// Flushes and seals every segment. `open` holds the final summaries of calls still open.
@@ -618,7 +671,7 @@ impl StoreWriter {
         // Normally every call is complete and written by now: nothing to recover. A caller
         // that closes with calls neither finished nor passed in keeps the recovery points.
         let all_written = self.calls.values().all(|c| c.unindexed.is_none());
-        for b in self.buckets.drain(..) {
+        for b in self.buckets.drain(..).filter(|b| !b.released) {
             if let Some(seg) = b.seg {
                 seg.seal().map_err(|e| StoreError::io(&b.dir, e))?;
             }
@@ -728,7 +781,7 @@ impl Sink for StoreWriter {
             }
         }
         // A call in the index. Only the buckets open in this run are searched.
-        for (key, b) in self.buckets.iter().enumerate() {
+        for (key, b) in self.buckets.iter().enumerate().filter(|(_, b)| !b.released) {
             if let Ok(Some(mut row)) = index::get(&b.conn, &b.key, call_id) {
                 if crate::load_cold(&b.dir, std::slice::from_mut(&mut row)).is_err() {
                     continue;
@@ -769,6 +822,85 @@ mod tests {
             link: LinkType(1),
             frame: b"OPTIONS sip:x SIP/2.0\r\n\r\n",
         });
+    }
+
+    #[test]
+    fn retention_frees_a_released_bucket_and_keeps_one_with_an_open_call() {
+        let root =
+            std::env::temp_dir().join(format!("siphon-writer-{}-release", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let mut cfg = StoreConfig::new(&root);
+        cfg.fsync = false;
+        let mut w = StoreWriter::open(cfg).unwrap();
+        let day = 86_400_000_000i64;
+        let on_day = |r: CallRef, d: i64| {
+            let mut s = call(r, 1);
+            s.start_us += d * day;
+            s.end_us += d * day;
+            s
+        };
+        let open = |w: &mut StoreWriter, s: &CallSummary| {
+            w.call_opened(s.call_ref, &s.call_id, s.start_us);
+            w.record(&Record {
+                ts_us: s.start_us,
+                kind: Kind::Sip,
+                call_ref: s.call_ref,
+                node: 0,
+                link: LinkType(1),
+                frame: b"INVITE sip:x SIP/2.0\r\n\r\n",
+            });
+        };
+        // Call 1 on day 0, complete; call 2 on day 1, still open.
+        let (c1, c2) = (on_day(1, 0), on_day(2, 1));
+        open(&mut w, &c1);
+        w.call_completed(c1.clone());
+        open(&mut w, &c2);
+        w.flush_refs(&[]).unwrap();
+        let key0 = bucket_key(crate::Subdirs::Daily, c1.start_us);
+        let key1 = bucket_key(crate::Subdirs::Daily, c2.start_us);
+        let (dir0, dir1) = (root.join(&key0), root.join(&key1));
+        let held = |dir: &Path| {
+            std::fs::read_dir("/proc/self/fd")
+                .unwrap()
+                .flatten()
+                .filter_map(|e| std::fs::read_link(e.path()).ok())
+                .filter(|p| p.starts_with(dir))
+                .count()
+        };
+        assert!(held(&dir0) > 0, "the writer holds day 0's files");
+        let now = c1.start_us + 30 * day;
+        let gone =
+            crate::retention_with(&root, Some(2), None, now, &mut |k| w.release_bucket(k)).unwrap();
+        assert_eq!(gone, vec![key0.clone()], "day 1 has an open call");
+        assert!(!dir0.exists() && dir1.exists());
+        assert_eq!(
+            held(&dir0),
+            0,
+            "no file of the removed bucket is still open"
+        );
+        // A late call for day 0 opens its bucket again and is stored there.
+        let c3 = on_day(3, 0);
+        open(&mut w, &c3);
+        w.call_completed(c3.clone());
+        w.flush_refs(&[]).unwrap();
+        let conn = index::open_read(&dir0.join("index.sqlite")).unwrap();
+        assert_eq!(
+            index::get(&conn, &key0, &c3.call_id)
+                .unwrap()
+                .unwrap()
+                .call_ref,
+            3
+        );
+        drop(conn);
+        // Once day 1's call completes, its bucket goes too.
+        w.call_completed(c2.clone());
+        w.flush_refs(&[]).unwrap();
+        let gone =
+            crate::retention_with(&root, Some(2), None, now, &mut |k| w.release_bucket(k)).unwrap();
+        assert!(gone.contains(&key1), "{gone:?}");
+        assert_eq!(held(&dir1), 0);
+        w.close(Vec::new()).unwrap();
+        let _ = std::fs::remove_dir_all(&root);
     }
 
     #[test]
