@@ -9,12 +9,16 @@ fn check(text: &str, name: &str) -> std::process::Output {
     std::fs::create_dir_all(&dir).unwrap();
     let p = dir.join(name);
     std::fs::write(&p, text).unwrap();
-    Command::new(env!("CARGO_BIN_EXE_siphon"))
+    let out = Command::new(env!("CARGO_BIN_EXE_siphon"))
         .args(["config", "check"])
         .arg(&p)
         .env_remove("SIPHON_DATA")
         .output()
-        .unwrap()
+        .unwrap();
+    // The file has served; the directory goes with the last test's file.
+    let _ = std::fs::remove_file(&p);
+    let _ = std::fs::remove_dir(&dir);
+    out
 }
 
 #[test]

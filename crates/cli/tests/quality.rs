@@ -2,8 +2,14 @@
 //! two-way call, a one-way-audio call and an impaired call, checked against the E-model inputs
 //! each report states and the capture's ground truth.
 
+mod support {
+    pub mod scratch;
+}
+
 use std::path::{Path, PathBuf};
+
 use std::process::Command;
+use support::scratch::Scratch;
 
 use serde_json::Value;
 
@@ -26,10 +32,8 @@ fn json(cmd: &mut Command) -> Value {
 }
 
 /// Imports one capture into a fresh store; returns the store and the call's quality.json.
-fn quality_of(name: &str) -> (PathBuf, Value) {
-    let dir = std::env::temp_dir().join(format!("siphon-quality-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let data = dir.join("data");
+fn quality_of(name: &str) -> (Scratch, Value) {
+    let data = Scratch::new("quality", name).at("data");
     let st = siphon()
         .args(["import", "--quiet", "--data"])
         .arg(&data)
@@ -148,9 +152,7 @@ fn impaired_call_loss_is_the_ground_truth_and_lowers_mos() {
 
 #[test]
 fn unanswered_calls_are_not_graded() {
-    let dir = std::env::temp_dir().join(format!("siphon-quality-{}-failed", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let data = dir.join("data");
+    let data = Scratch::new("quality", "failed").at("data");
     let st = siphon()
         .args(["import", "--quiet", "--data"])
         .arg(&data)

@@ -3,11 +3,17 @@
 //! RTP; and a clean stop on SIGTERM. Each result is compared with what `siphon import` makes of
 //! a direct capture (tshark) of the same traffic.
 
+mod support {
+    pub mod scratch;
+}
+
 use std::io::{Read, Write};
+
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+use support::scratch::Scratch;
 
 use serde_json::Value;
 
@@ -24,11 +30,8 @@ fn ports(slot: u16) -> u16 {
     20_000 + (std::process::id() % 400) as u16 * 100 + slot * 10
 }
 
-fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("siphon-serve-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+fn tmp(name: &str) -> Scratch {
+    Scratch::new("serve", name)
 }
 
 /// Kills a child process when dropped (so a failing test leaves nothing running).

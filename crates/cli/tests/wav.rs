@@ -1,8 +1,14 @@
 //! `siphon wav` on real captures: channels, silence on the silent side of a one-way call,
 //! time range cuts, and clear errors for bad options.
 
+mod support {
+    pub mod scratch;
+}
+
 use std::path::{Path, PathBuf};
+
 use std::process::Command;
+use support::scratch::Scratch;
 
 fn corpus() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpus")
@@ -12,10 +18,8 @@ fn siphon() -> Command {
     Command::new(env!("CARGO_BIN_EXE_siphon"))
 }
 
-fn store_of(name: &str, test: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("siphon-wav-{}-{test}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let data = dir.join("data");
+fn store_of(name: &str, test: &str) -> Scratch {
+    let data = Scratch::new("wav", test).at("data");
     let st = siphon()
         .args(["import", "--quiet", "--data"])
         .arg(&data)
@@ -226,9 +230,7 @@ fn snr_db(want: &[i16], got: &[i16]) -> f64 {
 /// reference decoders (ffmpeg for G.722, the PCM itself for L16): SNR ≥ 40 dB.
 #[test]
 fn g722_and_l16_calls_from_real_encoders_render_like_the_reference() {
-    let dir = std::env::temp_dir().join(format!("siphon-wav-{}-codecs", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = Scratch::new("wav", "codecs");
     // G.722: 2 s of a 440 Hz tone encoded by ffmpeg, 160 bytes per 20 ms, RTP clock 8000.
     let g722 = dir.join("tone.g722");
     run(Command::new("ffmpeg")

@@ -28,7 +28,9 @@ fn sox_g711(bytes: &[u8], encoding: &str, tag: &str) -> Vec<i16> {
         .arg(&input)
         .args(["-t", "raw", "-e", "signed", "-b", "16"])
         .arg(&output));
-    read_s16le(&output)
+    let decoded = read_s16le(&output);
+    let _ = std::fs::remove_dir_all(&dir);
+    decoded
 }
 
 /// Renders `payload` as consecutive 20 ms packets of one direction, mono.
@@ -157,6 +159,7 @@ fn g722_within_40db_of_ffmpeg_decode() {
         let snr = snr_db(&expected, &wav.channels[0]);
         assert!(snr >= 40.0, "source {i}: rendered snr {snr:.1} dB");
     }
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Splits an Ogg stream into its packets.
@@ -249,4 +252,5 @@ fn opus_within_40db_of_ffmpeg_decode() {
     let snr = snr_db(&expected[..n], &ours[..n]);
     assert!(snr >= 40.0, "opus snr {snr:.1} dB");
     assert!(wav.report.warnings.is_empty(), "{:?}", wav.report.warnings);
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -543,6 +543,7 @@ mod tests {
         let rep = scan(&p).unwrap();
         assert!(rep.sealed);
         assert_eq!(rep.blocks.len(), 1);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
@@ -562,6 +563,7 @@ mod tests {
         let rep = scan(&p).unwrap();
         assert_eq!(rep.torn_bytes, 0);
         assert_eq!(rep.blocks.len(), 1);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
@@ -582,6 +584,7 @@ mod tests {
                 ..
             })
         ));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
