@@ -366,6 +366,12 @@ fn hep_load(corpus: &Path, dir: &Path, secs: u64) {
                 if ok { "pass" } else { "FAIL" },
                 busy * 100.0
             );
+            if !kept {
+                println!(
+                    "  the sender kept only {:.0}/s: the rate is not measured",
+                    sent as f64 / took.as_secs_f64()
+                );
+            }
             let _ = std::fs::remove_dir_all(&data);
             if !ok {
                 break;
