@@ -11,13 +11,11 @@
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
 
-/// Connections kept open by the checkpoint thread (one per bucket recently written).
-const KEEP_OPEN: usize = 4;
-/// Without requests for this long, the thread closes its connections.
+/// A bucket's connection not asked for within this long is closed.
 const IDLE_CLOSE: Duration = Duration::from_secs(60);
 
 /// The handle the writer keeps; dropping it finishes pending checkpoints and ends the thread.
@@ -30,10 +28,14 @@ impl Checkpointer {
     /// Starts the thread; `None` if it cannot be spawned (the writer then relies on SQLite's
     /// own checkpoints).
     pub(crate) fn start() -> Option<Self> {
+        Self::start_with(IDLE_CLOSE)
+    }
+
+    fn start_with(idle: Duration) -> Option<Self> {
         let (tx, rx) = sync_channel::<PathBuf>(64);
         let thread = std::thread::Builder::new()
             .name("index-checkpoint".into())
-            .spawn(move || run(rx))
+            .spawn(move || run(rx, idle))
             .ok()?;
         Some(Checkpointer {
             tx: Some(tx),
@@ -61,55 +63,47 @@ impl Drop for Checkpointer {
     }
 }
 
-fn run(rx: Receiver<PathBuf>) {
-    let mut open: Vec<(PathBuf, Connection)> = Vec::new();
+fn run(rx: Receiver<PathBuf>, idle: Duration) {
+    // One connection per bucket written lately; one not asked for within `idle` is closed, so
+    // that none is held to a bucket that retention removes (an open file's space is not
+    // freed), even while other buckets keep the thread busy.
+    let mut open: Vec<(PathBuf, Connection, Instant)> = Vec::new();
     loop {
-        let first = match rx.recv_timeout(IDLE_CLOSE) {
-            Ok(p) => p,
-            Err(RecvTimeoutError::Timeout) => {
-                // Idle: no connection kept to a bucket that retention may remove meanwhile
-                // (an open file's space is not freed).
-                open.clear();
-                continue;
-            }
+        let first = match rx.recv_timeout(idle) {
+            Ok(p) => Some(p),
+            Err(RecvTimeoutError::Timeout) => None,
             Err(RecvTimeoutError::Disconnected) => break,
         };
-        let mut wanted = vec![first];
+        let mut wanted: Vec<PathBuf> = first.into_iter().collect();
         while let Ok(p) = rx.try_recv() {
             if !wanted.contains(&p) {
                 wanted.push(p);
             }
         }
+        let now = Instant::now();
         for path in wanted {
-            let conn = match open.iter().position(|(p, _)| *p == path) {
-                Some(i) => {
-                    // Most recently used last.
-                    let e = open.remove(i);
-                    open.push(e);
-                    open.last().map(|(_, c)| c)
-                }
+            let at = match open.iter().position(|(p, _, _)| *p == path) {
+                Some(i) => Some(i),
                 // Never created here: a bucket removed by retention stays removed.
-                None => match Connection::open_with_flags(
+                None => Connection::open_with_flags(
                     &path,
                     rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE
                         | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
-                ) {
-                    Ok(c) => {
-                        if open.len() >= KEEP_OPEN {
-                            open.remove(0);
-                        }
-                        open.push((path.clone(), c));
-                        open.last().map(|(_, c)| c)
-                    }
-                    Err(_) => None,
-                },
+                )
+                .ok()
+                .map(|c| {
+                    open.push((path.clone(), c, now));
+                    open.len() - 1
+                }),
             };
-            if let Some(c) = conn {
+            if let Some((_, c, used)) = at.and_then(|i| open.get_mut(i)) {
+                *used = now;
                 // A failure (the database busy, or gone with retention) leaves the log to the
                 // next request or to the writer's own checkpoint.
                 let _ = checkpoint(c);
             }
         }
+        open.retain(|(_, _, used)| now.duration_since(*used) < idle);
     }
 }
 
@@ -166,6 +160,41 @@ mod tests {
             .unwrap();
         assert_eq!(n, rows as i64);
         drop(conn);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_bucket_no_longer_asked_for_is_closed_while_others_are_checkpointed() {
+        let dir = std::env::temp_dir().join(format!("siphon-ckpt-idle-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let (a, b) = (dir.join("a"), dir.join("b"));
+        let (pa, pb) = (a.join("index.sqlite"), b.join("index.sqlite"));
+        for d in [&a, &b] {
+            std::fs::create_dir_all(d).unwrap();
+        }
+        let (ca, cb) = (index::open(&pa).unwrap(), index::open(&pb).unwrap());
+        drop((ca, cb));
+        let held = |d: &Path| {
+            std::fs::read_dir("/proc/self/fd")
+                .unwrap()
+                .flatten()
+                .filter_map(|e| std::fs::read_link(e.path()).ok())
+                .filter(|p| p.starts_with(d))
+                .count()
+        };
+        let ck = Checkpointer::start_with(Duration::from_millis(200)).unwrap();
+        ck.request(&pa);
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(held(&a) > 0, "a is open while in use");
+        // b keeps the thread busy; a, no longer asked for, is closed all the same.
+        for _ in 0..8 {
+            ck.request(&pb);
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert_eq!(held(&a), 0, "a was closed");
+        assert!(held(&b) > 0, "b is still in use");
+        drop(ck);
+        assert_eq!(held(&b), 0);
         let _ = std::fs::remove_dir_all(&dir);
     }
 
