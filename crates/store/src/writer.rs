@@ -233,42 +233,53 @@ impl StoreWriter {
         if let Some(i) = self.bucket_pos.get(key) {
             return Ok(*i);
         }
-        {
-            let dir = if key.is_empty() {
-                self.cfg.root.clone()
-            } else {
-                self.cfg.root.join(key)
-            };
-            std::fs::create_dir_all(&dir).map_err(|e| StoreError::io(&dir, e))?;
-            let mut next_seg = 1;
-            for (n, p) in list_segments(&dir)? {
-                crate::segment::recover(&p).map_err(|e| StoreError::segment(&p, e))?;
-                next_seg = next_seg.max(n + 1);
-            }
-            let ipath = dir.join("index.sqlite");
-            let conn = index::open(&ipath).map_err(|e| StoreError::index(&ipath, e))?;
-            self.buckets.push(Bucket {
-                key: key.to_string(),
-                dir,
-                conn,
-                index_path: ipath,
-                commits: 0,
-                recover_saved: None,
-                released: false,
-                keys: index::KeyWriter::default(),
-                seg: None,
-                next_seg,
-                sip: BlockBuf::default(),
-                sip_calls: HashSet::default(),
-                pending: Pending {
-                    bytes: Vec::new(),
-                    blocks: Vec::new(),
-                },
-            });
-            self.bucket_pos
-                .insert(key.to_string(), self.buckets.len() - 1);
+        let dir = if key.is_empty() {
+            self.cfg.root.clone()
+        } else {
+            self.cfg.root.join(key)
+        };
+        std::fs::create_dir_all(&dir).map_err(|e| StoreError::io(&dir, e))?;
+        let mut next_seg = 1;
+        for (n, p) in list_segments(&dir)? {
+            crate::segment::recover(&p).map_err(|e| StoreError::segment(&p, e))?;
+            next_seg = next_seg.max(n + 1);
         }
-        Ok(self.buckets.len() - 1)
+        let ipath = dir.join("index.sqlite");
+        let conn = index::open(&ipath).map_err(|e| StoreError::index(&ipath, e))?;
+        let bucket = Bucket {
+            key: key.to_string(),
+            dir,
+            conn,
+            index_path: ipath,
+            commits: 0,
+            recover_saved: None,
+            released: false,
+            keys: index::KeyWriter::default(),
+            seg: None,
+            next_seg,
+            sip: BlockBuf::default(),
+            sip_calls: HashSet::default(),
+            pending: Pending {
+                bytes: Vec::new(),
+                blocks: Vec::new(),
+            },
+        };
+        // A released bucket's place is taken (no call refers to it any more), so that a
+        // long run does not keep one per bucket retention removed.
+        let at = match self.buckets.iter().position(|b| b.released) {
+            Some(at) => {
+                if let Some(slot) = self.buckets.get_mut(at) {
+                    *slot = bucket;
+                }
+                at
+            }
+            None => {
+                self.buckets.push(bucket);
+                self.buckets.len() - 1
+            }
+        };
+        self.bucket_pos.insert(key.to_string(), at);
+        Ok(at)
     }
 
     fn note_error(&mut self, e: StoreError) {
@@ -890,6 +901,11 @@ mod tests {
                 .unwrap()
                 .call_ref,
             3
+        );
+        assert_eq!(
+            w.buckets.len(),
+            2,
+            "the released bucket's place was taken again"
         );
         drop(conn);
         // Once day 1's call completes, its bucket goes too.
