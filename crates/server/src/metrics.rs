@@ -109,6 +109,8 @@ pub struct Metrics {
     process_cpu_seconds: Counter<f64, AtomicU64>,
     /// See `process_cpu_seconds`.
     process_resident_bytes: Gauge,
+    /// Held while `process_cpu_seconds` is brought up to date.
+    process_read: Mutex<()>,
 }
 
 #[derive(Default)]
@@ -264,6 +266,7 @@ impl Metrics {
             registry: root,
             process_cpu_seconds,
             process_resident_bytes,
+            process_read: Mutex::new(()),
             received_packets,
             received_bytes,
             packets_by_type,
@@ -302,8 +305,9 @@ impl Metrics {
         if let Ok(u) = getrusage(UsageWho::RUSAGE_SELF) {
             let secs = |t: nix::sys::time::TimeVal| t.tv_sec() as f64 + t.tv_usec() as f64 / 1e6;
             let total = secs(u.user_time()) + secs(u.system_time());
-            // A counter only goes up: add what was used since the last reading (concurrent
-            // scrapes may both add; the excess is at most the time between them).
+            // A counter only goes up: add what was used since the last reading, one scrape
+            // at a time (two at once would both add the same time).
+            let _one = self.process_read.lock();
             let seen = self.process_cpu_seconds.get();
             if total > seen {
                 self.process_cpu_seconds.inc_by(total - seen);
