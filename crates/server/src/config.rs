@@ -799,14 +799,15 @@ impl Config {
     /// F = ((udp or tcp) and (port 5060 or port 5061 or port 5080))
     ///     or (udp and portrange 10000-60000)
     ///     or (ip[6:2] & 0x1fff != 0) or (ip6[6] == 44)
-    /// filter = F or (vlan and (F))
+    /// filter = F or (vlan and (F or (vlan and (F))))
     /// ```
     ///
     /// IP fragments: a first fragment carries the UDP header and matches the port terms; later
     /// IPv4 fragments have no ports, so every IPv4 fragment with a non-zero offset is kept, and
     /// every IPv6 packet whose first extension header is a Fragment header, so that reassembly
-    /// sees all pieces (fragments of other traffic are decoded and dropped). The `vlan` branch
-    /// matches the same traffic inside one 802.1Q tag; deeper stacking needs a custom `bpf`.
+    /// sees all pieces (fragments of other traffic are decoded and dropped). The `vlan` branches
+    /// match the same traffic inside one 802.1Q tag or two (QinQ, 802.1ad); deeper stacking
+    /// needs a custom `bpf`.
     pub fn bpf_filter(&self) -> String {
         if let Some(bpf) = &self.capture.bpf {
             return bpf.clone();
@@ -831,7 +832,9 @@ impl Config {
         let base = format!(
             "((udp or tcp) and ({sip})) or (udp and {rtp}) or (ip[6:2] & 0x1fff != 0) or (ip6[6] == 44)"
         );
-        format!("{base} or (vlan and ({base}))")
+        // Nested, not `... or (vlan and vlan and (F))`: libpcap's `vlan` moves the offsets of
+        // everything after it in the expression, so a second branch would look one tag deeper.
+        format!("{base} or (vlan and ({base} or (vlan and ({base}))))")
     }
 
     /// The embedded store's settings. Assumes a validated configuration (an invalid `subdirs`
@@ -1695,7 +1698,7 @@ mod tests {
                     or (ip[6:2] & 0x1fff != 0) or (ip6[6] == 44)";
         assert_eq!(
             Config::default().bpf_filter(),
-            format!("{base} or (vlan and ({base}))")
+            format!("{base} or (vlan and ({base} or (vlan and ({base}))))")
         );
     }
 
@@ -1736,6 +1739,16 @@ mod tests {
         inner.extend_from_slice(&ethertype.to_be_bytes());
         inner.extend_from_slice(payload);
         ether(0x8100, &inner)
+    }
+
+    /// An 802.1ad service tag (0x88a8) around an 802.1Q customer tag.
+    fn qinq(ethertype: u16, payload: &[u8]) -> Vec<u8> {
+        let mut inner = vec![0, 7];
+        inner.extend_from_slice(&0x8100u16.to_be_bytes());
+        inner.extend_from_slice(&[0, 42]);
+        inner.extend_from_slice(&ethertype.to_be_bytes());
+        inner.extend_from_slice(payload);
+        ether(0x88a8, &inner)
     }
 
     fn ipv4(proto: u8, frag: u16, payload: &[u8]) -> Vec<u8> {
@@ -1830,6 +1843,26 @@ mod tests {
             (
                 "vlan https",
                 vlan(0x0800, &ipv4(6, 0, &tcp(443, 50000))),
+                false,
+            ),
+            (
+                "qinq udp sip",
+                qinq(0x0800, &ipv4(17, 0, &udp(40000, 5060))),
+                true,
+            ),
+            (
+                "qinq udp rtp",
+                qinq(0x0800, &ipv4(17, 0, &udp(30000, 30001))),
+                true,
+            ),
+            (
+                "qinq ipv6 udp sip",
+                qinq(0x86dd, &ipv6(17, &udp(5060, 5060))),
+                true,
+            ),
+            (
+                "qinq https",
+                qinq(0x0800, &ipv4(6, 0, &tcp(443, 50000))),
                 false,
             ),
             ("arp", ether(0x0806, &[0; 28]), false),
