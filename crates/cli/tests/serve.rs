@@ -647,3 +647,68 @@ fn hep_tcp_with_auth_key_survives_sigkill_and_restart() {
     assert_eq!(flow.as_array().unwrap().len(), 7);
     assert!(sigterm(&mut srv.0).success());
 }
+
+/// The Call-ID of a HEP packet's SIP message (the test's packets carry one each).
+fn hep_call_id(pkt: &[u8]) -> String {
+    let text = String::from_utf8_lossy(pkt);
+    let at = text.find("\r\nCall-ID: ").expect("a Call-ID header") + 11;
+    let end = at + text[at..].find("\r\n").unwrap();
+    text[at..end].to_string()
+}
+
+#[test]
+fn calls_max_open_calls_refuses_and_counts_new_call_ids_beyond_it() {
+    let base = ports(4);
+    let (hep, http) = (base, base + 1);
+    let dir = tmp("max-open");
+    let data = dir.join("data");
+    // No call completes during the test: the first three stay open and hold the table.
+    let env = [
+        ("SIPHON_CALLS_MAX_OPEN_CALLS", "3".to_string()),
+        ("SIPHON_CALLS_CLOSING_GRACE_SECS", "3600".to_string()),
+    ];
+    let mut srv = serve_env(&data, hep, http, &[], &env);
+    let pkts = hep_packets(&corpus().join("many_calls_24.pcap"), b"k");
+    let mut admitted: Vec<String> = Vec::new();
+    let mut refused = 0;
+    for p in &pkts {
+        let id = hep_call_id(p);
+        if admitted.contains(&id) {
+            continue;
+        }
+        if admitted.len() < 3 {
+            admitted.push(id);
+        } else {
+            refused += 1;
+        }
+    }
+    assert!(refused > 100, "{refused} messages of other calls");
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    for p in &pkts {
+        udp.send_to(p, ("127.0.0.1", hep)).unwrap();
+        // Loopback keeps order; a short pause keeps the socket buffer from overflowing.
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    let want = format!("siphon_malformed_packets_total{{reason=\"call_table_full\"}} {refused}");
+    let t0 = Instant::now();
+    loop {
+        let (_, m) = http_get(http, "/metrics");
+        let m = String::from_utf8_lossy(&m).to_string();
+        if m.contains(&want) {
+            break;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(30), "want {want}:\n{m}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let listed = get_json(http, "/api/v1/calls");
+    let mut ids: Vec<String> = listed["calls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["call_id"].as_str().unwrap().to_string())
+        .collect();
+    ids.sort();
+    admitted.sort();
+    assert_eq!(ids, admitted);
+    assert!(sigterm(&mut srv.0).success());
+}

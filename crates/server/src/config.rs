@@ -201,6 +201,10 @@ pub struct CallsConfig {
     pub closing_grace_secs: u64,
     /// A non-INVITE transaction (REGISTER, OPTIONS...) with no final answer is closed after this long.
     pub non_invite_timeout_secs: u64,
+    /// Calls and dialogs open at once; a new Call-ID beyond this is refused and counted.
+    pub max_open_calls: usize,
+    /// RTP streams (SSRCs) analysed per call; packets of further ones still count in totals.
+    pub max_streams_per_call: usize,
 }
 
 impl Default for CallsConfig {
@@ -210,6 +214,8 @@ impl Default for CallsConfig {
             active_timeout_secs: 1800,
             closing_grace_secs: 5,
             non_invite_timeout_secs: 32,
+            max_open_calls: siphon_calls::CallConfig::default().max_open_calls,
+            max_streams_per_call: siphon_calls::CallConfig::default().max_streams_per_call,
         }
     }
 }
@@ -385,6 +391,8 @@ const KEYS: &[Key] = &[
     key("calls", "active_timeout_secs", Kind::Int),
     key("calls", "closing_grace_secs", Kind::Int),
     key("calls", "non_invite_timeout_secs", Kind::Int),
+    key("calls", "max_open_calls", Kind::Int),
+    key("calls", "max_streams_per_call", Kind::Int),
     key("http", "listen", Kind::Str),
     secret("http", "auth_token"),
     key("pipeline", "queue_packets", Kind::Int),
@@ -757,6 +765,24 @@ impl Config {
                 return Err(invalid(k, "is 0; use 1 or more seconds"));
             }
         }
+        if !(1..=MAX_OPEN_CALLS).contains(&c.max_open_calls) {
+            return Err(invalid(
+                "calls.max_open_calls",
+                format!(
+                    "is {}; use 1 to {MAX_OPEN_CALLS} (each open call holds its state in memory)",
+                    c.max_open_calls
+                ),
+            ));
+        }
+        if !(1..=MAX_STREAMS_PER_CALL).contains(&c.max_streams_per_call) {
+            return Err(invalid(
+                "calls.max_streams_per_call",
+                format!(
+                    "is {}; use 1 to {MAX_STREAMS_PER_CALL}",
+                    c.max_streams_per_call
+                ),
+            ));
+        }
         Ok(())
     }
 
@@ -851,7 +877,8 @@ impl Config {
         c
     }
 
-    /// The call correlator's timeouts (and the Call-ID cache size of `storage.id_cache_size`).
+    /// The call correlator's timeouts and limits (and the Call-ID cache size of
+    /// `storage.id_cache_size`).
     pub fn call_config(&self) -> siphon_calls::CallConfig {
         let c = &self.calls;
         siphon_calls::CallConfig {
@@ -860,7 +887,8 @@ impl Config {
             closing_grace_s: c.closing_grace_secs,
             non_invite_timeout_s: c.non_invite_timeout_secs,
             id_cache_size: self.storage.id_cache_size,
-            ..siphon_calls::CallConfig::default()
+            max_open_calls: c.max_open_calls,
+            max_streams_per_call: c.max_streams_per_call,
         }
     }
 
@@ -928,6 +956,9 @@ const MIN_ZSTD_LEVEL: i32 = -7;
 const MAX_ZSTD_LEVEL: i32 = 19;
 
 const MAX_NODE_ID: usize = 255;
+/// Bounds of `calls.max_open_calls` and `calls.max_streams_per_call`.
+const MAX_OPEN_CALLS: usize = 50_000_000;
+const MAX_STREAMS_PER_CALL: usize = 1024;
 const MIN_QUEUE: usize = 1024;
 const MAX_QUEUE: usize = 1 << 24;
 const MIN_RETENTION_BYTES: u64 = 1 << 20;
@@ -1260,6 +1291,8 @@ mod tests {
                 active_timeout_secs: 1800,
                 closing_grace_secs: 5,
                 non_invite_timeout_secs: 32,
+                max_open_calls: 500_000,
+                max_streams_per_call: 64,
             }
         );
         assert_eq!(c.http.listen, "127.0.0.1:3001");
@@ -1496,6 +1529,16 @@ mod tests {
             }),
             ("calls.non_invite_timeout_secs", |c| {
                 c.calls.non_invite_timeout_secs = 0
+            }),
+            ("calls.max_open_calls", |c| c.calls.max_open_calls = 0),
+            ("calls.max_open_calls", |c| {
+                c.calls.max_open_calls = 50_000_001
+            }),
+            ("calls.max_streams_per_call", |c| {
+                c.calls.max_streams_per_call = 0
+            }),
+            ("calls.max_streams_per_call", |c| {
+                c.calls.max_streams_per_call = 1025
             }),
             ("http.listen", |c| c.http.listen = "3001".into()),
             ("http.listen", |c| c.http.listen = "0.0.0.0:9060".into()),
@@ -1921,6 +1964,8 @@ mod tests {
                 active_timeout_secs: 22,
                 closing_grace_secs: 3,
                 non_invite_timeout_secs: 44,
+                max_open_calls: 66,
+                max_streams_per_call: 7,
             },
             ..Config::default()
         };
@@ -1936,6 +1981,7 @@ mod tests {
             (11, 22, 3, 44)
         );
         assert_eq!(k.id_cache_size, 55);
+        assert_eq!((k.max_open_calls, k.max_streams_per_call), (66, 7));
         let d = Config::default().call_config();
         let lib = siphon_calls::CallConfig::default();
         assert_eq!(
@@ -1944,14 +1990,18 @@ mod tests {
                 d.active_timeout_s,
                 d.closing_grace_s,
                 d.non_invite_timeout_s,
-                d.id_cache_size
+                d.id_cache_size,
+                d.max_open_calls,
+                d.max_streams_per_call
             ),
             (
                 lib.pending_timeout_s,
                 lib.active_timeout_s,
                 lib.closing_grace_s,
                 lib.non_invite_timeout_s,
-                lib.id_cache_size
+                lib.id_cache_size,
+                lib.max_open_calls,
+                lib.max_streams_per_call
             )
         );
     }
