@@ -8,8 +8,10 @@
 //! 2. Flow latency: a store of SIPHON_BENCH_CALLS calls (default 1,000,000, SIP only) is built
 //!    through the library, served, and `GET /api/v1/calls/{id}/flow` is timed for 2,000 random
 //!    calls: p50 and p99.
+//! 3. Exports: a store holding one hour-long call (two G.711 streams) is served, its pcap and
+//!    WAV are downloaded, and the rise of `serve`'s peak memory (VmHWM) is printed for each.
 //!
-//! `cargo bench -p siphon-cli --bench serve`; SIPHON_BENCH_SKIP=ceiling,import,load,flow leaves
+//! `cargo bench -p siphon-cli --bench serve`; SIPHON_BENCH_SKIP=ceiling,import,load,flow,export leaves
 //! parts out, SIPHON_BENCH_TRANSPORTS=udp or tcp runs one transport.
 
 #[path = "../tests/support/gen.rs"]
@@ -529,6 +531,131 @@ fn flow_latency(corpus: &Path, dir: &Path, calls: u64) {
     );
 }
 
+/// A store holding one call of `minutes`: the corpus' two-way G.711 call, its RTP repeated
+/// (sequence numbers and timestamps carried on) until the BYE. Returns its Call-ID and packets.
+fn build_long_call(corpus: &Path, data: &Path, minutes: u64) -> (String, u64) {
+    let mut r = CaptureReader::open(&corpus.join("basic_twoway_g711a.pcap")).unwrap();
+    let mut dec = Decoder::new();
+    let (mut head, mut rtp, mut tail) = (Vec::new(), Vec::new(), Vec::new());
+    while let Some(f) = r.next_frame().unwrap() {
+        let Ok(Some(p)) = dec.decode(&f) else {
+            continue;
+        };
+        let item = (f.ts_us, f.data.to_vec());
+        if p.src.port() >= 10000 && p.dst.port() >= 10000 {
+            rtp.push(item);
+        } else if rtp.is_empty() {
+            head.push(item);
+        } else {
+            tail.push(item);
+        }
+    }
+    let (first, last) = (rtp[0].0, rtp[rtp.len() - 1].0);
+    // One lap of the RTP, plus one packet interval so laps do not overlap.
+    let lap = last - first + 30_000;
+    let laps = (minutes as i64 * 60_000_000 / lap).max(1);
+    let mut cfg = StoreConfig::new(data);
+    cfg.fsync = false;
+    let mut w = StoreWriter::open(cfg).unwrap();
+    let mut p = Pipeline::new(IngestConfig::default(), w.first_ref());
+    let mut packets = 0u64;
+    let mut push = |ts: i64, data: &[u8], p: &mut Pipeline, w: &mut StoreWriter| {
+        let frame = Frame {
+            ts_us: ts,
+            link: LinkType::ETHERNET,
+            data,
+            orig_len: data.len() as u32,
+            interface: 0,
+        };
+        p.push_frame(&frame, w);
+        if w.should_flush() {
+            w.flush_refs(&p.dirty()).unwrap();
+        }
+        packets += 1;
+    };
+    for (ts, f) in &head {
+        push(*ts, f, &mut p, &mut w);
+    }
+    // Per direction: packets and RTP clock ticks in one lap.
+    let mut per_lap: std::collections::HashMap<[u8; 4], (u16, u32, u16, u32)> = Default::default();
+    for (_, f) in &rtp {
+        let ssrc: [u8; 4] = f[50..54].try_into().unwrap();
+        let seq = u16::from_be_bytes([f[44], f[45]]);
+        let ts = u32::from_be_bytes(f[46..50].try_into().unwrap());
+        let e = per_lap.entry(ssrc).or_insert((seq, ts, seq, ts));
+        e.2 = seq;
+        e.3 = ts;
+    }
+    let mut buf = Vec::new();
+    for k in 0..laps {
+        for (ts, f) in &rtp {
+            buf.clear();
+            buf.extend_from_slice(f);
+            let ssrc: [u8; 4] = f[50..54].try_into().unwrap();
+            let (s0, t0, s1, t1) = per_lap[&ssrc];
+            let seq = u16::from_be_bytes([f[44], f[45]])
+                .wrapping_add((s1.wrapping_sub(s0).wrapping_add(1)).wrapping_mul(k as u16));
+            let rts = u32::from_be_bytes(f[46..50].try_into().unwrap())
+                .wrapping_add((t1.wrapping_sub(t0).wrapping_add(240)).wrapping_mul(k as u32));
+            buf[44..46].copy_from_slice(&seq.to_be_bytes());
+            buf[46..50].copy_from_slice(&rts.to_be_bytes());
+            push(ts + k * lap, &buf, &mut p, &mut w);
+        }
+    }
+    for (ts, f) in &tail {
+        push(ts + (laps - 1) * lap, f, &mut p, &mut w);
+    }
+    p.finish("end", &mut w);
+    w.close(Vec::new()).unwrap();
+    ("1-5790@127.0.0.1".to_string(), packets)
+}
+
+/// Peak resident memory of process `pid` so far, in bytes.
+fn peak_rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .unwrap_or(0)
+        * 1024
+}
+
+fn export_memory(corpus: &Path, dir: &Path, minutes: u64) {
+    let data = dir.join("long-call");
+    let (id, packets) = build_long_call(corpus, &data, minutes);
+    let http = 39_081;
+    let path = |what: &str| format!("/api/v1/calls/{}/{what}", id.replace('@', "%40"));
+    let mb = |b: u64| b as f64 / 1e6;
+    let mut line = format!("exports of a {minutes}-minute call ({packets} packets):");
+    // A fresh `serve` for each, so that one's peak does not hide the other's.
+    for what in ["pcap", "wav"] {
+        let srv = start_serve(&data, 39_080, http);
+        let pid = srv.0.id();
+        let (st, row) = http_get(http, path("").trim_end_matches('/'));
+        assert_eq!(st, 200, "{}", String::from_utf8_lossy(&row));
+        let before = peak_rss(pid);
+        let t = Instant::now();
+        let (st, body) = http_get(http, &path(what));
+        let took = t.elapsed().as_secs_f64();
+        assert_eq!(
+            st,
+            200,
+            "{what}: {}",
+            String::from_utf8_lossy(&body[..body.len().min(300)])
+        );
+        let rise = peak_rss(pid).saturating_sub(before);
+        line.push_str(&format!(
+            " {what} {:.0} MB in {took:.2} s, serve's peak memory +{:.0} MB ({:.2} x the file);",
+            mb(body.len() as u64),
+            mb(rise),
+            rise as f64 / body.len() as f64
+        ));
+    }
+    println!("{}", line.trim_end_matches(';'));
+    let _ = std::fs::remove_dir_all(&data);
+}
+
 fn main() {
     if std::env::args().any(|a| a == "--list") {
         println!("serve: bench");
@@ -554,6 +681,9 @@ fn main() {
     }
     if !skip("flow") {
         flow_latency(&corpus, &dir, calls);
+    }
+    if !skip("export") {
+        export_memory(&corpus, &dir, env_u64("SIPHON_BENCH_CALL_MINUTES", 60));
     }
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -127,7 +127,17 @@ fn sorted_records(store: &Store, row: &CallRow) -> Result<Vec<StoredRecord>, Sto
 /// frames are written as captured; when link types are mixed or SIP came over TCP (stored one
 /// message per frame), frames are rebuilt as Ethernet/IP with running TCP sequence numbers.
 pub fn write_pcap<W: Write>(store: &Store, row: &CallRow, out: W) -> Result<usize, ExportError> {
-    let recs = sorted_records(store, row)?;
+    write_pcap_records(&pcap_records(store, row)?, out)
+}
+
+/// The call's packets as [`write_pcap`] writes them: read first, so that a damaged store is
+/// reported before any output (an HTTP response cannot change its status once streaming).
+pub fn pcap_records(store: &Store, row: &CallRow) -> Result<Vec<StoredRecord>, StoreError> {
+    sorted_records(store, row)
+}
+
+/// Writes records from [`pcap_records`] as pcap; returns how many packets it wrote.
+pub fn write_pcap_records<W: Write>(recs: &[StoredRecord], out: W) -> Result<usize, ExportError> {
     let first_link = recs.first().map(|r| r.link).unwrap_or(LinkType::ETHERNET);
     let mut dec = Decoder::new();
     let has_tcp = recs.iter().any(|r| {
@@ -142,7 +152,12 @@ pub fn write_pcap<W: Write>(store: &Store, row: &CallRow, out: W) -> Result<usiz
     let mut w = PcapWriter::new(out, link)?;
     let mut tcp_seq: HashMap<(SocketAddr, SocketAddr), u32> = HashMap::new();
     let mut n = 0;
-    for r in &recs {
+    for r in recs {
+        if !mixed {
+            w.write_frame(r.ts_us, &r.data, r.data.len() as u32)?;
+            n += 1;
+            continue;
+        }
         let frame = match dec.decode_raw(r.ts_us, r.link, &r.data) {
             Ok(Some(p)) if p.transport == Transport::Tcp => {
                 let seq = tcp_seq.entry((p.src, p.dst)).or_insert(1);
@@ -150,9 +165,8 @@ pub fn write_pcap<W: Write>(store: &Store, row: &CallRow, out: W) -> Result<usiz
                 *seq = seq.wrapping_add(p.payload.len() as u32);
                 f
             }
-            Ok(Some(p)) if mixed => synth_udp_frame(p.src, p.dst, p.payload),
-            _ if mixed => continue,
-            _ => r.data.clone(),
+            Ok(Some(p)) => synth_udp_frame(p.src, p.dst, p.payload),
+            _ => continue,
         };
         w.write_frame(r.ts_us, &frame, frame.len() as u32)?;
         n += 1;
@@ -160,6 +174,34 @@ pub fn write_pcap<W: Write>(store: &Store, row: &CallRow, out: W) -> Result<usiz
     let mut f = w.into_inner()?;
     f.flush()?;
     Ok(n)
+}
+
+/// A new file in the temporary directory (`TMPDIR`, else `/tmp`), readable by this process
+/// only and already unlinked: it goes away with its handle, even if the process is killed.
+pub fn scratch_file() -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let dir = std::env::temp_dir();
+    loop {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let path = dir.join(format!("siphon-export-{}-{n}", std::process::id()));
+        match std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+        {
+            Ok(f) => {
+                std::fs::remove_file(&path)?;
+                return Ok(f);
+            }
+            // Left by an earlier process with the same id: take the next name.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// Renders the call's audio as WAV into `out`.
@@ -197,4 +239,35 @@ pub enum ExportError {
     /// Writing the output.
     #[error("writing output: {0}")]
     Io(#[from] std::io::Error),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Seek, SeekFrom};
+
+    #[test]
+    fn scratch_files_are_private_unlinked_and_distinct() {
+        use std::os::unix::fs::MetadataExt;
+        let mut a = scratch_file().unwrap();
+        let mut b = scratch_file().unwrap();
+        a.write_all(b"first").unwrap();
+        b.write_all(b"second").unwrap();
+        let mut back = String::new();
+        a.seek(SeekFrom::Start(0)).unwrap();
+        a.read_to_string(&mut back).unwrap();
+        assert_eq!(back, "first");
+        let m = a.metadata().unwrap();
+        assert_eq!(m.mode() & 0o777, 0o600);
+        // Unlinked: no name in any directory, nothing left behind after a crash.
+        assert_eq!(m.nlink(), 0);
+        assert_eq!(b.metadata().unwrap().nlink(), 0);
+        let prefix = format!("siphon-export-{}-", std::process::id());
+        let left = std::fs::read_dir(std::env::temp_dir())
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+            .count();
+        assert_eq!(left, 0);
+    }
 }

@@ -97,6 +97,7 @@ pub fn run(cfg: Config) -> Result<()> {
                 "uptime_s": started.elapsed().as_secs(),
             })
         }),
+        exports: crate::api::export_slots(),
     };
     let listen = cfg.http.listen.clone();
     let served: Result<()> = rt.block_on(async move {

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use siphon_ingest::{IngestConfig, Pipeline};
-use siphon_server::api::{route_paths, router, ApiState, OPENAPI_JSON};
+use siphon_server::api::{export_slots, route_paths, router, ApiState, OPENAPI_JSON};
 use siphon_store::{parse_time_us, StoreConfig, StoreWriter};
 use siphon_wire::capture::CaptureReader;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -127,11 +127,20 @@ fn store_root() -> &'static Path {
 }
 
 async fn serve_root(root: PathBuf, token: Option<&str>) -> SocketAddr {
+    serve_slots(root, token, export_slots()).await
+}
+
+async fn serve_slots(
+    root: PathBuf,
+    token: Option<&str>,
+    exports: Arc<tokio::sync::Semaphore>,
+) -> SocketAddr {
     let state = ApiState {
         store_root: root,
         metrics: Arc::new(|| "# TYPE siphon_up gauge\nsiphon_up 1\n".to_string()),
         auth_token: token.map(str::to_string),
         health: Arc::new(|| json!({"version": "test", "open_calls": 3})),
+        exports,
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -753,6 +762,19 @@ async fn pcap_holds_every_packet_of_the_call() {
         .as_u64()
         .unwrap();
     assert_eq!(pcap_records(&r.body) as u64, packets);
+    // Streamed as it is written, and the same bytes as the command line's export.
+    assert_eq!(r.header("transfer-encoding"), Some("chunked"));
+    assert_eq!(r.header("content-length"), None);
+    let store = siphon_store::Store::open(store_root()).unwrap();
+    let row = store.find(BASIC).unwrap().unwrap();
+    let mut direct = Vec::new();
+    siphon_server::export::write_pcap(&store, &row, &mut direct).unwrap();
+    assert!(
+        direct.len() > 2 * 65_536,
+        "{} bytes: several chunks",
+        direct.len()
+    );
+    assert_eq!(r.body, direct);
     // A signalling-only call: its messages only.
     let busy = get(addr, "/api/v1/calls?status=486").await.json()["calls"][0]["call_id"]
         .as_str()
@@ -775,6 +797,22 @@ async fn wav_renders_both_directions_with_ranges_mono_and_rate() {
     assert_eq!((ch, rate), (2, 8000));
     // About 7 s of audio after 0.5 s of call setup.
     assert!(full > 7 * 8000 * 4 && full < 9 * 8000 * 4, "{full}");
+    // Rendered to a file first, so the length is known; the same bytes as the library's.
+    assert_eq!(
+        r.header("content-length"),
+        Some(r.body.len().to_string().as_str())
+    );
+    let store = siphon_store::Store::open(store_root()).unwrap();
+    let row = store.find(BASIC).unwrap().unwrap();
+    let mut direct = std::io::Cursor::new(Vec::new());
+    siphon_server::export::write_wav(
+        &store,
+        &row,
+        siphon_media::RenderOptions::default(),
+        &mut direct,
+    )
+    .unwrap();
+    assert_eq!(r.body, direct.into_inner());
 
     // Seconds from the call start.
     let r = get(addr, &format!("/api/v1/calls/{BASIC}/wav?start=1&end=2")).await;
@@ -1086,4 +1124,40 @@ async fn openapi_describes_every_route() {
     )
     .await;
     assert_eq!(r.json(), doc);
+}
+
+#[tokio::test]
+async fn exports_wait_for_a_free_slot_and_give_it_back() {
+    let slots = Arc::new(tokio::sync::Semaphore::new(0));
+    let addr = serve_slots(store_root().to_path_buf(), None, slots.clone()).await;
+    for path in [
+        format!("/api/v1/calls/{BASIC}/pcap"),
+        format!("/api/v1/calls/{BASIC}/wav"),
+    ] {
+        let req = tokio::spawn(async move { get(addr, &path).await });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(!req.is_finished(), "an export ran without a slot");
+        // Other requests do not need one.
+        assert_eq!(
+            get(addr, &format!("/api/v1/calls/{BASIC}")).await.status,
+            200
+        );
+        slots.add_permits(1);
+        let r = req.await.unwrap();
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert!(r.body.len() > 10_000);
+        // The slot comes back once the export is done.
+        let t0 = std::time::Instant::now();
+        while slots.available_permits() != 1 {
+            assert!(t0.elapsed() < Duration::from_secs(10), "slot not returned");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        slots.forget_permits(1);
+    }
+    // An unknown call is still a 404 with a JSON error, and its slot comes back too.
+    slots.add_permits(1);
+    get(addr, "/api/v1/calls/nope@nowhere/pcap")
+        .await
+        .error(404, "not_found");
+    assert_eq!(slots.available_permits(), 1);
 }

@@ -13,10 +13,11 @@
 pub mod json;
 mod params;
 
-use std::io::Cursor as IoCursor;
+use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use axum::body::Body;
 use axum::extract::{FromRequestParts, Request, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderValue, StatusCode};
@@ -28,6 +29,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use siphon_media::RenderOptions;
 use siphon_store::{CallQuery, CallRow, Store, StoreError};
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 
 use crate::export::{self, message_json, ExportError};
 pub use json::{call_json, stream_json};
@@ -54,6 +56,94 @@ pub struct ApiState {
     /// Extra fields merged into the `/health` object (an object's fields; they may override
     /// `status`).
     pub health: Arc<dyn Fn() -> Value + Send + Sync>,
+    /// Slots for pcap and WAV exports (see [`export_slots`]).
+    pub exports: Arc<Semaphore>,
+}
+
+/// pcap and WAV exports built at once. Each holds its call's packets in memory while it runs
+/// (about 450 bytes per packet: 105 MB for an hour-long G.711 call with 30 ms packets), so
+/// further requests wait for a free slot instead of growing memory with the number of clients.
+pub const MAX_EXPORTS: usize = 4;
+
+/// The export slots an [`ApiState`] starts with.
+pub fn export_slots() -> Arc<Semaphore> {
+    Arc::new(Semaphore::new(MAX_EXPORTS))
+}
+
+/// Bytes of a streamed response handed to the connection at a time.
+const CHUNK_BYTES: usize = 64 << 10;
+
+type Chunk = Result<Vec<u8>, std::io::Error>;
+
+/// A `Write` on the blocking pool whose bytes go, in chunks, to a streamed response body. A
+/// client that goes away makes the next write fail, which stops the export.
+struct BodyWriter {
+    buf: Vec<u8>,
+    tx: mpsc::Sender<Chunk>,
+}
+
+impl BodyWriter {
+    fn new(tx: mpsc::Sender<Chunk>) -> Self {
+        BodyWriter {
+            buf: Vec::with_capacity(CHUNK_BYTES),
+            tx,
+        }
+    }
+
+    fn send(&mut self) -> std::io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK_BYTES));
+        self.tx.blocking_send(Ok(chunk)).map_err(|_| {
+            std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the client went away")
+        })
+    }
+
+    /// Ends the body with an error: the connection is cut, so the client sees a truncated
+    /// transfer rather than a short file that looks complete.
+    fn fail(self, e: &dyn std::fmt::Display) {
+        let _ = self
+            .tx
+            .blocking_send(Err(std::io::Error::other(e.to_string())));
+    }
+}
+
+impl std::io::Write for BodyWriter {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(b);
+        if self.buf.len() >= CHUNK_BYTES {
+            self.send()?;
+        }
+        Ok(b.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.send()
+    }
+}
+
+/// The receiving end of a [`BodyWriter`], as a response body.
+struct Chunks(mpsc::Receiver<Chunk>);
+
+impl futures_core::Stream for Chunks {
+    type Item = Chunk;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Chunk>> {
+        self.0.poll_recv(cx)
+    }
+}
+
+/// Waits for an export slot.
+async fn export_slot(s: &ApiState) -> Result<OwnedSemaphorePermit, ApiError> {
+    s.exports
+        .clone()
+        .acquire_owned()
+        .await
+        .map_err(|_| ApiError::Internal("exports are shut down".into()))
 }
 
 /// API failures, each answered with its status and `{"error": kind, "message": text}`.
@@ -298,7 +388,7 @@ fn file_response(
     content_type: &'static str,
     disposition: &'static str,
     name: &str,
-    body: Vec<u8>,
+    body: impl Into<Body>,
 ) -> Response {
     let cd = HeaderValue::from_str(&format!("{disposition}; filename=\"{name}\""))
         .unwrap_or(HeaderValue::from_static(disposition));
@@ -307,7 +397,7 @@ fn file_response(
             (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
             (header::CONTENT_DISPOSITION, cd),
         ],
-        body,
+        body.into(),
     )
         .into_response()
 }
@@ -409,6 +499,7 @@ async fn wav_response(
         let (from, to) = (abs_time("start", a)?, abs_time("end", b)?);
         check_range("start", from, "end", to)?;
     }
+    let slot = export_slot(&s).await?;
     let body = blocking(move || {
         let (store, row) = find_call(&s.store_root, &call_id)?;
         let (from, to) = match &range {
@@ -428,12 +519,35 @@ async fn wav_response(
             mono,
             rate,
         };
-        let mut out = IoCursor::new(Vec::new());
+        // Rendered to an unnamed temporary file, not to memory: an hour of stereo audio is
+        // 115 MB at 8 kHz, and its length is only known at the end.
+        let mut file = export::scratch_file()
+            .map_err(|e| ApiError::Internal(format!("no room to render the WAV: {e}")))?;
+        let mut out = std::io::BufWriter::new(&mut file);
         export::write_wav(&store, &row, opts, &mut out)?;
-        Ok(out.into_inner())
+        out.flush()
+            .map_err(|e| ApiError::Internal(format!("writing the rendered WAV: {e}")))?;
+        drop(out);
+        let len = file
+            .seek(SeekFrom::End(0))
+            .and_then(|n| file.seek(SeekFrom::Start(0)).map(|_| n))
+            .map_err(|e| ApiError::Internal(format!("reading the rendered WAV: {e}")))?;
+        Ok((file, len, slot))
     })
     .await?;
-    Ok(file_response("audio/wav", "inline", &name, body))
+    let (mut file, len, slot) = body;
+    let (tx, rx) = mpsc::channel(4);
+    tokio::task::spawn_blocking(move || {
+        let _slot = slot;
+        let mut w = BodyWriter::new(tx);
+        if let Err(e) = std::io::copy(&mut file, &mut w).and_then(|_| w.flush()) {
+            w.fail(&e);
+        }
+    });
+    let mut resp = file_response("audio/wav", "inline", &name, Body::from_stream(Chunks(rx)));
+    resp.headers_mut()
+        .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    Ok(resp)
 }
 
 async fn seed_media(
@@ -475,18 +589,27 @@ async fn call_pcap(
     CallIdPath(id): CallIdPath,
 ) -> Result<Response, ApiError> {
     let name = format!("{}.pcap", file_stem(&id));
-    let body = blocking(move || {
+    let slot = export_slot(&s).await?;
+    // Errors (unknown call, damaged store) are answered before the body starts; the pcap is
+    // then streamed as it is written rather than built whole in memory first.
+    let recs = blocking(move || {
         let (store, row) = find_call(&s.store_root, &id)?;
-        let mut out = Vec::new();
-        export::write_pcap(&store, &row, &mut out)?;
-        Ok(out)
+        Ok(export::pcap_records(&store, &row)?)
     })
     .await?;
+    let (tx, rx) = mpsc::channel(4);
+    tokio::task::spawn_blocking(move || {
+        let _slot = slot;
+        let mut w = BodyWriter::new(tx);
+        if let Err(e) = export::write_pcap_records(&recs, &mut w) {
+            w.fail(&e);
+        }
+    });
     Ok(file_response(
         "application/vnd.tcpdump.pcap",
         "attachment",
         &name,
-        body,
+        Body::from_stream(Chunks(rx)),
     ))
 }
 
@@ -689,6 +812,39 @@ async fn search_calls(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn body_writer_sends_whole_chunks_and_fails_once_the_client_is_gone() {
+        let (tx, mut rx) = mpsc::channel(8);
+        let mut w = BodyWriter::new(tx);
+        w.write_all(&[7u8; CHUNK_BYTES - 1]).unwrap();
+        assert!(
+            rx.try_recv().is_err(),
+            "nothing sent before a chunk is full"
+        );
+        w.write_all(&[8u8; 2]).unwrap();
+        let c = rx.try_recv().unwrap().unwrap();
+        assert_eq!(c.len(), CHUNK_BYTES + 1);
+        w.write_all(b"tail").unwrap();
+        w.flush().unwrap();
+        assert_eq!(rx.try_recv().unwrap().unwrap(), b"tail");
+        // The client went away: the export's next chunk fails, so it stops.
+        drop(rx);
+        w.write_all(b"more").unwrap();
+        let e = w.flush().unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::BrokenPipe);
+        assert!(w.write_all(&[0u8; CHUNK_BYTES]).is_err());
+    }
+
+    #[test]
+    fn body_writer_failure_ends_the_body_with_an_error() {
+        let (tx, mut rx) = mpsc::channel(8);
+        let mut w = BodyWriter::new(tx);
+        w.write_all(b"partial").unwrap();
+        w.fail(&"segment 000003.seg is damaged");
+        let e = rx.try_recv().unwrap().unwrap_err();
+        assert!(e.to_string().contains("damaged"), "{e}");
+    }
 
     #[test]
     fn token_comparison_needs_the_exact_token() {
