@@ -8,8 +8,9 @@
 //! 2. Flow latency: a store of SIPHON_BENCH_CALLS calls (default 1,000,000, SIP only) is built
 //!    through the library, served, and `GET /api/v1/calls/{id}/flow` is timed for 2,000 random
 //!    calls: p50 and p99.
-//! 3. Exports: a store holding one hour-long call (two G.711 streams) is served, its pcap and
-//!    WAV are downloaded, and the rise of `serve`'s peak memory (VmHWM) is printed for each.
+//! 3. Exports: a store holding one hour-long call (two G.711 streams) is served, its flow, pcap
+//!    and WAV are downloaded, and the time and rise of `serve`'s peak memory (VmHWM) are printed
+//!    for each.
 //!
 //! `cargo bench -p siphon-cli --bench serve`; SIPHON_BENCH_SKIP=ceiling,import,load,flow,export leaves
 //! parts out, SIPHON_BENCH_TRANSPORTS=udp or tcp runs one transport.
@@ -629,7 +630,7 @@ fn export_memory(corpus: &Path, dir: &Path, minutes: u64) {
     let mb = |b: u64| b as f64 / 1e6;
     let mut line = format!("exports of a {minutes}-minute call ({packets} packets):");
     // A fresh `serve` for each, so that one's peak does not hide the other's.
-    for what in ["pcap", "wav"] {
+    for what in ["flow", "pcap", "wav"] {
         let srv = start_serve(&data, 39_080, http);
         let pid = srv.0.id();
         let (st, row) = http_get(http, path("").trim_end_matches('/'));
@@ -646,10 +647,10 @@ fn export_memory(corpus: &Path, dir: &Path, minutes: u64) {
         );
         let rise = peak_rss(pid).saturating_sub(before);
         line.push_str(&format!(
-            " {what} {:.0} MB in {took:.2} s, serve's peak memory +{:.0} MB ({:.2} x the file);",
+            " {what} {:.3} MB in {:.1} ms, serve's peak memory +{:.1} MB;",
             mb(body.len() as u64),
+            took * 1000.0,
             mb(rise),
-            rise as f64 / body.len() as f64
         ));
     }
     println!("{}", line.trim_end_matches(';'));

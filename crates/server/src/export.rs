@@ -54,11 +54,8 @@ pub fn messages(
 ) -> Result<Vec<FlowMessage>, StoreError> {
     let mut dec = Decoder::new();
     let mut out = Vec::new();
-    for r in store.records(row)? {
-        if r.kind != siphon_ingest::Kind::Sip as u8
-            || from_us.is_some_and(|f| r.ts_us < f)
-            || to_us.is_some_and(|t| r.ts_us > t)
-        {
+    for r in store.sip_records(row)? {
+        if from_us.is_some_and(|f| r.ts_us < f) || to_us.is_some_and(|t| r.ts_us > t) {
             continue;
         }
         let Ok(Some(p)) = dec.decode_raw(r.ts_us, r.link, &r.data) else {

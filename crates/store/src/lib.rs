@@ -450,6 +450,22 @@ impl Store {
     /// Every stored packet of a call (SIP, RTP, RTCP) in capture order within each block;
     /// SIP blocks come in write order, so SIP messages keep the order they were captured in.
     pub fn records(&self, row: &CallRow) -> Result<Vec<StoredRecord>, StoreError> {
+        self.records_in(row, |_| true)
+    }
+
+    /// The call's SIP messages only, as [`Store::records`] gives them. Its media blocks are
+    /// skipped unread: a ladder of an hour-long call does not decompress the hour's RTP.
+    pub fn sip_records(&self, row: &CallRow) -> Result<Vec<StoredRecord>, StoreError> {
+        let mut recs = self.records_in(row, |kind| kind != segment::BlockKind::Media as u8)?;
+        recs.retain(|r| r.kind == siphon_ingest::Kind::Sip as u8);
+        Ok(recs)
+    }
+
+    fn records_in(
+        &self,
+        row: &CallRow,
+        want: impl Fn(u8) -> bool + Copy,
+    ) -> Result<Vec<StoredRecord>, StoreError> {
         let dir = if row.bucket.is_empty() {
             self.root.clone()
         } else {
@@ -466,8 +482,11 @@ impl Store {
             let Some((_, f)) = open.as_mut() else {
                 continue;
             };
-            let (hdr, raw) = segment::read_block(f, br.offset)
-                .map_err(|e| StoreError::segment(dir.join(format!("{:06}.seg", br.segment)), e))?;
+            let Some((hdr, raw)) = segment::read_block_of(f, br.offset, want)
+                .map_err(|e| StoreError::segment(dir.join(format!("{:06}.seg", br.segment)), e))?
+            else {
+                continue;
+            };
             segment::for_each_record(&hdr, &raw, br.offset, |kind, link, r, ts, node, data| {
                 if r == row.call_ref && kind != segment::KIND_CALL_DEF {
                     out.push(StoredRecord {

@@ -275,6 +275,20 @@ fn parse_block_header(h: &[u8], offset: u64) -> Result<BlockHeader, SegmentError
 
 /// Reads and verifies the block at `offset`, returning its header and raw (decompressed) bytes.
 pub fn read_block(file: &mut File, offset: u64) -> Result<(BlockHeader, Vec<u8>), SegmentError> {
+    // Every kind is wanted, so a block always comes back.
+    read_block_of(file, offset, |_| true)?.ok_or(SegmentError::Corrupt {
+        offset,
+        what: "block skipped",
+    })
+}
+
+/// As [`read_block`], for blocks whose kind (a [`BlockKind`] value) `want` accepts; others are
+/// skipped after their header is read (`None`): their payload is neither read nor checked.
+pub fn read_block_of(
+    file: &mut File,
+    offset: u64,
+    want: impl Fn(u8) -> bool,
+) -> Result<Option<(BlockHeader, Vec<u8>)>, SegmentError> {
     file.seek(SeekFrom::Start(offset))?;
     let mut h = [0u8; BLOCK_HEADER_LEN];
     file.read_exact(&mut h).map_err(|e| match e.kind() {
@@ -285,6 +299,9 @@ pub fn read_block(file: &mut File, offset: u64) -> Result<(BlockHeader, Vec<u8>)
         _ => SegmentError::Io(e),
     })?;
     let hdr = parse_block_header(&h, offset)?;
+    if !want(hdr.kind) {
+        return Ok(None);
+    }
     let mut payload = vec![0u8; hdr.comp_len as usize];
     file.read_exact(&mut payload).map_err(|e| match e.kind() {
         io::ErrorKind::UnexpectedEof => SegmentError::Corrupt {
@@ -322,7 +339,7 @@ pub fn read_block(file: &mut File, offset: u64) -> Result<(BlockHeader, Vec<u8>)
             what: "block size differs from its header",
         });
     }
-    Ok((hdr, raw))
+    Ok(Some((hdr, raw)))
 }
 
 /// Decodes the records of a raw block, calling `f` for each; stops with an error at the first
