@@ -677,8 +677,9 @@ fn unpack_one(buf: &[u8], pos: &mut usize, base_us: i64) -> Option<StoredStream>
     for x in &mut v {
         *x = get_varint(buf, pos)?;
     }
-    let first_us = base_us + unzz(get_varint(buf, pos)?);
-    let last_us = first_us + unzz(get_varint(buf, pos)?);
+    // Damaged blobs may not overflow (nor panic in a debug build).
+    let first_us = base_us.saturating_add(unzz(get_varint(buf, pos)?));
+    let last_us = first_us.saturating_add(unzz(get_varint(buf, pos)?));
     let payload_types = u128::from_le_bytes(get_bytes(buf, pos, 16)?.try_into().ok()?);
     let markers = get_varint(buf, pos)?;
     let payload_type_changes = u32::try_from(get_varint(buf, pos)?).ok()?;
@@ -769,7 +770,8 @@ pub fn unpack_blocks(buf: &[u8]) -> Vec<BlockRef> {
                 offset: off,
             };
         } else {
-            cur.offset += v / 2;
+            // Damaged input may not overflow (nor panic in a debug build).
+            cur.offset = cur.offset.saturating_add(v / 2);
         }
         out.push(cur);
     }
@@ -1091,8 +1093,10 @@ fn row_to_call(bucket: &str, r: &rusqlite::Row<'_>) -> rusqlite::Result<CallRow>
             method
         },
         start_us,
-        answer_us: r.get::<_, Option<i64>>(4)?.map(|d| start_us + d),
-        end_us: start_us + r.get::<_, i64>(5)?,
+        answer_us: r
+            .get::<_, Option<i64>>(4)?
+            .map(|d| start_us.saturating_add(d)),
+        end_us: start_us.saturating_add(r.get::<_, i64>(5)?),
         caller: t(6)?,
         caller_domain: t(7)?,
         callee: t(8)?,
@@ -1763,5 +1767,40 @@ pub(crate) mod tests {
             let _ = unpack_streams(&junk, 0);
             let _ = unpack_blocks(&junk);
         }
+        // Offsets that add up past 2^64 saturate instead of overflowing.
+        let mut huge = Vec::new();
+        for _ in 0..3 {
+            crate::segment::put_varint(&mut huge, u64::MAX - 1);
+        }
+        let b = unpack_blocks(&huge);
+        assert_eq!(b.len(), 3);
+        assert_eq!(b[2].offset, u64::MAX);
+        // A stream whose times add up past 2^63 (found by the `store` fuzz target).
+        let s = StoredStream {
+            src: "127.0.0.1:20000".parse().unwrap(),
+            dst: "127.0.0.1:30000".parse().unwrap(),
+            ssrc: 1,
+            payload_type: 0,
+            codec: "PCMU".into(),
+            clock_rate: 8000,
+            direction: StreamDirection::Uac,
+            packets: 1,
+            lost: 0,
+            duplicates: 0,
+            reordered: 0,
+            max_delta_us: 0,
+            jitter_mean_us: 0,
+            jitter_max_us: 0,
+            first_us: i64::MAX - 5,
+            last_us: i64::MAX - 5,
+            rtcp: None,
+            payload_types: 1,
+            markers: 0,
+            payload_type_changes: 0,
+        };
+        let packed = pack_streams(std::slice::from_ref(&s), 0);
+        let back = unpack_streams(&packed, i64::MAX - 1);
+        assert_eq!(back[0].first_us, i64::MAX);
+        assert_eq!(back[0].last_us, i64::MAX);
     }
 }
