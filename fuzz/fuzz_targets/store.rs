@@ -1,13 +1,15 @@
 #![no_main]
 //! What the store reads back from disk, damaged or hostile: segment files (scan, torn-tail
 //! recovery, block reading and record decoding) and the index's packed block lists and
-//! streams. The first byte picks which.
+//! streams; and the times the command line and the API take (Unix seconds or RFC 3339). The
+//! first byte picks which.
 use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use libfuzzer_sys::fuzz_target;
 use siphon_store::index::{pack_blocks, unpack_blocks, unpack_streams};
 use siphon_store::segment::{self, SEG_MAGIC, SEG_VERSION};
+use siphon_store::{format_rfc3339_us, parse_time_us};
 
 static N: AtomicU64 = AtomicU64::new(0);
 
@@ -53,8 +55,19 @@ fuzz_target!(|data: &[u8]| {
     let Some((&mode, rest)) = data.split_first() else {
         return;
     };
-    match mode % 3 {
+    match mode % 4 {
         0 => segment_file(rest),
+        3 => {
+            let _ = parse_time_us(&String::from_utf8_lossy(rest));
+            if let Some(b) = rest.get(..8) {
+                let t = i64::from_le_bytes(b.try_into().unwrap());
+                let text = format_rfc3339_us(t);
+                // Four-digit years read back exactly.
+                if (-62_135_596_800_000_000..253_402_300_800_000_000).contains(&t) {
+                    assert_eq!(parse_time_us(&text), Some(t), "{text}");
+                }
+            }
+        }
         1 => {
             let blocks = unpack_blocks(rest);
             // The writer packs sorted lists of offsets inside files; those come back as they
