@@ -35,4 +35,4 @@ mod resample;
 pub use codec::{codec_for, Codec};
 pub use g722::G722Decoder;
 pub use render::{Channel, Dtmf, RenderOptions, RenderReport, RtpPacket, WavRenderer};
-pub use replay::{render_call, CallPacket};
+pub use replay::{render_call, CallPacket, CallRenderer};

@@ -5,9 +5,9 @@ use std::collections::HashMap;
 use std::io::{Seek, Write};
 use std::net::SocketAddr;
 
-use siphon_media::{render_call, CallPacket, RenderOptions, RenderReport};
+use siphon_media::{CallPacket, CallRenderer, RenderOptions, RenderReport};
 use siphon_sip::Message;
-use siphon_store::{CallRow, Store, StoreError, StoredRecord};
+use siphon_store::{CallRow, Store, StoreError};
 use siphon_wire::decode::{Decoder, Transport};
 use siphon_wire::link::LinkType;
 use siphon_wire::write::{synth_tcp_frame, synth_udp_frame, PcapWriter};
@@ -114,43 +114,56 @@ pub fn message_json(m: &FlowMessage) -> serde_json::Value {
     v
 }
 
-fn sorted_records(store: &Store, row: &CallRow) -> Result<Vec<StoredRecord>, StoreError> {
-    let mut recs = store.records(row)?;
-    recs.sort_by_key(|r| r.ts_us);
-    Ok(recs)
-}
-
 /// Writes the call's packets, in capture-time order, as pcap; returns how many. Original
 /// frames are written as captured; when link types are mixed or SIP came over TCP (stored one
 /// message per frame), frames are rebuilt as Ethernet/IP with running TCP sequence numbers.
+/// Packets are read a block at a time, twice (to choose the link type, then to write).
 pub fn write_pcap<W: Write>(store: &Store, row: &CallRow, out: W) -> Result<usize, ExportError> {
-    write_pcap_records(&pcap_records(store, row)?, out)
+    let plan = plan_pcap(store, row)?;
+    write_pcap_planned(store, row, &plan, out)
 }
 
-/// The call's packets as [`write_pcap`] writes them: read first, so that a damaged store is
-/// reported before any output (an HTTP response cannot change its status once streaming).
-pub fn pcap_records(store: &Store, row: &CallRow) -> Result<Vec<StoredRecord>, StoreError> {
-    sorted_records(store, row)
+/// The pcap's link type, chosen by reading every packet of the call once.
+#[derive(Debug, Clone, Copy)]
+pub struct PcapPlan {
+    link: LinkType,
+    mixed: bool,
 }
 
-/// Writes records from [`pcap_records`] as pcap; returns how many packets it wrote.
-pub fn write_pcap_records<W: Write>(recs: &[StoredRecord], out: W) -> Result<usize, ExportError> {
-    let first_link = recs.first().map(|r| r.link).unwrap_or(LinkType::ETHERNET);
+/// The first pass of [`write_pcap`]. A damaged store is reported here, before any output (an
+/// HTTP response cannot change its status once it streams).
+pub fn plan_pcap(store: &Store, row: &CallRow) -> Result<PcapPlan, StoreError> {
     let mut dec = Decoder::new();
-    let has_tcp = recs.iter().any(|r| {
-        matches!(dec.decode_raw(r.ts_us, r.link, &r.data), Ok(Some(p)) if p.transport == Transport::Tcp)
-    });
-    let mixed = has_tcp || recs.iter().any(|r| r.link != first_link);
-    let link = if mixed {
-        LinkType::ETHERNET
-    } else {
-        first_link
-    };
-    let mut w = PcapWriter::new(out, link)?;
+    let mut first = None;
+    let mut mixed = false;
+    for r in store.packets(row, true)? {
+        let r = r?;
+        let link = *first.get_or_insert(r.link);
+        mixed = mixed
+            || r.link != link
+            || matches!(dec.decode_raw(r.ts_us, r.link, &r.data), Ok(Some(p)) if p.transport == Transport::Tcp);
+    }
+    let first = first.unwrap_or(LinkType::ETHERNET);
+    Ok(PcapPlan {
+        link: if mixed { LinkType::ETHERNET } else { first },
+        mixed,
+    })
+}
+
+/// The second pass of [`write_pcap`]: writes the pcap; returns how many packets it wrote.
+pub fn write_pcap_planned<W: Write>(
+    store: &Store,
+    row: &CallRow,
+    plan: &PcapPlan,
+    out: W,
+) -> Result<usize, ExportError> {
+    let mut dec = Decoder::new();
+    let mut w = PcapWriter::new(out, plan.link)?;
     let mut tcp_seq: HashMap<(SocketAddr, SocketAddr), u32> = HashMap::new();
     let mut n = 0;
-    for r in recs {
-        if !mixed {
+    for r in store.packets(row, true)? {
+        let r = r?;
+        if !plan.mixed {
             w.write_frame(r.ts_us, &r.data, r.data.len() as u32)?;
             n += 1;
             continue;
@@ -201,30 +214,36 @@ pub fn scratch_file() -> std::io::Result<std::fs::File> {
     }
 }
 
-/// Renders the call's audio as WAV into `out`.
+/// Renders the call's audio as WAV into `out`: its SIP messages first (for the SDP), then its
+/// media a block at a time.
 pub fn write_wav<W: Write + Seek>(
     store: &Store,
     row: &CallRow,
     opts: RenderOptions,
     out: W,
 ) -> Result<RenderReport, ExportError> {
-    let recs = sorted_records(store, row)?;
-    let packets: Vec<CallPacket<'_>> = recs
+    let mut sip = store.sip_records(row)?;
+    sip.sort_by_key(|r| r.ts_us);
+    let sip: Vec<CallPacket<'_>> = sip
         .iter()
         .map(|r| CallPacket {
             ts_us: r.ts_us,
-            is_sip: r.kind == siphon_ingest::Kind::Sip as u8,
+            is_sip: true,
             link: r.link,
             frame: &r.data,
         })
         .collect();
-    Ok(render_call(
-        &packets,
-        row.start_us,
-        &row.from_tag,
-        opts,
-        out,
-    )?)
+    let mut render = CallRenderer::new(&sip, row.start_us, &row.from_tag, opts, out);
+    for r in store.packets(row, false)? {
+        let r = r?;
+        render.push_media(&CallPacket {
+            ts_us: r.ts_us,
+            is_sip: false,
+            link: r.link,
+            frame: &r.data,
+        });
+    }
+    Ok(render.finish()?)
 }
 
 /// Export failures.

@@ -17,6 +17,7 @@
 
 mod checkpoint;
 pub mod index;
+mod ordered;
 pub mod recover;
 mod reindex;
 pub mod segment;
@@ -27,6 +28,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use index::{CallQuery, CallRow, StoredStream};
+pub use ordered::{CallPackets, REORDER_WINDOW};
 pub use reindex::{reindex, ReindexReport};
 pub use segment::StoredRecord;
 pub use writer::{StoreWriter, WriteStats};
@@ -461,16 +463,33 @@ impl Store {
         Ok(recs)
     }
 
+    /// The call's packets by capture time: its SIP messages (`with_sip`) and its media, read
+    /// one block at a time, so memory does not grow with the call's length. Media that arrived
+    /// up to [`REORDER_WINDOW`] packets late comes out in place; equal times keep the order
+    /// they were stored in, SIP first.
+    pub fn packets(&self, row: &CallRow, with_sip: bool) -> Result<CallPackets, StoreError> {
+        let sip = if with_sip {
+            self.sip_records(row)?
+        } else {
+            Vec::new()
+        };
+        Ok(CallPackets::new(self.bucket_dir(row), row, sip))
+    }
+
+    fn bucket_dir(&self, row: &CallRow) -> PathBuf {
+        if row.bucket.is_empty() {
+            self.root.clone()
+        } else {
+            self.root.join(&row.bucket)
+        }
+    }
+
     fn records_in(
         &self,
         row: &CallRow,
         want: impl Fn(u8) -> bool + Copy,
     ) -> Result<Vec<StoredRecord>, StoreError> {
-        let dir = if row.bucket.is_empty() {
-            self.root.clone()
-        } else {
-            self.root.join(&row.bucket)
-        };
+        let dir = self.bucket_dir(row);
         let mut out = Vec::new();
         let mut open: Option<(u32, std::fs::File)> = None;
         for br in &row.blocks {

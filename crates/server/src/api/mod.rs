@@ -60,9 +60,9 @@ pub struct ApiState {
     pub exports: Arc<Semaphore>,
 }
 
-/// pcap and WAV exports built at once. Each holds its call's packets in memory while it runs
-/// (about 450 bytes per packet: 105 MB for an hour-long G.711 call with 30 ms packets), so
-/// further requests wait for a free slot instead of growing memory with the number of clients.
+/// pcap and WAV exports built at once; further requests wait for a free slot. Each reads its
+/// call a block at a time (some 15 MB whatever the call's length) and a WAV takes temporary
+/// disk, so the slots bound what exports take of memory, disk and cores.
 pub const MAX_EXPORTS: usize = 4;
 
 /// The export slots an [`ApiState`] starts with.
@@ -592,16 +592,17 @@ async fn call_pcap(
     let slot = export_slot(&s).await?;
     // Errors (unknown call, damaged store) are answered before the body starts; the pcap is
     // then streamed as it is written rather than built whole in memory first.
-    let recs = blocking(move || {
+    let (store, row, plan) = blocking(move || {
         let (store, row) = find_call(&s.store_root, &id)?;
-        Ok(export::pcap_records(&store, &row)?)
+        let plan = export::plan_pcap(&store, &row)?;
+        Ok((store, row, plan))
     })
     .await?;
     let (tx, rx) = mpsc::channel(4);
     tokio::task::spawn_blocking(move || {
         let _slot = slot;
         let mut w = BodyWriter::new(tx);
-        if let Err(e) = export::write_pcap_records(&recs, &mut w) {
+        if let Err(e) = export::write_pcap_planned(&store, &row, &plan, &mut w) {
             w.fail(&e);
         }
     });
