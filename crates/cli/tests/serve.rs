@@ -712,3 +712,114 @@ fn calls_max_open_calls_refuses_and_counts_new_call_ids_beyond_it() {
     assert_eq!(ids, admitted);
     assert!(sigterm(&mut srv.0).success());
 }
+
+/// Sum of the samples of a metric whose line starts with `prefix`.
+fn metric(http: u16, prefix: &str) -> u64 {
+    let (_, body) = http_get(http, "/metrics");
+    String::from_utf8_lossy(&body)
+        .lines()
+        .filter(|l| l.starts_with(prefix))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
+
+fn wait_for(what: &str, mut ok: impl FnMut() -> bool) {
+    let t0 = Instant::now();
+    while !ok() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(40),
+            "waited 40 s for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn send_udp(hep: u16, pkts: &[Vec<u8>]) {
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    for p in pkts {
+        udp.send_to(p, ("127.0.0.1", hep)).unwrap();
+        std::thread::sleep(Duration::from_micros(200));
+    }
+}
+
+/// A full disk: `serve` keeps ingesting, says so (`/health`, metrics, stderr), keeps what it
+/// could not write, and writes it once there is room again. Its data directory is a tmpfs of
+/// 8 MiB in a mount namespace of its own (`unshare`), reached from here through
+/// `/proc/PID/root`.
+#[test]
+fn a_full_disk_degrades_serve_which_writes_everything_once_space_is_back() {
+    let base = ports(5);
+    let (hep, http) = (base, base + 1);
+    let dir = tmp("disk-full");
+    let mnt = dir.join("mnt");
+    std::fs::create_dir_all(&mnt).unwrap();
+    let script = format!(
+        "mount -t tmpfs -o size=8m tmpfs '{m}' && exec '{bin}' serve --data '{m}/data' \
+         --hep-listen 127.0.0.1:{hep} --http-listen 127.0.0.1:{http}",
+        m = mnt.display(),
+        bin = env!("CARGO_BIN_EXE_siphon"),
+    );
+    let child = Command::new("unshare")
+        .args(["--map-root-user", "--mount", "sh", "-c", &script])
+        .env("SIPHON_STORAGE_FLUSH_INTERVAL_SECS", "1")
+        .env("SIPHON_CALLS_CLOSING_GRACE_SECS", "1")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.join("serve.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let mut srv = Guard(child);
+    wait_http(http);
+    let inside =
+        PathBuf::from(format!("/proc/{}/root", srv.0.id())).join(mnt.strip_prefix("/").unwrap());
+    assert!(inside.join("data").is_dir(), "serve's data on its tmpfs");
+
+    // A call written while there is room.
+    send_udp(
+        hep,
+        &hep_packets(&corpus().join("basic_twoway_g711a.pcap"), b"k"),
+    );
+    wait_calls(http, 1, "/api/v1/calls");
+
+    // Fill the disk.
+    let mut filler = std::fs::File::create(inside.join("filler")).unwrap();
+    let chunk = vec![0u8; 64 << 10];
+    while filler.write_all(&chunk).is_ok() {}
+    drop(filler);
+
+    // 24 calls while it is full: analysed, not written, and said so.
+    let many = hep_packets(&corpus().join("many_calls_24.pcap"), b"k");
+    send_udp(hep, &many);
+    let sent = 7 + many.len() as u64;
+    wait_for("every message analysed", || {
+        metric(http, "siphon_packets_total{type=\"sip\"}") == sent
+    });
+    wait_for("a failed flush", || {
+        metric(http, "siphon_store_errors_total") > 0
+    });
+    let health = get_json(http, "/health");
+    assert_eq!(health["status"], "degraded", "{health}");
+    let err = health["store"]["error"].as_str().unwrap_or_default();
+    assert!(err.contains("No space left"), "{health}");
+    assert!(metric(http, "siphon_store_backlog_bytes") > 0);
+    assert_eq!(
+        get_json(http, "/api/v1/calls")["calls"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(metric(http, "siphon_dropped_packets_total"), 0);
+
+    // Room again: everything held is written, and serve says it is well.
+    std::fs::remove_file(inside.join("filler")).unwrap();
+    let calls = wait_calls(http, 25, "/api/v1/calls");
+    assert_eq!(calls.len(), 25);
+    let total: u64 = calls.iter().map(|c| c["messages"].as_u64().unwrap()).sum();
+    assert_eq!(total, sent, "every message of every call");
+    wait_for("health ok", || get_json(http, "/health")["status"] == "ok");
+    assert_eq!(metric(http, "siphon_store_backlog_bytes"), 0);
+    let log = std::fs::read_to_string(dir.join("serve.log")).unwrap();
+    assert!(log.contains("store write failed"), "{log}");
+    assert!(log.contains("store writes resumed"), "{log}");
+    assert!(sigterm(&mut srv.0).success());
+}

@@ -793,6 +793,69 @@ fn udp_kernel_drops(ports: &[u16]) -> u64 {
 /// How often the pipeline thread advances the call state machine.
 const EXPIRE_EVERY: Duration = Duration::from_millis(100);
 
+/// Longest wait before a failed flush is tried again (the wait doubles from 1 s).
+const FLUSH_RETRY_MAX: Duration = Duration::from_secs(10);
+/// Bytes the store writer may hold in memory while its flushes fail. Beyond, packets are
+/// dropped and counted (`store_unavailable`) until a flush succeeds; the calls' state goes on.
+const STORE_BACKLOG_MAX: usize = 256 << 20;
+/// How often a failing store is said so on stderr.
+const STORE_ERROR_LOG_EVERY: Duration = Duration::from_secs(60);
+
+/// Failed flushes in a row, and when to try again.
+#[derive(Default)]
+struct FlushState {
+    failures: u64,
+    backoff: Duration,
+    retry_at: Option<Instant>,
+    logged_at: Option<Instant>,
+}
+
+/// A flush, unless a failed one is waiting for its retry time. A failure (a full disk, an I/O
+/// error) does not stop the pipeline: it is counted, logged at most once a minute, shown by
+/// `/health`, and retried after 1, 2, 4... up to 10 s; the writer keeps what was not written.
+fn try_flush(pipe: &mut Pipeline, writer: &mut StoreWriter, m: &Metrics, fs: &mut FlushState) {
+    if fs.retry_at.is_some_and(|t| Instant::now() < t) {
+        return;
+    }
+    let t0 = Instant::now();
+    match writer.flush_refs(&pipe.dirty()) {
+        Ok(()) => {
+            m.store_flush_seconds.observe(t0.elapsed().as_secs_f64());
+            if fs.failures > 0 {
+                eprintln!(
+                    "siphon serve: store writes resumed after {} failed flushes",
+                    fs.failures
+                );
+                if let Ok(mut e) = m.store_error.lock() {
+                    *e = None;
+                }
+            }
+            *fs = FlushState::default();
+        }
+        Err(e) => {
+            m.store_errors.inc();
+            fs.failures += 1;
+            fs.backoff = (fs.backoff * 2).clamp(Duration::from_secs(1), FLUSH_RETRY_MAX);
+            fs.retry_at = Some(Instant::now() + fs.backoff);
+            let msg = e.to_string();
+            if fs
+                .logged_at
+                .is_none_or(|t| t.elapsed() >= STORE_ERROR_LOG_EVERY)
+            {
+                fs.logged_at = Some(Instant::now());
+                eprintln!(
+                    "siphon serve: store write failed ({} in a row), retrying in {} s: {msg}",
+                    fs.failures,
+                    fs.backoff.as_secs()
+                );
+            }
+            if let Ok(mut slot) = m.store_error.lock() {
+                *slot = Some(msg);
+            }
+        }
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 fn pipeline_loop(
     rx: Receiver<Batch>,
@@ -812,14 +875,23 @@ fn pipeline_loop(
     let mut last_stats = IngestStats::default();
     let mut kernel_seen = udp_kernel_drops(&udp_ports);
     let mut written_seen = 0u64;
-    let flush = |pipe: &mut Pipeline, writer: &mut StoreWriter| -> Result<()> {
-        let t0 = Instant::now();
-        writer.flush_refs(&pipe.dirty())?;
-        m.store_flush_seconds.observe(t0.elapsed().as_secs_f64());
-        Ok(())
-    };
+    let mut fs = FlushState::default();
+    // Set each second while flushes fail and the writer holds more than STORE_BACKLOG_MAX.
+    let mut shedding = false;
     loop {
         match rx.recv_timeout(EXPIRE_EVERY) {
+            Ok(batch) if shedding => {
+                queued.taken(&batch);
+                m.drops
+                    .get_or_create(&ReasonLabel {
+                        reason: "store_unavailable".into(),
+                    })
+                    .inc_by(batch.items.len() as u64);
+                recycle(&pool, batch);
+                if writer.should_flush() {
+                    try_flush(&mut pipe, &mut writer, &m, &mut fs);
+                }
+            }
             Ok(batch) => {
                 queued.taken(&batch);
                 let mut sink = MeteredSink {
@@ -846,7 +918,7 @@ fn pipeline_loop(
                 }
                 recycle(&pool, batch);
                 if writer.should_flush() {
-                    flush(&mut pipe, &mut writer)?;
+                    try_flush(&mut pipe, &mut writer, &m, &mut fs);
                 }
             }
             Err(RecvTimeoutError::Timeout) => {}
@@ -865,9 +937,20 @@ fn pipeline_loop(
         }
         if last_tick.elapsed() >= Duration::from_secs(1) {
             last_tick = Instant::now();
-            if writer.interval_elapsed() {
-                flush(&mut pipe, &mut writer)?;
+            if writer.interval_elapsed() || fs.failures > 0 {
+                try_flush(&mut pipe, &mut writer, &m, &mut fs);
             }
+            let backlog = writer.backlog_bytes();
+            m.store_backlog_bytes.set(backlog as i64);
+            let shed = fs.failures > 0 && backlog > STORE_BACKLOG_MAX;
+            if shed && !shedding {
+                eprintln!(
+                    "siphon serve: the store cannot be written and {} MiB wait in memory: \
+                     packets are dropped until it can (store_unavailable)",
+                    backlog >> 20
+                );
+            }
+            shedding = shed;
             let st = pipe.stats().clone();
             publish(&m, &st, &last_stats);
             last_stats = st;
@@ -888,7 +971,10 @@ fn pipeline_loop(
             }
             kernel_seen = k;
             if retention.0.is_some() || retention.1.is_some() {
-                let due = last_retention.is_none_or(|t| t.elapsed() >= Duration::from_secs(600));
+                // Every 10 minutes; every 30 s while flushes fail (a full disk may be one that
+                // retention can free).
+                let every = if fs.failures > 0 { 30 } else { 600 };
+                let due = last_retention.is_none_or(|t| t.elapsed() >= Duration::from_secs(every));
                 if due {
                     last_retention = Some(Instant::now());
                     let _ = siphon_store::retention_with(

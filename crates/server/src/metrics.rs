@@ -103,6 +103,12 @@ pub struct Metrics {
     pub store_bytes: Counter,
     /// The most packets waiting for the pipeline at once over the last second.
     pub queue_peak_packets: Gauge,
+    /// Flushes that failed (a full disk, an I/O error); each is retried.
+    pub store_errors: Counter,
+    /// Bytes held in memory waiting to be written (grows while flushes fail).
+    pub store_backlog_bytes: Gauge,
+    /// The last flush error while flushes fail; `None` once one succeeds (for `/health`).
+    pub store_error: Mutex<Option<String>>,
     /// Calls and talk time behind ASR/ACD/NER.
     totals: Mutex<CallTotals>,
     /// Read from the system at each encoding.
@@ -155,6 +161,8 @@ impl Metrics {
         let store_flush_seconds = Histogram::new([0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0]);
         let store_bytes = Counter::default();
         let queue_peak_packets = Gauge::default();
+        let store_errors = Counter::default();
+        let store_backlog_bytes = Gauge::default();
         registry.register(
             "received_packets",
             "Packets received, by source",
@@ -250,6 +258,16 @@ impl Metrics {
             "Most packets waiting for the pipeline at once over the last second (drops begin at pipeline.queue_packets)",
             queue_peak_packets.clone(),
         );
+        registry.register(
+            "store_errors",
+            "Store flushes that failed (full disk, I/O error); each is retried, and what it held stays in memory up to a bound",
+            store_errors.clone(),
+        );
+        registry.register(
+            "store_backlog_bytes",
+            "Bytes held in memory waiting to be written to the store (grows while flushes fail)",
+            store_backlog_bytes.clone(),
+        );
         let process_cpu_seconds = Counter::<f64, AtomicU64>::default();
         let process_resident_bytes = Gauge::default();
         root.register(
@@ -285,6 +303,9 @@ impl Metrics {
             store_flush_seconds,
             store_bytes,
             queue_peak_packets,
+            store_errors,
+            store_backlog_bytes,
+            store_error: Mutex::new(None),
             totals: Mutex::new(CallTotals::default()),
         }
     }

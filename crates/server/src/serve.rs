@@ -87,15 +87,24 @@ pub fn run(cfg: Config) -> Result<()> {
     let started = std::time::Instant::now();
     let node = cfg.node.id.clone();
     let m = metrics.clone();
+    let hm = metrics.clone();
     let state = ApiState {
         store_root: cfg.storage.data.clone(),
         metrics: Arc::new(move || m.encode()),
         auth_token: cfg.http.auth_token.as_ref().map(|t| t.to_string()),
         health: Arc::new(move || {
-            serde_json::json!({
+            let store_error = hm.store_error.lock().ok().and_then(|e| e.clone());
+            let mut v = serde_json::json!({
                 "node": node,
                 "uptime_s": started.elapsed().as_secs(),
-            })
+                "store": "ok",
+            });
+            if let Some(e) = store_error {
+                // Still serving and ingesting: the writes are retried.
+                v["status"] = "degraded".into();
+                v["store"] = serde_json::json!({ "error": e });
+            }
+            v
         }),
         exports: crate::api::export_slots(),
     };

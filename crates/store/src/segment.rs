@@ -399,7 +399,12 @@ impl SegmentWriter {
         h.extend_from_slice(SEG_MAGIC);
         h.extend_from_slice(&SEG_VERSION.to_le_bytes());
         h.extend_from_slice(&0u32.to_le_bytes());
-        file.write_all(&h)?;
+        if let Err(e) = file.write_all(&h) {
+            // A disk that is full: leave no headless file behind.
+            drop(file);
+            let _ = std::fs::remove_file(path);
+            return Err(e);
+        }
         Ok(SegmentWriter {
             file,
             len: HEADER_LEN,
@@ -409,9 +414,15 @@ impl SegmentWriter {
     }
 
     /// Appends sealed blocks (as made by [`BlockBuf::seal_into`]); returns the offset they start at.
+    /// A failed append (a full disk) leaves the segment as it was, so it can be retried.
     pub fn append(&mut self, bytes: &[u8], blocks: u32) -> io::Result<u64> {
+        use std::os::unix::fs::FileExt;
         let at = self.len;
-        self.file.write_all(bytes)?;
+        if let Err(e) = self.file.write_all_at(bytes, at) {
+            // Whatever part was written goes: the next append starts at `len` again.
+            let _ = self.file.set_len(at);
+            return Err(e);
+        }
         self.len += bytes.len() as u64;
         self.blocks += blocks;
         Ok(at)
@@ -433,14 +444,14 @@ impl SegmentWriter {
     }
 
     /// Writes the footer and syncs: the segment is sealed.
-    pub fn seal(mut self) -> io::Result<()> {
+    pub fn seal(self) -> io::Result<()> {
         let mut f = Vec::with_capacity(FOOTER_LEN);
         f.extend_from_slice(FOOTER_MAGIC);
         f.extend_from_slice(&self.blocks.to_le_bytes());
         f.extend_from_slice(&self.len.to_le_bytes());
         let crc = crc32c::crc32c(&f);
         f.extend_from_slice(&crc.to_le_bytes());
-        self.file.write_all(&f)?;
+        std::os::unix::fs::FileExt::write_all_at(&self.file, &f, self.len)?;
         self.file.sync_all()
     }
 }

@@ -205,6 +205,23 @@ impl StoreWriter {
         &self.stats
     }
 
+    /// Bytes held in memory until a flush writes them: blocks sealed and not appended, open
+    /// SIP blocks, calls' media buffers. It grows while flushes fail (a full disk).
+    pub fn backlog_bytes(&self) -> usize {
+        let buckets: usize = self
+            .buckets
+            .iter()
+            .map(|b| b.pending.bytes.len() + b.sip.raw_len())
+            .sum();
+        let media: usize = self
+            .with_media
+            .iter()
+            .filter_map(|r| self.calls.get(r))
+            .map(|c| c.media.raw_len())
+            .sum();
+        buckets + media
+    }
+
     /// True when `flush_count` packets or `flush_interval` have passed since the last flush.
     pub fn should_flush(&self) -> bool {
         // The clock is read once every 256 packets: cheap on the hot path, precise enough.
@@ -401,6 +418,29 @@ impl StoreWriter {
             }
             by_bucket[at].push((s.call_ref, s));
         }
+        let res = self.write_flush(by_bucket, t0);
+        if res.is_err() {
+            // Not all written (a full disk): the final summaries go back to their calls, to be
+            // written by the next flush. Rows that were committed are written again, the same.
+            for s in completed {
+                if let Some(c) = self.calls.get_mut(&s.call_ref) {
+                    if c.summary.is_none() {
+                        c.summary = Some(s);
+                    }
+                }
+            }
+        }
+        res
+    }
+
+    /// The part of a flush that writes: segments, then index rows per bucket, then recovery
+    /// points. Safe to run again after an error: blocks not appended stay pending, and rows
+    /// are upserts.
+    fn write_flush(
+        &mut self,
+        mut by_bucket: Vec<Vec<(CallRef, &CallSummary)>>,
+        t0: Instant,
+    ) -> Result<(), StoreError> {
         let with_media = std::mem::take(&mut self.with_media);
         for (i, &r) in with_media.iter().enumerate() {
             if let Err(e) = self.seal_media(r) {
@@ -471,6 +511,7 @@ impl StoreWriter {
                 cold_at.push(at);
             }
             let mut cold_refs: Vec<BlockRef> = Vec::new();
+            let mut sync_err = None;
             if !b.pending.blocks.is_empty() {
                 if b.seg.is_none() {
                     let n = b.next_seg;
@@ -482,9 +523,6 @@ impl StoreWriter {
                     let base = seg
                         .append(&b.pending.bytes, b.pending.blocks.len() as u32)
                         .map_err(|e| StoreError::io(&b.dir, e))?;
-                    if self.cfg.fsync {
-                        seg.sync().map_err(|e| StoreError::io(&b.dir, e))?;
-                    }
                     for (off, calls) in b.pending.blocks.drain(..) {
                         let br = BlockRef {
                             segment: seg.number,
@@ -502,6 +540,14 @@ impl StoreWriter {
                         })
                         .collect();
                     b.pending.bytes.clear();
+                    // Synced once appended and accounted for: should the sync fail, the blocks
+                    // are not appended a second time (the next flush's sync covers them), and
+                    // their calls still list them; no index row is written before a sync.
+                    if self.cfg.fsync {
+                        if let Err(e) = seg.sync() {
+                            sync_err = Some(StoreError::io(&b.dir, e));
+                        }
+                    }
                 }
             }
             new_refs.sort_unstable_by_key(|&(_, br)| br);
@@ -521,6 +567,9 @@ impl StoreWriter {
                         }
                     }
                 }
+            }
+            if let Some(e) = sync_err {
+                return Err(e);
             }
             // Index rows, one transaction per bucket, after the data is durable.
             if rows.is_empty() {
