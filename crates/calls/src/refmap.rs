@@ -141,6 +141,8 @@ impl<V> RefMap<V> {
         let v = self.window.get_mut(i)?.take()?;
         self.in_window -= 1;
         self.trim_front();
+        // Removals behind a long-lived front entry leave empty slots: bounded here as on insert.
+        self.compact();
         Some(v)
     }
 
@@ -231,6 +233,7 @@ impl<V> RefMap<V> {
             }
         }
         self.trim_front();
+        self.compact();
     }
 }
 
