@@ -506,19 +506,8 @@ impl Store {
             else {
                 continue;
             };
-            segment::for_each_record(&hdr, &raw, br.offset, |kind, link, r, ts, node, data| {
-                if r == row.call_ref && kind != segment::KIND_CALL_DEF {
-                    out.push(StoredRecord {
-                        kind,
-                        link,
-                        call_ref: r,
-                        ts_us: ts,
-                        node,
-                        data: data.to_vec(),
-                    });
-                }
-            })
-            .map_err(|e| StoreError::segment(&dir, e))?;
+            segment::call_records(&hdr, &raw, br.offset, row.call_ref, &mut out)
+                .map_err(|e| StoreError::segment(&dir, e))?;
         }
         Ok(out)
     }

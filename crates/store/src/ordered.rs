@@ -93,20 +93,8 @@ impl CallPackets {
             else {
                 continue;
             };
-            let (call_ref, block) = (self.call_ref, &mut self.block);
-            segment::for_each_record(&hdr, &raw, br.offset, |kind, link, r, ts, node, data| {
-                if r == call_ref && kind != segment::KIND_CALL_DEF {
-                    block.push_back(StoredRecord {
-                        kind,
-                        link,
-                        call_ref: r,
-                        ts_us: ts,
-                        node,
-                        data: data.to_vec(),
-                    });
-                }
-            })
-            .map_err(|e| StoreError::segment(&path, e))?;
+            segment::call_records(&hdr, &raw, br.offset, self.call_ref, &mut self.block)
+                .map_err(|e| StoreError::segment(&path, e))?;
         }
     }
 }

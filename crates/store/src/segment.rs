@@ -342,6 +342,29 @@ pub fn read_block_of(
     Ok(Some((hdr, raw)))
 }
 
+/// The records of call `call_ref` in a raw block (its call definition left out), added to
+/// `out`.
+pub fn call_records(
+    hdr: &BlockHeader,
+    raw: &[u8],
+    offset: u64,
+    call_ref: u64,
+    out: &mut impl Extend<StoredRecord>,
+) -> Result<(), SegmentError> {
+    for_each_record(hdr, raw, offset, |kind, link, r, ts, node, data| {
+        if r == call_ref && kind != KIND_CALL_DEF {
+            out.extend(std::iter::once(StoredRecord {
+                kind,
+                link,
+                call_ref: r,
+                ts_us: ts,
+                node,
+                data: data.to_vec(),
+            }));
+        }
+    })
+}
+
 /// Decodes the records of a raw block, calling `f` for each; stops with an error at the first
 /// malformed record.
 pub fn for_each_record(
