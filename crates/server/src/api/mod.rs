@@ -73,20 +73,30 @@ pub fn export_slots() -> Arc<Semaphore> {
 /// Bytes of a streamed response handed to the connection at a time.
 const CHUNK_BYTES: usize = 64 << 10;
 
-type Chunk = Result<Vec<u8>, std::io::Error>;
+/// What a [`BodyWriter`] hands to its body: bytes, then the mark that the export is complete.
+enum Piece {
+    Data(Vec<u8>),
+    End,
+}
 
 /// A `Write` on the blocking pool whose bytes go, in chunks, to a streamed response body. A
 /// client that goes away makes the next write fail, which stops the export.
 struct BodyWriter {
     buf: Vec<u8>,
-    tx: mpsc::Sender<Chunk>,
+    tx: mpsc::Sender<Piece>,
+    /// How long a chunk may wait for the client before the export gives up.
+    stall: std::time::Duration,
 }
 
+/// How long an export waits for a client that has stopped reading.
+const EXPORT_STALL: std::time::Duration = std::time::Duration::from_secs(60);
+
 impl BodyWriter {
-    fn new(tx: mpsc::Sender<Chunk>) -> Self {
+    fn new(tx: mpsc::Sender<Piece>) -> Self {
         BodyWriter {
             buf: Vec::with_capacity(CHUNK_BYTES),
             tx,
+            stall: EXPORT_STALL,
         }
     }
 
@@ -95,17 +105,42 @@ impl BodyWriter {
             return Ok(());
         }
         let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK_BYTES));
-        self.tx.blocking_send(Ok(chunk)).map_err(|_| {
-            std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the client went away")
-        })
+        self.push(Piece::Data(chunk))
     }
 
-    /// Ends the body with an error: the connection is cut, so the client sees a truncated
-    /// transfer rather than a short file that looks complete.
-    fn fail(self, e: &dyn std::fmt::Display) {
-        let _ = self
-            .tx
-            .blocking_send(Err(std::io::Error::other(e.to_string())));
+    /// Hands an item to the body, waiting at most `stall` for the client to make room: a
+    /// client that stops reading would otherwise hold its export slot for ever.
+    fn push(&self, mut item: Piece) -> std::io::Result<()> {
+        let t0 = std::time::Instant::now();
+        loop {
+            match self.tx.try_send(item) {
+                Ok(()) => return Ok(()),
+                Err(mpsc::error::TrySendError::Closed(_)) => {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::BrokenPipe,
+                        "the client went away",
+                    ))
+                }
+                Err(mpsc::error::TrySendError::Full(back)) => {
+                    if t0.elapsed() >= self.stall {
+                        return Err(std::io::Error::new(
+                            std::io::ErrorKind::TimedOut,
+                            "the client stopped reading",
+                        ));
+                    }
+                    item = back;
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+            }
+        }
+    }
+
+    /// The export is complete: the rest goes, then the end mark. A writer dropped without it
+    /// (the export failed) cuts the connection, so the client sees a failed transfer rather
+    /// than a short file that looks complete.
+    fn finish(mut self) -> std::io::Result<()> {
+        self.send()?;
+        self.push(Piece::End)
     }
 }
 
@@ -123,17 +158,44 @@ impl std::io::Write for BodyWriter {
     }
 }
 
-/// The receiving end of a [`BodyWriter`], as a response body.
-struct Chunks(mpsc::Receiver<Chunk>);
+/// The receiving end of a [`BodyWriter`], as a response body: an error (which cuts the
+/// connection) when the writer went away without its end mark.
+struct Chunks {
+    rx: mpsc::Receiver<Piece>,
+    ended: bool,
+}
+
+impl Chunks {
+    fn new(rx: mpsc::Receiver<Piece>) -> Self {
+        Chunks { rx, ended: false }
+    }
+}
 
 impl futures_core::Stream for Chunks {
-    type Item = Chunk;
+    type Item = std::io::Result<Vec<u8>>;
 
     fn poll_next(
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Chunk>> {
-        self.0.poll_recv(cx)
+    ) -> std::task::Poll<Option<Self::Item>> {
+        use std::task::Poll;
+        if self.ended {
+            return Poll::Ready(None);
+        }
+        match self.rx.poll_recv(cx) {
+            Poll::Ready(Some(Piece::Data(d))) => Poll::Ready(Some(Ok(d))),
+            Poll::Ready(Some(Piece::End)) => {
+                self.ended = true;
+                Poll::Ready(None)
+            }
+            Poll::Ready(None) => {
+                self.ended = true;
+                Poll::Ready(Some(Err(std::io::Error::other(
+                    "the export stopped before its end",
+                ))))
+            }
+            Poll::Pending => Poll::Pending,
+        }
     }
 }
 
@@ -540,11 +602,16 @@ async fn wav_response(
     tokio::task::spawn_blocking(move || {
         let _slot = slot;
         let mut w = BodyWriter::new(tx);
-        if let Err(e) = std::io::copy(&mut file, &mut w).and_then(|_| w.flush()) {
-            w.fail(&e);
+        if std::io::copy(&mut file, &mut w).is_ok() {
+            let _ = w.finish();
         }
     });
-    let mut resp = file_response("audio/wav", "inline", &name, Body::from_stream(Chunks(rx)));
+    let mut resp = file_response(
+        "audio/wav",
+        "inline",
+        &name,
+        Body::from_stream(Chunks::new(rx)),
+    );
     resp.headers_mut()
         .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
     Ok(resp)
@@ -602,15 +669,15 @@ async fn call_pcap(
     tokio::task::spawn_blocking(move || {
         let _slot = slot;
         let mut w = BodyWriter::new(tx);
-        if let Err(e) = export::write_pcap_planned(&store, &row, &plan, &mut w) {
-            w.fail(&e);
+        if export::write_pcap_planned(&store, &row, &plan, &mut w).is_ok() {
+            let _ = w.finish();
         }
     });
     Ok(file_response(
         "application/vnd.tcpdump.pcap",
         "attachment",
         &name,
-        Body::from_stream(Chunks(rx)),
+        Body::from_stream(Chunks::new(rx)),
     ))
 }
 
@@ -814,6 +881,13 @@ async fn search_calls(
 mod tests {
     use super::*;
 
+    fn data(p: Piece) -> Vec<u8> {
+        match p {
+            Piece::Data(d) => d,
+            Piece::End => panic!("end mark where data was expected"),
+        }
+    }
+
     #[test]
     fn body_writer_sends_whole_chunks_and_fails_once_the_client_is_gone() {
         let (tx, mut rx) = mpsc::channel(8);
@@ -824,11 +898,10 @@ mod tests {
             "nothing sent before a chunk is full"
         );
         w.write_all(&[8u8; 2]).unwrap();
-        let c = rx.try_recv().unwrap().unwrap();
-        assert_eq!(c.len(), CHUNK_BYTES + 1);
+        assert_eq!(data(rx.try_recv().unwrap()).len(), CHUNK_BYTES + 1);
         w.write_all(b"tail").unwrap();
         w.flush().unwrap();
-        assert_eq!(rx.try_recv().unwrap().unwrap(), b"tail");
+        assert_eq!(data(rx.try_recv().unwrap()), b"tail");
         // The client went away: the export's next chunk fails, so it stops.
         drop(rx);
         w.write_all(b"more").unwrap();
@@ -838,13 +911,53 @@ mod tests {
     }
 
     #[test]
-    fn body_writer_failure_ends_the_body_with_an_error() {
-        let (tx, mut rx) = mpsc::channel(8);
+    fn body_writer_gives_up_on_a_client_that_stops_reading() {
+        let (tx, _rx) = mpsc::channel(1);
+        let mut w = BodyWriter::new(tx);
+        w.stall = std::time::Duration::from_millis(50);
+        // The first chunk fills the channel; nobody takes it, so the second times out.
+        w.write_all(&[1u8; CHUNK_BYTES]).unwrap();
+        let t0 = std::time::Instant::now();
+        let e = w.write_all(&[2u8; CHUNK_BYTES]).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::TimedOut);
+        assert!(t0.elapsed() >= std::time::Duration::from_millis(50));
+    }
+
+    /// Everything the body yields, until its end.
+    fn drain(mut c: Chunks) -> Vec<std::io::Result<Vec<u8>>> {
+        use futures_core::Stream;
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        let mut out = Vec::new();
+        loop {
+            match std::pin::Pin::new(&mut c).poll_next(&mut cx) {
+                std::task::Poll::Ready(Some(item)) => out.push(item),
+                std::task::Poll::Ready(None) => return out,
+                std::task::Poll::Pending => panic!("the writer is gone: no waiting"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_finished_export_ends_its_body_and_an_unfinished_one_cuts_it() {
+        let (tx, rx) = mpsc::channel(8);
+        let mut w = BodyWriter::new(tx);
+        w.write_all(b"whole").unwrap();
+        w.finish().unwrap();
+        let got = drain(Chunks::new(rx));
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].as_ref().unwrap(), b"whole");
+
+        // Dropped without `finish` (the export failed): what was sent, then an error, which
+        // makes the server cut the connection instead of ending the body.
+        let (tx, rx) = mpsc::channel(8);
         let mut w = BodyWriter::new(tx);
         w.write_all(b"partial").unwrap();
-        w.fail(&"segment 000003.seg is damaged");
-        let e = rx.try_recv().unwrap().unwrap_err();
-        assert!(e.to_string().contains("damaged"), "{e}");
+        w.flush().unwrap();
+        drop(w);
+        let got = drain(Chunks::new(rx));
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[0].as_ref().unwrap(), b"partial");
+        assert!(got[1].is_err());
     }
 
     #[test]
