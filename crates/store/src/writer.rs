@@ -25,6 +25,9 @@ const CHECKPOINT_EVERY_COMMITS: u32 = 4;
 /// SIP blocks are cut at this raw size: small enough that reading one call's ladder
 /// decompresses little, large enough to compress well across calls.
 const SIP_BLOCK_MAX: usize = 256 << 10;
+/// What a completed call's summary waiting to be written is counted as in
+/// [`StoreWriter::backlog_bytes`]: an estimate for its strings, streams and quality report.
+pub const SUMMARY_BYTES: usize = 1024;
 /// Summary blocks are cut at this raw size.
 const SUMMARY_BLOCK_MAX: usize = 128 << 10;
 const MEDIA_BLOCK_MAX: usize = 256 << 10;
@@ -206,7 +209,8 @@ impl StoreWriter {
     }
 
     /// Bytes held in memory until a flush writes them: blocks sealed and not appended, open
-    /// SIP blocks, calls' media buffers. It grows while flushes fail (a full disk).
+    /// SIP blocks, calls' media buffers, and completed calls' summaries (counted at
+    /// [`SUMMARY_BYTES`] each). It grows while flushes fail (a full disk).
     pub fn backlog_bytes(&self) -> usize {
         let buckets: usize = self
             .buckets
@@ -219,7 +223,7 @@ impl StoreWriter {
             .filter_map(|r| self.calls.get(r))
             .map(|c| c.media.raw_len())
             .sum();
-        buckets + media
+        buckets + media + self.completed.len() * SUMMARY_BYTES
     }
 
     /// True when `flush_count` packets or `flush_interval` have passed since the last flush.
