@@ -547,15 +547,24 @@ fn live_capture_on_lo_equals_importing_the_same_traffic() {
 
 /// HEP v3 packets carrying the SIP messages of a corpus capture, with an auth key.
 fn hep_packets(cap: &Path, key: &[u8]) -> Vec<Vec<u8>> {
+    hep_packets_from(cap, key, None)
+}
+
+/// As [`hep_packets`], stamped from `start` (µs) on, keeping the capture's spacing: a live
+/// agent stamps what it sees now, and the collector's state machine runs on wall time.
+fn hep_packets_from(cap: &Path, key: &[u8], start: Option<i64>) -> Vec<Vec<u8>> {
     use siphon_wire::capture::CaptureReader;
     use siphon_wire::decode::Decoder;
     let mut r = CaptureReader::open(cap).unwrap();
     let mut dec = Decoder::new();
     let mut out = Vec::new();
+    let mut first = None;
     while let Some(f) = r.next_frame().unwrap() {
         let Ok(Some(p)) = dec.decode(&f) else {
             continue;
         };
+        let t0 = *first.get_or_insert(p.ts_us);
+        let ts_us = start.map_or(p.ts_us, |s| s + (p.ts_us - t0));
         if !p.payload.starts_with(b"SIP/2.0")
             && !p.payload.starts_with(b"INVITE")
             && !p.payload.starts_with(b"ACK")
@@ -568,7 +577,7 @@ fn hep_packets(cap: &Path, key: &[u8]) -> Vec<Vec<u8>> {
             src: p.src,
             dst: p.dst,
             ip_protocol: 17,
-            ts_us: p.ts_us,
+            ts_us,
             proto_type: 1,
             capture_id: Some(7),
             auth_key: Some(key),
@@ -662,13 +671,17 @@ fn calls_max_open_calls_refuses_and_counts_new_call_ids_beyond_it() {
     let (hep, http) = (base, base + 1);
     let dir = tmp("max-open");
     let data = dir.join("data");
-    // No call completes during the test: the first three stay open and hold the table.
-    let env = [
-        ("SIPHON_CALLS_MAX_OPEN_CALLS", "3".to_string()),
-        ("SIPHON_CALLS_CLOSING_GRACE_SECS", "3600".to_string()),
-    ];
+    let env = [("SIPHON_CALLS_MAX_OPEN_CALLS", "3".to_string())];
     let mut srv = serve_env(&data, hep, http, &[], &env);
-    let pkts = hep_packets(&corpus().join("many_calls_24.pcap"), b"k");
+    // Stamped now, as a live agent would: with the capture's own (past) times every call
+    // would be past its timeouts at the state machine's next tick, freeing table slots. Now
+    // the first three calls hold the table for the seconds up to their BYE and closing grace,
+    // and every message is sent well within that.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as i64;
+    let pkts = hep_packets_from(&corpus().join("many_calls_24.pcap"), b"k", Some(now));
     let mut admitted: Vec<String> = Vec::new();
     let mut refused = 0;
     for p in &pkts {
@@ -700,10 +713,7 @@ fn calls_max_open_calls_refuses_and_counts_new_call_ids_beyond_it() {
         assert!(t0.elapsed() < Duration::from_secs(30), "want {want}:\n{m}");
         std::thread::sleep(Duration::from_millis(200));
     }
-    let listed = get_json(http, "/api/v1/calls");
-    let mut ids: Vec<String> = listed["calls"]
-        .as_array()
-        .unwrap()
+    let mut ids: Vec<String> = wait_calls(http, 3, "/api/v1/calls")
         .iter()
         .map(|c| c["call_id"].as_str().unwrap().to_string())
         .collect();
