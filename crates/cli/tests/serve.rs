@@ -833,3 +833,33 @@ fn a_full_disk_degrades_serve_which_writes_everything_once_space_is_back() {
     assert!(log.contains("store writes resumed"), "{log}");
     assert!(sigterm(&mut srv.0).success());
 }
+
+/// A pipeline that dies (a bug; a debug build panics on purpose here) must not leave a
+/// collector that answers `/health` and ingests nothing: `serve` exits with an error, for
+/// systemd to start it again.
+#[test]
+fn serve_exits_with_an_error_when_its_pipeline_dies() {
+    let base = ports(6);
+    let (hep, http) = (base, base + 1);
+    let dir = tmp("pipeline-dies");
+    let data = dir.join("data");
+    let env = [("SIPHON_DEBUG_PIPELINE_PANIC_AFTER_BATCHES", "0".to_string())];
+    let mut srv = serve_env(&data, hep, http, &[], &env);
+    assert_eq!(get_json(http, "/health")["status"], "ok");
+    send_udp(
+        hep,
+        &hep_packets(&corpus().join("basic_twoway_g711a.pcap"), b"k"),
+    );
+    let t0 = Instant::now();
+    let status = loop {
+        if let Some(st) = srv.0.try_wait().unwrap() {
+            break st;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(20), "serve still runs");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(!status.success(), "{status:?}");
+    let log = std::fs::read_to_string(data.with_file_name("serve.log")).unwrap();
+    assert!(log.contains("the pipeline stopped unexpectedly"), "{log}");
+    assert!(log.contains("pipeline thread panicked"), "{log}");
+}

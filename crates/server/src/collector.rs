@@ -234,6 +234,9 @@ pub struct Collector {
     stop: Arc<AtomicBool>,
     listeners: Vec<JoinHandle<()>>,
     pipeline: Option<JoinHandle<Result<WriteStats>>>,
+    /// True once the pipeline thread has ended; before a shutdown that is a failure: nothing
+    /// is ingested any more.
+    pipeline_ended: Arc<AtomicBool>,
     /// Where the HEP UDP listener is bound (useful with port 0).
     pub hep_udp_addr: Option<SocketAddr>,
     /// Where the HEP TCP listener is bound.
@@ -314,9 +317,12 @@ pub fn start(cfg: &Config, metrics: Arc<Metrics>) -> Result<Collector> {
     let retention = (cfg.storage.retention_days, cfg.storage.retention_max_bytes);
     let root = cfg.storage.data.clone();
     let stop2 = stop.clone();
+    let ended = Arc::new(AtomicBool::new(false));
+    let flag = EndFlag(ended.clone());
     let pipeline = std::thread::Builder::new()
         .name("pipeline".into())
         .spawn(move || {
+            let _flag = flag;
             pipeline_loop(
                 rx, queued, pool, pipe, writer, m, stop2, udp_ports, root, retention,
             )
@@ -325,12 +331,27 @@ pub fn start(cfg: &Config, metrics: Arc<Metrics>) -> Result<Collector> {
         stop,
         listeners,
         pipeline: Some(pipeline),
+        pipeline_ended: ended,
         hep_udp_addr,
         hep_tcp_addr,
     })
 }
 
+/// Set when the pipeline thread ends, by returning or by a panic (it is set on unwinding).
+struct EndFlag(Arc<AtomicBool>);
+
+impl Drop for EndFlag {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
 impl Collector {
+    /// A flag that turns true when the pipeline thread ends (see `pipeline_ended`).
+    pub fn pipeline_ended(&self) -> Arc<AtomicBool> {
+        self.pipeline_ended.clone()
+    }
+
     /// Stops the listeners, lets the pipeline drain its queue, completes open calls with the
     /// reason "collector shutdown", flushes and seals the store.
     pub fn shutdown(mut self) -> Result<WriteStats> {
@@ -878,6 +899,12 @@ fn pipeline_loop(
     let mut fs = FlushState::default();
     // Set each second while flushes fail and the writer holds more than STORE_BACKLOG_MAX.
     let mut shedding = false;
+    // Tests of what `serve` does when its pipeline dies: a debug build panics on purpose
+    // after this many batches.
+    #[cfg(debug_assertions)]
+    let mut panic_in: Option<u64> = std::env::var("SIPHON_DEBUG_PIPELINE_PANIC_AFTER_BATCHES")
+        .ok()
+        .and_then(|v| v.parse().ok());
     loop {
         match rx.recv_timeout(EXPIRE_EVERY) {
             Ok(batch) if shedding => {
@@ -894,6 +921,13 @@ fn pipeline_loop(
             }
             Ok(batch) => {
                 queued.taken(&batch);
+                #[cfg(debug_assertions)]
+                if let Some(n) = panic_in.as_mut() {
+                    if *n == 0 {
+                        panic!("SIPHON_DEBUG_PIPELINE_PANIC_AFTER_BATCHES reached");
+                    }
+                    *n -= 1;
+                }
                 let mut sink = MeteredSink {
                     writer: &mut writer,
                     metrics: &m,

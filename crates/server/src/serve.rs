@@ -109,13 +109,29 @@ pub fn run(cfg: Config) -> Result<()> {
         exports: crate::api::export_slots(),
     };
     let listen = cfg.http.listen.clone();
+    let col_ended = col.pipeline_ended();
     let served: Result<()> = rt.block_on(async move {
         let l = tokio::net::TcpListener::bind(&listen)
             .await
             .with_context(|| format!("binding HTTP on {listen}"))?;
         eprintln!("  HTTP API on http://{}", l.local_addr()?);
+        // Until SIGTERM/SIGINT, or until the pipeline ends by itself (a bug): a collector
+        // that no longer ingests must not look alive. It then exits with an error, and
+        // systemd (Restart=on-failure) starts it again on the store as it was left.
+        let ended = col_ended;
+        let pipeline_gone = async move {
+            while !ended.load(std::sync::atomic::Ordering::SeqCst) {
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+            eprintln!("siphon serve: the pipeline stopped unexpectedly; exiting");
+        };
         axum::serve(l, router(state))
-            .with_graceful_shutdown(shutdown_signal())
+            .with_graceful_shutdown(async {
+                tokio::select! {
+                    _ = shutdown_signal() => {}
+                    _ = pipeline_gone => {}
+                }
+            })
             .await?;
         Ok(())
     });
