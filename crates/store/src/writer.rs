@@ -84,6 +84,10 @@ struct Bucket {
     /// Given up for retention (see [`StoreWriter::release_bucket`]): its files are closed and
     /// `conn` is an empty in-memory database; nothing is written to it any more.
     released: bool,
+    /// Its directory, segments and index are open. Until then (they could not be, e.g. on a
+    /// full disk) `conn` is an empty in-memory database, records for the bucket are held in
+    /// memory, and every flush tries to open it first (see `open_files`).
+    opened: bool,
     /// Where this writer adds Call-ID keys to `conn`.
     keys: index::KeyWriter,
     seg: Option<SegmentWriter>,
@@ -226,6 +230,12 @@ impl StoreWriter {
         buckets + media + self.completed.len() * SUMMARY_BYTES
     }
 
+    /// Completed calls whose final rows are not written yet (more than none only while
+    /// flushes fail).
+    pub fn unwritten_calls(&self) -> usize {
+        self.completed.len()
+    }
+
     /// True when `flush_count` packets or `flush_interval` have passed since the last flush.
     pub fn should_flush(&self) -> bool {
         // The clock is read once every 256 packets: cheap on the hot path, precise enough.
@@ -249,7 +259,9 @@ impl StoreWriter {
         Ok(i)
     }
 
-    /// Position of the bucket `key`, opening it if needed.
+    /// Position of the bucket `key`, made if needed. Its files are opened now if they can be,
+    /// else by a later flush: a bucket that cannot be opened yet (a full disk at the start of
+    /// a new day) holds its records in memory rather than losing them.
     fn bucket(&mut self, key: &str) -> Result<usize, StoreError> {
         if let Some(i) = self.bucket_pos.get(key) {
             return Ok(*i);
@@ -259,25 +271,19 @@ impl StoreWriter {
         } else {
             self.cfg.root.join(key)
         };
-        std::fs::create_dir_all(&dir).map_err(|e| StoreError::io(&dir, e))?;
-        let mut next_seg = 1;
-        for (n, p) in list_segments(&dir)? {
-            crate::segment::recover(&p).map_err(|e| StoreError::segment(&p, e))?;
-            next_seg = next_seg.max(n + 1);
-        }
-        let ipath = dir.join("index.sqlite");
-        let conn = index::open(&ipath).map_err(|e| StoreError::index(&ipath, e))?;
-        let bucket = Bucket {
+        let placeholder = Connection::open_in_memory().map_err(|e| StoreError::index(&dir, e))?;
+        let mut bucket = Bucket {
             key: key.to_string(),
+            index_path: dir.join("index.sqlite"),
             dir,
-            conn,
-            index_path: ipath,
+            conn: placeholder,
             commits: 0,
             recover_saved: None,
             released: false,
+            opened: false,
             keys: index::KeyWriter::default(),
             seg: None,
-            next_seg,
+            next_seg: 1,
             sip: BlockBuf::default(),
             sip_calls: HashSet::default(),
             pending: Pending {
@@ -285,6 +291,8 @@ impl StoreWriter {
                 blocks: Vec::new(),
             },
         };
+        // An error is the next flush's to report, when it tries again.
+        let _ = Self::open_files(&mut bucket);
         // A released bucket's place is taken (no call refers to it any more), so that a
         // long run does not keep one per bucket retention removed.
         let at = match self.buckets.iter().position(|b| b.released) {
@@ -301,6 +309,23 @@ impl StoreWriter {
         };
         self.bucket_pos.insert(key.to_string(), at);
         Ok(at)
+    }
+
+    /// Opens a bucket's directory, segments (recovering a torn tail) and index, unless done.
+    fn open_files(b: &mut Bucket) -> Result<(), StoreError> {
+        if b.opened || b.released {
+            return Ok(());
+        }
+        std::fs::create_dir_all(&b.dir).map_err(|e| StoreError::io(&b.dir, e))?;
+        let mut next_seg = 1;
+        for (n, p) in list_segments(&b.dir)? {
+            crate::segment::recover(&p).map_err(|e| StoreError::segment(&p, e))?;
+            next_seg = next_seg.max(n + 1);
+        }
+        b.conn = index::open(&b.index_path).map_err(|e| StoreError::index(&b.index_path, e))?;
+        b.next_seg = next_seg;
+        b.opened = true;
+        Ok(())
     }
 
     fn note_error(&mut self, e: StoreError) {
@@ -445,6 +470,11 @@ impl StoreWriter {
         mut by_bucket: Vec<Vec<(CallRef, &CallSummary)>>,
         t0: Instant,
     ) -> Result<(), StoreError> {
+        // Buckets that could not be opened when their first record came: before anything is
+        // written, so that a failure here leaves everything as it was.
+        for b in &mut self.buckets {
+            Self::open_files(b)?;
+        }
         let with_media = std::mem::take(&mut self.with_media);
         for (i, &r) in with_media.iter().enumerate() {
             if let Err(e) = self.seal_media(r) {
@@ -886,6 +916,42 @@ mod tests {
             link: LinkType(1),
             frame: b"OPTIONS sip:x SIP/2.0\r\n\r\n",
         });
+    }
+
+    /// A bucket whose directory cannot be made (here a file is in the way; in life, a full
+    /// disk at the start of a day) loses nothing: its records wait in memory, every flush
+    /// fails and says why, and the first flush after the obstacle is gone writes them all.
+    #[test]
+    fn records_for_a_bucket_that_cannot_be_opened_wait_until_it_can() {
+        let root =
+            std::env::temp_dir().join(format!("siphon-writer-{}-unopened", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let mut cfg = StoreConfig::new(&root);
+        cfg.fsync = false;
+        let mut w = StoreWriter::open(cfg).unwrap();
+        let c = call(1, 1);
+        let key = bucket_key(crate::Subdirs::Daily, c.start_us);
+        std::fs::write(root.join(&key), b"in the way").unwrap();
+        w.call_opened(1, &c.call_id, c.start_us);
+        sip(&mut w, 1);
+        w.call_completed(c.clone());
+        let e = w.flush_refs(&[]).unwrap_err();
+        assert!(e.to_string().contains(&key), "{e}");
+        assert!(w.flush_refs(&[]).is_err(), "still in the way");
+        assert_eq!(w.unwritten_calls(), 1);
+        assert!(w.backlog_bytes() > 0);
+
+        std::fs::remove_file(root.join(&key)).unwrap();
+        w.flush_refs(&[]).unwrap();
+        assert_eq!(w.unwritten_calls(), 0);
+        w.close(Vec::new()).unwrap();
+        let store = crate::Store::open(&root).unwrap();
+        let id = String::from_utf8(c.call_id.clone()).unwrap();
+        let row = store.find(&id).unwrap().expect("the call is stored");
+        let recs = store.sip_records(&row).unwrap();
+        let frames: Vec<&[u8]> = recs.iter().map(|r| r.data.as_slice()).collect();
+        assert_eq!(frames, vec![&b"OPTIONS sip:x SIP/2.0\r\n\r\n"[..]]);
+        let _ = std::fs::remove_dir_all(&root);
     }
 
     #[test]
