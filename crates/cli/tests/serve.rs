@@ -822,6 +822,171 @@ fn a_full_disk_degrades_serve_which_writes_everything_once_space_is_back() {
     assert!(sigterm(&mut srv.0).success());
 }
 
+/// `serve` on a tmpfs of 8 MiB in a mount namespace of its own, run by a shell that outlives
+/// it: the shell writes serve's exit status to `dir/serve.status` and keeps the namespace
+/// (and so the tmpfs) alive, for the store to be read through `/proc/SHELL/root` afterwards.
+/// Returns the shell, serve's pid and the mount point as seen from here.
+fn serve_on_tmpfs(dir: &Path, hep: u16, http: u16, env: &[(&str, &str)]) -> (Guard, u32, PathBuf) {
+    let mnt = dir.join("mnt");
+    std::fs::create_dir_all(&mnt).unwrap();
+    let script = format!(
+        "mount -t tmpfs -o size=8m tmpfs '{m}' || exit 1; '{bin}' serve --data '{m}/data' \
+         --hep-listen 127.0.0.1:{hep} --http-listen 127.0.0.1:{http}; \
+         echo $? > '{d}/serve.status'; exec sleep 600",
+        m = mnt.display(),
+        d = dir.display(),
+        bin = env!("CARGO_BIN_EXE_siphon"),
+    );
+    let shell = Command::new("unshare")
+        .args(["--map-root-user", "--mount", "sh", "-c", &script])
+        .env("SIPHON_STORAGE_FLUSH_INTERVAL_SECS", "1")
+        .env("SIPHON_CALLS_CLOSING_GRACE_SECS", "1")
+        .envs(env.iter().copied())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.join("serve.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let shell = Guard(shell);
+    wait_http(http);
+    let children = format!("/proc/{0}/task/{0}/children", shell.0.id());
+    let pid: u32 = std::fs::read_to_string(&children)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("serve runs under the shell");
+    let inside =
+        PathBuf::from(format!("/proc/{}/root", shell.0.id())).join(mnt.strip_prefix("/").unwrap());
+    assert!(inside.join("data").is_dir(), "serve's data on its tmpfs");
+    (shell, pid, inside)
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_dir() {
+            copy_tree(&e.path(), &to.join(e.file_name()));
+        } else {
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
+}
+
+/// Fills the filesystem of `dir` with `dir/filler`.
+fn fill_disk(dir: &Path) {
+    let mut filler = std::fs::File::create(dir.join("filler")).unwrap();
+    let chunk = vec![0u8; 64 << 10];
+    while filler.write_all(&chunk).is_ok() {}
+}
+
+fn signal(pid: u32, sig: &str) {
+    let st = Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+}
+
+/// Waits for the exit status that `serve_on_tmpfs`'s shell writes.
+fn wait_status(dir: &Path, within: Duration) -> i32 {
+    let t0 = Instant::now();
+    loop {
+        if let Some(code) = std::fs::read_to_string(dir.join("serve.status"))
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+        {
+            return code;
+        }
+        assert!(
+            t0.elapsed() < within,
+            "serve did not stop within {within:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A stop while the disk is full: `serve` does not exit with calls in memory; it keeps trying
+/// (storage.stop_retry_secs), and once there is room, writes them all and exits cleanly.
+#[test]
+fn a_stop_on_a_full_disk_waits_for_room_and_stores_every_call() {
+    let base = ports(7);
+    let (hep, http) = (base, base + 1);
+    let dir = tmp("stop-disk-full");
+    let (_shell, pid, inside) =
+        serve_on_tmpfs(&dir, hep, http, &[("SIPHON_STORAGE_STOP_RETRY_SECS", "60")]);
+    fill_disk(&inside);
+    let many = hep_packets(&corpus().join("many_calls_24.pcap"), b"k");
+    send_udp(hep, &many);
+    wait_for("every message analysed", || {
+        metric(http, "siphon_packets_total{type=\"sip\"}") == many.len() as u64
+    });
+    wait_for("a failed flush", || {
+        metric(http, "siphon_store_errors_total") > 0
+    });
+
+    signal(pid, "-TERM");
+    let log = dir.join("serve.log");
+    wait_for("the stop to wait for room", || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("retrying for up to 60 s")
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        !dir.join("serve.status").exists(),
+        "serve exited with calls unwritten"
+    );
+    std::fs::remove_file(inside.join("filler")).unwrap();
+    assert_eq!(wait_status(&dir, Duration::from_secs(30)), 0);
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("the store was written"), "{text}");
+
+    // SQLite resolves `/proc/PID/root` to this namespace's root: the store is read from a copy.
+    let copy = dir.join("copy");
+    copy_tree(&inside.join("data"), &copy);
+    let calls = cli_json(&["calls", "--json", "--limit", "0"], &copy);
+    let calls = calls.as_array().unwrap();
+    assert_eq!(calls.len(), 24, "every call stored");
+    let total: u64 = calls.iter().map(|c| c["messages"].as_u64().unwrap()).sum();
+    assert_eq!(total, many.len() as u64, "every message of every call");
+}
+
+/// A second SIGTERM gives up waiting for room: `serve` exits at once, with an error that says
+/// what was not stored.
+#[test]
+fn a_second_sigterm_gives_up_on_a_full_disk_and_says_what_is_lost() {
+    let base = ports(8);
+    let (hep, http) = (base, base + 1);
+    let dir = tmp("stop-give-up");
+    let (_shell, pid, inside) = serve_on_tmpfs(
+        &dir,
+        hep,
+        http,
+        &[("SIPHON_STORAGE_STOP_RETRY_SECS", "600")],
+    );
+    fill_disk(&inside);
+    let many = hep_packets(&corpus().join("many_calls_24.pcap"), b"k");
+    send_udp(hep, &many);
+    wait_for("a failed flush", || {
+        metric(http, "siphon_store_errors_total") > 0
+    });
+    signal(pid, "-TERM");
+    let log = dir.join("serve.log");
+    wait_for("the stop to wait for room", || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("retrying for up to 600 s")
+    });
+    let t0 = Instant::now();
+    signal(pid, "-TERM");
+    assert_ne!(wait_status(&dir, Duration::from_secs(10)), 0);
+    assert!(t0.elapsed() < Duration::from_secs(5), "gave up at once");
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("stopped without storing 24 calls"), "{text}");
+    assert!(text.contains("disk is full"), "{text}");
+}
+
 /// A pipeline that dies (a bug; a debug build panics on purpose here) must not leave a
 /// collector that answers `/health` and ingests nothing: `serve` exits with an error, for
 /// systemd to start it again.

@@ -237,6 +237,8 @@ pub struct Collector {
     /// True once the pipeline thread has ended; before a shutdown that is a failure: nothing
     /// is ingested any more.
     pipeline_ended: Arc<AtomicBool>,
+    /// Set to give up writing at a stop while the store fails (see `give_up`).
+    give_up: Arc<AtomicBool>,
     /// Where the HEP UDP listener is bound (useful with port 0).
     pub hep_udp_addr: Option<SocketAddr>,
     /// Where the HEP TCP listener is bound.
@@ -318,13 +320,18 @@ pub fn start(cfg: &Config, metrics: Arc<Metrics>) -> Result<Collector> {
     let root = cfg.storage.data.clone();
     let stop2 = stop.clone();
     let ended = Arc::new(AtomicBool::new(false));
+    let give_up = Arc::new(AtomicBool::new(false));
+    let stop_retry = StopRetry {
+        wait: Duration::from_secs(cfg.storage.stop_retry_secs),
+        give_up: give_up.clone(),
+    };
     let flag = EndFlag(ended.clone());
     let pipeline = std::thread::Builder::new()
         .name("pipeline".into())
         .spawn(move || {
             let _flag = flag;
             pipeline_loop(
-                rx, queued, pool, pipe, writer, m, stop2, udp_ports, root, retention,
+                rx, queued, pool, pipe, writer, m, stop2, udp_ports, root, retention, stop_retry,
             )
         })?;
     Ok(Collector {
@@ -332,6 +339,7 @@ pub fn start(cfg: &Config, metrics: Arc<Metrics>) -> Result<Collector> {
         listeners,
         pipeline: Some(pipeline),
         pipeline_ended: ended,
+        give_up,
         hep_udp_addr,
         hep_tcp_addr,
     })
@@ -350,6 +358,12 @@ impl Collector {
     /// A flag that turns true when the pipeline thread ends (see `pipeline_ended`).
     pub fn pipeline_ended(&self) -> Arc<AtomicBool> {
         self.pipeline_ended.clone()
+    }
+
+    /// A flag that, once set, makes a stop give up retrying a failing store at once (a second
+    /// SIGTERM/SIGINT sets it): what waits in memory is then lost, and `shutdown` says so.
+    pub fn give_up(&self) -> Arc<AtomicBool> {
+        self.give_up.clone()
     }
 
     /// Stops the listeners, lets the pipeline drain its queue, completes open calls with the
@@ -889,6 +903,7 @@ fn pipeline_loop(
     udp_ports: Vec<u16>,
     root: std::path::PathBuf,
     retention: (Option<u32>, Option<u64>),
+    stop_retry: StopRetry,
 ) -> Result<WriteStats> {
     let mut last_tick = Instant::now();
     let mut last_expire = Instant::now();
@@ -1031,7 +1046,88 @@ fn pipeline_loop(
     }
     let st = pipe.stats().clone();
     publish(&m, &st, &last_stats);
+    write_before_stop(&mut writer, &m, &stop_retry, &root, retention)?;
     Ok(writer.close(Vec::new())?)
+}
+
+/// How a stop treats a store that cannot be written.
+struct StopRetry {
+    /// How long to keep retrying (`storage.stop_retry_secs`).
+    wait: Duration,
+    /// Set by a second SIGTERM/SIGINT: give up now.
+    give_up: Arc<AtomicBool>,
+}
+
+/// Writes what the writer holds before a stop. While the store cannot be written (a full
+/// disk), retries every second for up to `retry.wait`, running retention every 30 s, and
+/// says so on stderr; the operator may free space meanwhile. Fails, saying what is lost, if
+/// the store still cannot be written by then or `retry.give_up` is set.
+fn write_before_stop(
+    writer: &mut StoreWriter,
+    m: &Metrics,
+    retry: &StopRetry,
+    root: &std::path::Path,
+    retention: (Option<u32>, Option<u64>),
+) -> Result<()> {
+    let t0 = Instant::now();
+    let mut last_retention: Option<Instant> = None;
+    let mut failures = 0u64;
+    loop {
+        let err = match writer.flush_refs(&[]) {
+            Ok(()) => {
+                if failures > 0 {
+                    eprintln!(
+                        "siphon serve: the store was written after {failures} failed attempts"
+                    );
+                    if let Ok(mut e) = m.store_error.lock() {
+                        *e = None;
+                    }
+                }
+                return Ok(());
+            }
+            Err(e) => e,
+        };
+        failures += 1;
+        m.store_errors.inc();
+        m.store_backlog_bytes.set(writer.backlog_bytes() as i64);
+        let held = format!(
+            "{} calls ({:.1} MiB)",
+            writer.unwritten_calls(),
+            writer.backlog_bytes() as f64 / f64::from(1u32 << 20)
+        );
+        if t0.elapsed() >= retry.wait || retry.give_up.load(Ordering::SeqCst) {
+            bail!(
+                "stopped without storing {held} held in memory: the store cannot be written: {err}"
+            );
+        }
+        if failures == 1 {
+            eprintln!(
+                "siphon serve: the store cannot be written ({err}); {held} wait in memory: \
+                 retrying for up to {} s (storage.stop_retry_secs) while space is freed; \
+                 a second SIGTERM or Ctrl-C gives up",
+                retry.wait.as_secs()
+            );
+        }
+        if (retention.0.is_some() || retention.1.is_some())
+            && last_retention.is_none_or(|t| t.elapsed() >= Duration::from_secs(30))
+        {
+            last_retention = Some(Instant::now());
+            let _ = siphon_store::retention_with(
+                root,
+                retention.0,
+                retention.1,
+                now_us(),
+                &mut |key| writer.release_bucket(key),
+            );
+        }
+        let pause = Instant::now();
+        while pause.elapsed() < Duration::from_secs(1)
+            && t0.elapsed() < retry.wait
+            && !retry.give_up.load(Ordering::SeqCst)
+        {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
 }
 
 #[cfg(test)]

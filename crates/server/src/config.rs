@@ -80,6 +80,9 @@ pub struct StorageConfig {
         skip_serializing_if = "Option::is_none"
     )]
     pub retention_max_bytes: Option<u64>,
+    /// On SIGTERM/SIGINT with the store failing (a full disk), how long `serve` keeps retrying
+    /// to write what it holds in memory before it exits without it. 0: no retry.
+    pub stop_retry_secs: u64,
 }
 
 impl Default for StorageConfig {
@@ -94,6 +97,7 @@ impl Default for StorageConfig {
             zstd_level: siphon_store::DEFAULT_ZSTD_LEVEL,
             retention_days: None,
             retention_max_bytes: None,
+            stop_retry_secs: 30,
         }
     }
 }
@@ -372,6 +376,7 @@ const KEYS: &[Key] = &[
     key("storage", "zstd_level", Kind::Int),
     key("storage", "retention_days", Kind::Int),
     key("storage", "retention_max_bytes", Kind::Bytes),
+    key("storage", "stop_retry_secs", Kind::Int),
     key("hep", "udp_listen", Kind::Str),
     key("hep", "tcp_listen", Kind::Str),
     key("hep", "legacy", Kind::Bool),
@@ -618,6 +623,15 @@ impl Config {
             return Err(invalid(
                 "storage.flush_interval_secs",
                 "is 0; use 1 or more seconds",
+            ));
+        }
+        if s.stop_retry_secs > MAX_STOP_RETRY_SECS {
+            return Err(invalid(
+                "storage.stop_retry_secs",
+                format!(
+                    "{} is out of range; use 0 (no retry) to {MAX_STOP_RETRY_SECS} seconds",
+                    s.stop_retry_secs
+                ),
             ));
         }
         if s.fsync != "flush" && s.fsync != "never" {
@@ -963,6 +977,7 @@ const MIN_QUEUE: usize = 1024;
 const MAX_QUEUE: usize = 1 << 24;
 const MIN_RETENTION_BYTES: u64 = 1 << 20;
 const MIN_SOCKET_BUFFER: usize = 65_536;
+const MAX_STOP_RETRY_SECS: u64 = 3600;
 const MAX_SOCKET_BUFFER: usize = i32::MAX as usize;
 const MIN_SNAPLEN: i32 = 64;
 const MAX_SNAPLEN: i32 = 262_144;
@@ -1484,6 +1499,9 @@ mod tests {
                 c.storage.flush_interval_secs = 0
             }),
             ("storage.fsync", |c| c.storage.fsync = "always".into()),
+            ("storage.stop_retry_secs", |c| {
+                c.storage.stop_retry_secs = 3601
+            }),
             ("storage.retention_days", |c| {
                 c.storage.retention_days = Some(0)
             }),

@@ -136,6 +136,14 @@ pub fn run(cfg: Config) -> Result<()> {
         Ok(())
     });
     eprintln!("siphon serve: stopping");
+    // A second SIGTERM/SIGINT during the stop: give up retrying a store that cannot be
+    // written (see `storage.stop_retry_secs`).
+    let give_up = col.give_up();
+    rt.spawn(async move {
+        shutdown_signal().await;
+        eprintln!("siphon serve: second stop signal: giving up on what is not stored yet");
+        give_up.store(true, std::sync::atomic::Ordering::SeqCst);
+    });
     let stats = col.shutdown();
     served?;
     let stats = stats?;
