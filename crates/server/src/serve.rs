@@ -61,9 +61,24 @@ async fn shutdown_signal() {
     }
 }
 
+/// Raises the soft limit of open files to the hard one (as a server is expected to: the
+/// API keeps index connections open, HEP over TCP holds a socket per agent); returns the
+/// limit now in force.
+fn raise_file_limit() -> u64 {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
+        return 1024;
+    };
+    if soft < hard && setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_ok() {
+        return hard;
+    }
+    soft
+}
+
 /// Runs the collector until SIGTERM or SIGINT; then stops the listeners, completes open calls,
 /// flushes and seals the store.
 pub fn run(cfg: Config) -> Result<()> {
+    let nofile = raise_file_limit();
     let metrics = Arc::new(Metrics::new());
     let col = collector::start(&cfg, metrics.clone())?;
     eprintln!(
@@ -86,6 +101,7 @@ pub fn run(cfg: Config) -> Result<()> {
         .build()?;
     let started = std::time::Instant::now();
     let node = cfg.node.id.clone();
+    let read_pool = Arc::new(siphon_store::ReadPool::for_file_limit(nofile));
     let m = metrics.clone();
     let hm = metrics.clone();
     let state = ApiState {
@@ -107,7 +123,18 @@ pub fn run(cfg: Config) -> Result<()> {
             v
         }),
         exports: crate::api::export_slots(),
+        read_pool: read_pool.clone(),
     };
+    // Kept index connections are closed once idle or once retention removed their bucket,
+    // so that they never hold a deleted file's space for long.
+    let sweep_pool = read_pool.clone();
+    rt.spawn(async move {
+        loop {
+            tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+            let pool = sweep_pool.clone();
+            let _ = tokio::task::spawn_blocking(move || pool.sweep()).await;
+        }
+    });
     let listen = cfg.http.listen.clone();
     let col_ended = col.pipeline_ended();
     let served: Result<()> = rt.block_on(async move {
@@ -136,6 +163,9 @@ pub fn run(cfg: Config) -> Result<()> {
         Ok(())
     });
     eprintln!("siphon serve: stopping");
+    // The API's index connections first: the writer's close then checkpoints and removes the
+    // write-ahead logs.
+    read_pool.clear();
     // A second SIGTERM/SIGINT during the stop: give up retrying a store that cannot be
     // written (see `storage.stop_retry_secs`).
     let give_up = col.give_up();

@@ -141,6 +141,7 @@ async fn serve_slots(
         auth_token: token.map(str::to_string),
         health: Arc::new(|| json!({"version": "test", "open_calls": 3})),
         exports,
+        read_pool: Arc::new(siphon_store::ReadPool::new()),
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

@@ -18,6 +18,7 @@
 mod checkpoint;
 pub mod index;
 mod ordered;
+mod readpool;
 pub mod recover;
 mod reindex;
 pub mod segment;
@@ -29,6 +30,7 @@ use std::time::Duration;
 
 pub use index::{CallQuery, CallRow, StoredStream};
 pub use ordered::{CallPackets, REORDER_WINDOW};
+pub use readpool::ReadPool;
 pub use reindex::{reindex, ReindexReport};
 pub use segment::StoredRecord;
 pub use writer::{StoreWriter, WriteStats};
@@ -384,6 +386,8 @@ fn recover_if_unlocked(root: &Path) {
 /// The read side of a store.
 pub struct Store {
     root: PathBuf,
+    /// Index connections kept open between queries (a long-running reader's), if any.
+    pool: Option<std::sync::Arc<ReadPool>>,
 }
 
 impl Store {
@@ -395,7 +399,29 @@ impl Store {
         recover_if_unlocked(root);
         Ok(Store {
             root: root.to_path_buf(),
+            pool: None,
         })
+    }
+
+    /// [`Store::open`], with index connections taken from and kept in `pool` (see
+    /// [`ReadPool`]): for a process that queries again and again.
+    pub fn open_pooled(root: &Path, pool: std::sync::Arc<ReadPool>) -> Result<Store, StoreError> {
+        let mut s = Store::open(root)?;
+        s.pool = Some(pool);
+        Ok(s)
+    }
+
+    /// Runs `f` on a read connection to the index at `p`.
+    fn read<R>(
+        &self,
+        p: &Path,
+        f: impl FnOnce(&rusqlite::Connection) -> rusqlite::Result<R>,
+    ) -> Result<R, StoreError> {
+        let r = match &self.pool {
+            Some(pool) => pool.with(p, f).and_then(|r| r),
+            None => index::open_read(p).and_then(|c| f(&c)),
+        };
+        r.map_err(|e| StoreError::index(p, e))
     }
 
     /// Root directory.
@@ -416,8 +442,7 @@ impl Store {
             if !p.exists() {
                 continue;
             }
-            let conn = index::open_read(&p).map_err(|e| StoreError::index(&p, e))?;
-            let mut rows = index::search(&conn, &b.key, q).map_err(|e| StoreError::index(&p, e))?;
+            let mut rows = self.read(&p, |conn| index::search(conn, &b.key, q))?;
             load_cold(&b.dir, &mut rows)?;
             out.extend(rows);
             if q.limit > 0 && out.len() >= q.limit {
@@ -438,9 +463,8 @@ impl Store {
             if !p.exists() {
                 continue;
             }
-            let conn = index::open_read(&p).map_err(|e| StoreError::index(&p, e))?;
-            if let Some(mut r) = index::get(&conn, &b.key, call_id.as_bytes())
-                .map_err(|e| StoreError::index(&p, e))?
+            if let Some(mut r) =
+                self.read(&p, |conn| index::get(conn, &b.key, call_id.as_bytes()))?
             {
                 load_cold(&b.dir, std::slice::from_mut(&mut r))?;
                 return Ok(Some(r));

@@ -14,7 +14,7 @@ pub mod json;
 mod params;
 
 use std::io::{Seek, SeekFrom, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -28,7 +28,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use siphon_media::RenderOptions;
-use siphon_store::{CallQuery, CallRow, Store, StoreError};
+use siphon_store::{CallQuery, CallRow, ReadPool, Store, StoreError};
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 
 use crate::export::{self, message_json, ExportError};
@@ -58,6 +58,9 @@ pub struct ApiState {
     pub health: Arc<dyn Fn() -> Value + Send + Sync>,
     /// Slots for pcap and WAV exports (see [`export_slots`]).
     pub exports: Arc<Semaphore>,
+    /// Index connections kept open between requests; the owner sweeps it (see
+    /// [`ReadPool::sweep`]).
+    pub read_pool: Arc<ReadPool>,
 }
 
 /// pcap and WAV exports built at once; further requests wait for a free slot. Each reads its
@@ -406,17 +409,17 @@ where
 }
 
 /// The store, or `None` when nothing was stored yet.
-fn open_store(root: &Path) -> Result<Option<Store>, ApiError> {
-    match Store::open(root) {
+fn open_store(s: &ApiState) -> Result<Option<Store>, ApiError> {
+    match Store::open_pooled(&s.store_root, s.read_pool.clone()) {
         Ok(s) => Ok(Some(s)),
         Err(StoreError::NotFound(_)) => Ok(None),
         Err(e) => Err(e.into()),
     }
 }
 
-fn find_call(root: &Path, call_id: &str) -> Result<(Store, CallRow), ApiError> {
+fn find_call(s: &ApiState, call_id: &str) -> Result<(Store, CallRow), ApiError> {
     let not_found = || ApiError::NotFound(format!("no call with Call-ID {call_id:?}"));
-    let store = open_store(root)?.ok_or_else(not_found)?;
+    let store = open_store(s)?.ok_or_else(not_found)?;
     let row = store.find(call_id)?.ok_or_else(not_found)?;
     Ok((store, row))
 }
@@ -518,7 +521,7 @@ async fn flow_json(
     let (from, to) = (abs_time("start", start)?, abs_time("end", end)?);
     check_range("start", from, "end", to)?;
     let v = blocking(move || {
-        let (store, row) = find_call(&s.store_root, &call_id)?;
+        let (store, row) = find_call(&s, &call_id)?;
         let msgs = export::messages(&store, &row, from, to)?;
         Ok(Value::Array(msgs.iter().map(message_json).collect()))
     })
@@ -563,7 +566,7 @@ async fn wav_response(
     }
     let slot = export_slot(&s).await?;
     let body = blocking(move || {
-        let (store, row) = find_call(&s.store_root, &call_id)?;
+        let (store, row) = find_call(&s, &call_id)?;
         let (from, to) = match &range {
             WavRange::Absolute(a, b) => (abs_time("start", a)?, abs_time("end", b)?),
             WavRange::FromCallStart(a, b) => (
@@ -660,7 +663,7 @@ async fn call_pcap(
     // Errors (unknown call, damaged store) are answered before the body starts; the pcap is
     // then streamed as it is written rather than built whole in memory first.
     let (store, row, plan) = blocking(move || {
-        let (store, row) = find_call(&s.store_root, &id)?;
+        let (store, row) = find_call(&s, &id)?;
         let plan = export::plan_pcap(&store, &row)?;
         Ok((store, row, plan))
     })
@@ -700,7 +703,7 @@ async fn call(
     CallIdPath(id): CallIdPath,
 ) -> Result<Json<Value>, ApiError> {
     let v = blocking(move || {
-        let (_, row) = find_call(&s.store_root, &id)?;
+        let (_, row) = find_call(&s, &id)?;
         let mut v = call_json(&row);
         if let Some(o) = v.as_object_mut() {
             // A damaged report does not hide the call; `/quality` reports the damage.
@@ -718,7 +721,7 @@ async fn call_quality(
     CallIdPath(id): CallIdPath,
 ) -> Result<Json<Value>, ApiError> {
     let v = blocking(move || {
-        let (_, row) = find_call(&s.store_root, &id)?;
+        let (_, row) = find_call(&s, &id)?;
         quality_value(&row)?.ok_or_else(|| {
             ApiError::NotFound(format!(
                 "call {id:?} has no quality report yet (it is still open, or was never graded)"
@@ -812,12 +815,12 @@ fn search_query(q: &SearchQuery) -> Result<CallQuery, ApiError> {
 
 /// One page of a search: up to `limit` rows after `cursor`, and the cursor of the next page.
 fn search_page(
-    root: &Path,
+    s: &ApiState,
     mut q: CallQuery,
     cursor: Option<Cursor>,
     limit: usize,
 ) -> Result<(Vec<CallRow>, Option<Cursor>), ApiError> {
-    let Some(store) = open_store(root)? else {
+    let Some(store) = open_store(s)? else {
         return Ok((Vec::new(), None));
     };
     if let Some(c) = &cursor {
@@ -870,7 +873,7 @@ async fn search_calls(
         })?),
     };
     let query = search_query(&q)?;
-    let (rows, next) = blocking(move || search_page(&s.store_root, query, cursor, limit)).await?;
+    let (rows, next) = blocking(move || search_page(&s, query, cursor, limit)).await?;
     Ok(Json(json!({
         "calls": rows.iter().map(call_json).collect::<Vec<_>>(),
         "next_cursor": next.map(|c| c.encode()),
