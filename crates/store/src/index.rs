@@ -410,6 +410,16 @@ pub fn open(path: &Path) -> rusqlite::Result<Connection> {
     Ok(conn)
 }
 
+/// True when the index has its tables (a writer made them, at the current version).
+pub fn schema_ready(conn: &Connection) -> bool {
+    conn.query_row(
+        "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN ('calls', 'call_keys')",
+        [],
+        |r| r.get::<_, i64>(0),
+    )
+    .is_ok_and(|n| n == 2)
+}
+
 /// Opens an existing bucket index read-only.
 pub fn open_read(path: &Path) -> rusqlite::Result<Connection> {
     Connection::open_with_flags(

@@ -383,6 +383,19 @@ fn recover_if_unlocked(root: &Path) {
     }
 }
 
+/// `r`, or `empty` when it failed because the index has no tables yet: the writer is making it
+/// (or cannot, on a full disk), and a reader sees no calls there rather than an error.
+fn not_made_yet<T>(
+    conn: &rusqlite::Connection,
+    r: rusqlite::Result<T>,
+    empty: T,
+) -> rusqlite::Result<T> {
+    match r {
+        Err(_) if !index::schema_ready(conn) => Ok(empty),
+        r => r,
+    }
+}
+
 /// The read side of a store.
 pub struct Store {
     root: PathBuf,
@@ -442,7 +455,9 @@ impl Store {
             if !p.exists() {
                 continue;
             }
-            let mut rows = self.read(&p, |conn| index::search(conn, &b.key, q))?;
+            let mut rows = self.read(&p, |conn| {
+                not_made_yet(conn, index::search(conn, &b.key, q), Vec::new())
+            })?;
             load_cold(&b.dir, &mut rows)?;
             out.extend(rows);
             if q.limit > 0 && out.len() >= q.limit {
@@ -463,9 +478,9 @@ impl Store {
             if !p.exists() {
                 continue;
             }
-            if let Some(mut r) =
-                self.read(&p, |conn| index::get(conn, &b.key, call_id.as_bytes()))?
-            {
+            if let Some(mut r) = self.read(&p, |conn| {
+                not_made_yet(conn, index::get(conn, &b.key, call_id.as_bytes()), None)
+            })? {
                 load_cold(&b.dir, std::slice::from_mut(&mut r))?;
                 return Ok(Some(r));
             }
@@ -574,6 +589,40 @@ mod tests {
             .map(|b| b.key)
             .collect();
         assert_eq!(left, vec!["20261125".to_string()]);
+        let _ = std::fs::remove_dir_all(&root);
+    }
+
+    /// A bucket whose index file exists without its tables (the writer is making it, or could
+    /// not on a full disk) reads as empty, pooled or not, and its calls appear once it is made.
+    #[test]
+    fn a_bucket_whose_index_is_not_made_yet_reads_as_empty() {
+        use siphon_ingest::Sink;
+        let root = std::env::temp_dir().join(format!("siphon-unmade-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let mut cfg = StoreConfig::new(&root);
+        cfg.fsync = false;
+        let mut w = StoreWriter::open(cfg).unwrap();
+        let c = crate::index::tests::call(1, 1);
+        w.call_completed(c.clone());
+        w.close(Vec::new()).unwrap();
+        let id = String::from_utf8(c.call_id.clone()).unwrap();
+        // A newer day whose index file is there, still empty.
+        let key = bucket_key(Subdirs::Daily, c.start_us + 86_400_000_000);
+        std::fs::create_dir_all(root.join(&key)).unwrap();
+        std::fs::write(root.join(&key).join("index.sqlite"), b"").unwrap();
+        let pool = std::sync::Arc::new(ReadPool::new());
+        for store in [
+            Store::open(&root).unwrap(),
+            Store::open_pooled(&root, pool.clone()).unwrap(),
+        ] {
+            let rows = store.search(&CallQuery::default()).unwrap();
+            assert_eq!(rows.len(), 1);
+            assert!(
+                store.find(&id).unwrap().is_some(),
+                "found past the empty bucket"
+            );
+            assert!(store.find("nobody").unwrap().is_none());
+        }
         let _ = std::fs::remove_dir_all(&root);
     }
 

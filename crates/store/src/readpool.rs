@@ -103,12 +103,17 @@ impl ReadPool {
             }
             c
         });
-        let conn = match kept {
-            Some(c) => c.conn,
-            None => crate::index::open_read(path)?,
+        let (conn, fresh) = match kept {
+            Some(c) => (c.conn, false),
+            None => (crate::index::open_read(path)?, true),
         };
         let r = f(&conn);
-        self.put(path.to_path_buf(), file, conn);
+        // A connection that found the index not made yet (the writer creating it, or unable
+        // to on a full disk) is not kept: SQLite would go on answering "no such table" from
+        // the empty schema it read.
+        if !fresh || crate::index::schema_ready(&conn) {
+            self.put(path.to_path_buf(), file, conn);
+        }
         Ok(r)
     }
 
@@ -163,8 +168,11 @@ mod tests {
 
     fn db(path: &Path, v: i64) {
         let c = Connection::open(path).unwrap();
-        c.execute_batch("PRAGMA journal_mode=WAL; CREATE TABLE t (v INTEGER);")
-            .unwrap();
+        c.execute_batch(
+            "PRAGMA journal_mode=WAL; CREATE TABLE t (v INTEGER);
+             CREATE TABLE calls (x); CREATE TABLE call_keys (x);",
+        )
+        .unwrap();
         c.execute("INSERT INTO t VALUES (?1)", [v]).unwrap();
     }
 
@@ -214,6 +222,32 @@ mod tests {
         assert_eq!(pool.sweep(), 0);
         assert_eq!(held(&dir), 0, "no file of the removed bucket is open");
         assert!(pool.with(&p, value).is_err(), "a missing index is an error");
+    }
+
+    /// The index file exists before the writer has made its tables (and stays so on a full
+    /// disk): a connection that read it then must not be kept, or it would answer "no such
+    /// table" for ever.
+    #[test]
+    fn a_connection_to_an_index_not_made_yet_is_not_kept() {
+        let dir = std::env::temp_dir().join(format!("siphon-readpool-new-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("index.sqlite");
+        std::fs::write(&p, b"").unwrap();
+        let pool = ReadPool::new();
+        let count =
+            |c: &Connection| c.query_row("SELECT count(*) FROM calls", [], |r| r.get::<_, i64>(0));
+        assert!(pool.with(&p, count).unwrap().is_err(), "no table yet");
+        assert_eq!(pool.kept(), 0);
+        drop(crate::index::open(&p).unwrap());
+        assert_eq!(pool.with(&p, count).unwrap().unwrap(), 0);
+        assert_eq!(pool.kept(), 1);
+        assert_eq!(
+            pool.with(&p, count).unwrap().unwrap(),
+            0,
+            "kept and working"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
