@@ -99,6 +99,8 @@ struct Call {
     media_dirty: bool,
     /// A snapshot was taken (the store has a row for the call), and at what clock.
     snapshot_at: Option<i64>,
+    /// The snapshot saying it is closing was taken (see `Correlator::due`).
+    closing_written: bool,
     /// In `Correlator::maybe_due`.
     listed: bool,
     /// The correlator's clock when the call opened.
@@ -276,6 +278,7 @@ impl Correlator {
                         dirty: true,
                         media_dirty: false,
                         snapshot_at: None,
+                        closing_written: false,
                         listed: true,
                         opened_at: if self.clock_us == i64::MIN {
                             ts_us
@@ -898,17 +901,26 @@ impl Correlator {
     /// been written before and its signalling changed, or it is older than
     /// [`SNAPSHOT_DELAY_US`], or only its media counts changed and the last snapshot is older
     /// than [`MEDIA_SNAPSHOT_EVERY_US`]. A call that is closing (BYE, CANCEL or a final
-    /// failure seen) is never due: its final row follows within the closing grace, so a
-    /// snapshot now would be written only to be replaced seconds later. A due call is marked
-    /// as snapshotted.
+    /// failure seen) is due once, when it starts closing, if it has a row already: the row
+    /// then shows it ended at once rather than after the closing grace. One without a row
+    /// waits for its final one (a short call costs one row). A due call is marked as
+    /// snapshotted.
     fn due(c: &mut Call, clock: i64) -> bool {
         if !c.dirty && !c.media_dirty {
             return false;
         }
         if c.summary.phase == Phase::Closing {
-            // The changes stay marked: should the call reopen, its next snapshot has them.
-            return false;
+            if c.snapshot_at.is_none() || c.closing_written {
+                // The changes stay marked: should the call reopen, its next snapshot has them.
+                return false;
+            }
+            c.closing_written = true;
+            c.dirty = false;
+            c.media_dirty = false;
+            c.snapshot_at = Some(clock);
+            return true;
         }
+        c.closing_written = false;
         let due = match c.snapshot_at {
             // No clock yet (nothing expired so far): no delay either.
             None => clock == i64::MIN || clock.saturating_sub(c.opened_at) >= SNAPSHOT_DELAY_US,
@@ -1113,6 +1125,10 @@ mod tests {
         sip("BYE sip:alice@10.0.0.1 SIP/2.0\nVia: SIP/2.0/UDP 10.0.0.2:5060;branch=z9hG4bK9\nFrom: <sip:bob@b.example>;tag=b1\nTo: <sip:alice@a.example>;tag=a1\nCall-ID: c1\nCSeq: 1 BYE\nContent-Length: 0\n\n")
     }
 
+    fn bye_ok() -> Vec<u8> {
+        sip("SIP/2.0 200 OK\nVia: SIP/2.0/UDP 10.0.0.2:5060;branch=z9hG4bK9\nFrom: <sip:bob@b.example>;tag=b1\nTo: <sip:alice@a.example>;tag=a1\nCall-ID: c1\nCSeq: 1 BYE\nContent-Length: 0\n\n")
+    }
+
     fn rtp(seq: u16, ts: u32, ssrc: u32) -> Vec<u8> {
         let mut v = vec![0x80, 8];
         v.extend_from_slice(&seq.to_be_bytes());
@@ -1182,8 +1198,13 @@ mod tests {
         feed_sip(&mut c, 200_000, A_SIG, B_SIG, re.as_bytes());
         c.mark_dirty(r);
         assert_eq!(refs(&mut c), vec![r]);
-        // Hung up: closing, so no snapshot; the final summary follows after the grace.
+        // Hung up: one snapshot says it is closing, then nothing until the final summary,
+        // after the grace.
         feed_sip(&mut c, 300_000, B_SIG, A_SIG, &bye_from_callee());
+        c.mark_dirty(r);
+        assert_eq!(refs(&mut c), vec![r], "the row shows it ended");
+        c.on_udp_media(SNAPSHOT_DELAY_US, a, b, &rtp(3, 320, 0xA));
+        feed_sip(&mut c, 300_100, A_SIG, B_SIG, &bye_ok());
         c.mark_dirty(r);
         assert!(
             refs(&mut c).is_empty(),
@@ -1300,6 +1321,42 @@ mod tests {
             "{} entries kept",
             c.deadlines.len()
         );
+    }
+
+    #[test]
+    fn a_call_with_a_row_is_snapshotted_once_more_when_it_starts_closing() {
+        let mut c = Correlator::new(CallConfig::default(), 1);
+        let mut done = Vec::new();
+        c.expire(0, &mut done);
+        let r = setup(&mut c);
+        c.expire(SNAPSHOT_DELAY_US, &mut done);
+        let phases = |c: &mut Correlator| -> Vec<(CallRef, Phase)> {
+            c.take_dirty_refs()
+                .iter()
+                .map(|s| (s.call_ref, s.phase))
+                .collect()
+        };
+        assert_eq!(phases(&mut c), vec![(r, Phase::Active)]);
+        let t = SNAPSHOT_DELAY_US + 1_000_000;
+        feed_sip(&mut c, t, B_SIG, A_SIG, &bye_from_callee());
+        c.mark_dirty(r);
+        c.expire(t, &mut done);
+        assert_eq!(
+            phases(&mut c),
+            vec![(r, Phase::Closing)],
+            "the row shows the call ended"
+        );
+        // Further messages during the grace: no more rows until the final one.
+        feed_sip(&mut c, t + 1000, B_SIG, A_SIG, &bye_from_callee());
+        c.mark_dirty(r);
+        c.expire(t + 1000, &mut done);
+        assert!(phases(&mut c).is_empty());
+        c.expire(
+            t + 1000 + secs(CallConfig::default().closing_grace_s) + 1,
+            &mut done,
+        );
+        assert_eq!(done.len(), 1);
+        assert_eq!(done[0].phase, Phase::Complete);
     }
 
     #[test]
