@@ -410,14 +410,15 @@ pub fn open(path: &Path) -> rusqlite::Result<Connection> {
     Ok(conn)
 }
 
-/// True when the index has its tables (a writer made them, at the current version).
-pub fn schema_ready(conn: &Connection) -> bool {
+/// Whether the index has its tables (a writer made them, at the current version); an error
+/// when it cannot be read at all (not a database).
+pub fn schema_ready(conn: &Connection) -> rusqlite::Result<bool> {
     conn.query_row(
         "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN ('calls', 'call_keys')",
         [],
         |r| r.get::<_, i64>(0),
     )
-    .is_ok_and(|n| n == 2)
+    .map(|n| n == 2)
 }
 
 /// Opens an existing bucket index read-only.

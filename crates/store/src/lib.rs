@@ -391,7 +391,8 @@ fn not_made_yet<T>(
     empty: T,
 ) -> rusqlite::Result<T> {
     match r {
-        Err(_) if !index::schema_ready(conn) => Ok(empty),
+        // A damaged file (not a database) stays an error.
+        Err(_) if matches!(index::schema_ready(conn), Ok(false)) => Ok(empty),
         r => r,
     }
 }

@@ -111,7 +111,7 @@ impl ReadPool {
         // A connection that found the index not made yet (the writer creating it, or unable
         // to on a full disk) is not kept: SQLite would go on answering "no such table" from
         // the empty schema it read.
-        if !fresh || crate::index::schema_ready(&conn) {
+        if !fresh || crate::index::schema_ready(&conn).unwrap_or(false) {
             self.put(path.to_path_buf(), file, conn);
         }
         Ok(r)
