@@ -472,9 +472,28 @@ impl Store {
         Ok(out)
     }
 
-    /// The call with this Call-ID, in whichever bucket holds it.
+    /// The call with this Call-ID, in whichever bucket holds it (the newest, should the
+    /// Call-ID have been used again). Every bucket is tried, newest first.
     pub fn find(&self, call_id: &str) -> Result<Option<CallRow>, StoreError> {
-        for b in list_buckets(&self.root)?.into_iter().rev() {
+        self.find_started_before(call_id, None)
+    }
+
+    /// [`Store::find`] for a call known to have started before `before` (µs), as one whose
+    /// messages are asked for up to that time: buckets that begin at or after it are tried
+    /// only once the others did not have the call. Over months of hourly buckets, a look-up of
+    /// an old call then skips every newer bucket.
+    pub fn find_started_before(
+        &self,
+        call_id: &str,
+        before: Option<i64>,
+    ) -> Result<Option<CallRow>, StoreError> {
+        let buckets = list_buckets(&self.root)?;
+        let later = |b: &BucketDir| {
+            before.is_some_and(|t| bucket_range(&b.key).is_some_and(|(start, _)| start >= t))
+        };
+        let (newer, rest): (Vec<&BucketDir>, Vec<&BucketDir>) =
+            buckets.iter().partition(|b| later(b));
+        for b in rest.into_iter().rev().chain(newer.into_iter().rev()) {
             let p = b.dir.join("index.sqlite");
             if !p.exists() {
                 continue;
@@ -623,6 +642,50 @@ mod tests {
                 "found past the empty bucket"
             );
             assert!(store.find("nobody").unwrap().is_none());
+        }
+        let _ = std::fs::remove_dir_all(&root);
+    }
+
+    /// A request whose time range ends at some time looks first in the buckets that begin
+    /// before it: with a Call-ID used on two days, the call of the earlier day is found for a
+    /// range on that day, the newer one otherwise, and a range before both still finds one.
+    #[test]
+    fn a_look_up_with_an_end_time_tries_the_older_buckets_first() {
+        use siphon_ingest::Sink;
+        let root = std::env::temp_dir().join(format!("siphon-before-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let mut cfg = StoreConfig::new(&root);
+        cfg.fsync = false;
+        let mut w = StoreWriter::open(cfg).unwrap();
+        let day = 86_400_000_000i64;
+        let first = crate::index::tests::call(1, 1);
+        let mut again = crate::index::tests::call(2, 1);
+        again.call_id = first.call_id.clone();
+        again.start_us += 2 * day;
+        again.end_us += 2 * day;
+        w.call_completed(first.clone());
+        w.call_completed(again.clone());
+        w.close(Vec::new()).unwrap();
+        let id = String::from_utf8(first.call_id.clone()).unwrap();
+        let pool = std::sync::Arc::new(ReadPool::new());
+        for store in [
+            Store::open(&root).unwrap(),
+            Store::open_pooled(&root, pool.clone()).unwrap(),
+        ] {
+            let found = |before| store.find_started_before(&id, before).unwrap().unwrap();
+            assert_eq!(store.find(&id).unwrap().unwrap().call_ref, 2, "the newest");
+            assert_eq!(found(None).call_ref, 2);
+            assert_eq!(found(Some(first.start_us + day)).call_ref, 1);
+            assert_eq!(found(Some(again.start_us + 1)).call_ref, 2);
+            assert_eq!(
+                found(Some(first.start_us - day)).call_ref,
+                2,
+                "then the others"
+            );
+            assert!(store
+                .find_started_before("nobody", Some(0))
+                .unwrap()
+                .is_none());
         }
         let _ = std::fs::remove_dir_all(&root);
     }

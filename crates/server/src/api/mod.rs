@@ -418,9 +418,21 @@ fn open_store(s: &ApiState) -> Result<Option<Store>, ApiError> {
 }
 
 fn find_call(s: &ApiState, call_id: &str) -> Result<(Store, CallRow), ApiError> {
+    find_call_before(s, call_id, None)
+}
+
+/// [`find_call`] for a request whose time range ends at `end`: the call started before it,
+/// so older buckets are tried first (see [`Store::find_started_before`]).
+fn find_call_before(
+    s: &ApiState,
+    call_id: &str,
+    end: Option<i64>,
+) -> Result<(Store, CallRow), ApiError> {
     let not_found = || ApiError::NotFound(format!("no call with Call-ID {call_id:?}"));
     let store = open_store(s)?.ok_or_else(not_found)?;
-    let row = store.find(call_id)?.ok_or_else(not_found)?;
+    let row = store
+        .find_started_before(call_id, end)?
+        .ok_or_else(not_found)?;
     Ok((store, row))
 }
 
@@ -521,7 +533,7 @@ async fn flow_json(
     let (from, to) = (abs_time("start", start)?, abs_time("end", end)?);
     check_range("start", from, "end", to)?;
     let v = blocking(move || {
-        let (store, row) = find_call(&s, &call_id)?;
+        let (store, row) = find_call_before(&s, &call_id, to)?;
         let msgs = export::messages(&store, &row, from, to)?;
         Ok(Value::Array(msgs.iter().map(message_json).collect()))
     })
@@ -566,7 +578,11 @@ async fn wav_response(
     }
     let slot = export_slot(&s).await?;
     let body = blocking(move || {
-        let (store, row) = find_call(&s, &call_id)?;
+        let end = match &range {
+            WavRange::Absolute(_, b) => abs_time("end", b)?,
+            WavRange::FromCallStart(..) => None,
+        };
+        let (store, row) = find_call_before(&s, &call_id, end)?;
         let (from, to) = match &range {
             WavRange::Absolute(a, b) => (abs_time("start", a)?, abs_time("end", b)?),
             WavRange::FromCallStart(a, b) => (
