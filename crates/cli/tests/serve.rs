@@ -749,27 +749,7 @@ fn a_full_disk_degrades_serve_which_writes_everything_once_space_is_back() {
     let base = ports(5);
     let (hep, http) = (base, base + 1);
     let dir = tmp("disk-full");
-    let mnt = dir.join("mnt");
-    std::fs::create_dir_all(&mnt).unwrap();
-    let script = format!(
-        "mount -t tmpfs -o size=8m tmpfs '{m}' && exec '{bin}' serve --data '{m}/data' \
-         --hep-listen 127.0.0.1:{hep} --http-listen 127.0.0.1:{http}",
-        m = mnt.display(),
-        bin = env!("CARGO_BIN_EXE_siphon"),
-    );
-    let child = Command::new("unshare")
-        .args(["--map-root-user", "--mount", "sh", "-c", &script])
-        .env("SIPHON_STORAGE_FLUSH_INTERVAL_SECS", "1")
-        .env("SIPHON_CALLS_CLOSING_GRACE_SECS", "1")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.join("serve.log")).unwrap())
-        .spawn()
-        .unwrap();
-    let mut srv = Guard(child);
-    wait_http(http);
-    let inside =
-        PathBuf::from(format!("/proc/{}/root", srv.0.id())).join(mnt.strip_prefix("/").unwrap());
-    assert!(inside.join("data").is_dir(), "serve's data on its tmpfs");
+    let (_shell, pid, inside) = serve_on_tmpfs(&dir, hep, http, &[]);
 
     // A call written while there is room.
     send_udp(
@@ -778,11 +758,7 @@ fn a_full_disk_degrades_serve_which_writes_everything_once_space_is_back() {
     );
     wait_calls(http, 1, "/api/v1/calls");
 
-    // Fill the disk.
-    let mut filler = std::fs::File::create(inside.join("filler")).unwrap();
-    let chunk = vec![0u8; 64 << 10];
-    while filler.write_all(&chunk).is_ok() {}
-    drop(filler);
+    fill_disk(&inside);
 
     // 24 calls while it is full: analysed, not written, and said so.
     let many = hep_packets(&corpus().join("many_calls_24.pcap"), b"k");
@@ -819,7 +795,8 @@ fn a_full_disk_degrades_serve_which_writes_everything_once_space_is_back() {
     let log = std::fs::read_to_string(dir.join("serve.log")).unwrap();
     assert!(log.contains("store write failed"), "{log}");
     assert!(log.contains("store writes resumed"), "{log}");
-    assert!(sigterm(&mut srv.0).success());
+    signal(pid, "-TERM");
+    assert_eq!(wait_status(&dir, Duration::from_secs(30)), 0);
 }
 
 /// `serve` on a tmpfs of 8 MiB in a mount namespace of its own, run by a shell that outlives
