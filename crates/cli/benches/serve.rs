@@ -349,6 +349,12 @@ fn hep_load(corpus: &Path, dir: &Path, secs: u64) {
                 &format!("siphon_received_packets_total{{source=\"{src}\"}}"),
             );
             let dropped = metric(http, "siphon_dropped_packets_total");
+            // Over TCP a full queue holds the sender back instead of dropping.
+            let waited: f64 = String::from_utf8_lossy(&body)
+                .lines()
+                .filter(|l| l.starts_with("siphon_queue_wait_seconds_total"))
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .sum();
             let analysed = metric(http, "siphon_packets_total{type=\"sip\"}");
             // The rate counts only if the sender kept it: over TCP a slow reader slows the
             // sender down instead of dropping.
@@ -365,7 +371,7 @@ fn hep_load(corpus: &Path, dir: &Path, secs: u64) {
                 }
             }
             println!(
-                "HEP/{transport} {rate:>7}/s for {secs} s: sent {sent}, received {received}, analysed {analysed}, dropped {dropped} in {:.1} s -> {} (serve used {:.0} % of its core; {flushes} flushes took {flush_s:.1} s)",
+                "HEP/{transport} {rate:>7}/s for {secs} s: sent {sent}, received {received}, analysed {analysed}, dropped {dropped} in {:.1} s -> {} (serve used {:.0} % of its core; {flushes} flushes took {flush_s:.1} s; senders held back {waited:.2} s)",
                 took.as_secs_f64(),
                 if ok { "pass" } else { "FAIL" },
                 busy * 100.0

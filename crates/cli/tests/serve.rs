@@ -964,6 +964,48 @@ fn a_second_sigterm_gives_up_on_a_full_disk_and_says_what_is_lost() {
     assert!(text.contains("disk is full"), "{text}");
 }
 
+/// HEP over TCP while the pipeline stalls (a slow disk; here a debug switch stops it 2 s):
+/// the connection stops reading once the queue is full, TCP holds the sender back, and every
+/// message arrives; the wait shows in `siphon_queue_wait_seconds_total`. Nothing is dropped.
+#[test]
+fn hep_over_tcp_holds_the_sender_back_instead_of_dropping_when_the_queue_is_full() {
+    let base = ports(9);
+    let (hep, http) = (base, base + 1);
+    let dir = tmp("tcp-backpressure");
+    let data = dir.join("data");
+    let _srv = serve_env(
+        &data,
+        hep,
+        http,
+        &[],
+        &[
+            ("SIPHON_PIPELINE_QUEUE_PACKETS", "1024".to_string()),
+            ("SIPHON_DEBUG_PIPELINE_STALL_MS", "2000".to_string()),
+        ],
+    );
+    let one = hep_packets(&corpus().join("many_calls_24.pcap"), b"k");
+    let mut stream = Vec::new();
+    for _ in 0..60 {
+        for p in &one {
+            stream.extend_from_slice(p);
+        }
+    }
+    let sent = 60 * one.len() as u64;
+    let mut s = TcpStream::connect(("127.0.0.1", hep)).unwrap();
+    s.write_all(&stream).unwrap();
+    wait_for("every message analysed", || {
+        metric(http, "siphon_packets_total{type=\"sip\"}") == sent
+    });
+    assert_eq!(metric(http, "siphon_dropped_packets_total"), 0);
+    let (_, body) = http_get(http, "/metrics");
+    let waited: f64 = String::from_utf8_lossy(&body)
+        .lines()
+        .find(|l| l.starts_with("siphon_queue_wait_seconds_total{source=\"hep_tcp\"}"))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or(0.0);
+    assert!(waited > 0.5, "the connection waited {waited} s for room");
+}
+
 /// A pipeline that dies (a bug; a debug build panics on purpose here) must not leave a
 /// collector that answers `/health` and ingests nothing: `serve` exits with an error, for
 /// systemd to start it again.

@@ -180,7 +180,11 @@ struct SendCounters {
     packets: prometheus_client::metrics::counter::Counter,
     bytes: prometheus_client::metrics::counter::Counter,
     queue_full: prometheus_client::metrics::counter::Counter,
+    waited: prometheus_client::metrics::counter::Counter<f64, std::sync::atomic::AtomicU64>,
 }
+
+/// How often a stream listener looks again for room in a full queue.
+const QUEUE_RETRY: Duration = Duration::from_millis(1);
 
 impl SendCounters {
     fn new(source: Source, metrics: &Metrics) -> Self {
@@ -196,37 +200,93 @@ impl SendCounters {
                     reason: "queue_full".into(),
                 })
                 .clone(),
+            waited: metrics.queue_wait_seconds.get_or_create(&label).clone(),
         }
     }
 
     /// Hands a batch to the pipeline, or counts it as dropped when the queue is full; false
     /// when the pipeline is gone.
     fn send(&mut self, q: &QueueTx, batch: Batch) -> bool {
-        if batch.items.is_empty() {
-            return true;
+        self.count(&batch);
+        match enqueue(q, batch) {
+            Enqueued::Sent => true,
+            Enqueued::Full(b) => {
+                self.queue_full.inc_by(b.items.len() as u64);
+                true
+            }
+            Enqueued::Gone => false,
         }
-        let n = batch.items.len();
-        let bytes = batch.buf.len();
-        self.packets.inc_by(n as u64);
-        self.bytes.inc_by(bytes as u64);
-        let queued = q.load.packets.fetch_add(n, Ordering::AcqRel) + n;
-        let over = queued > q.limit;
-        let over = q.load.bytes.fetch_add(bytes, Ordering::AcqRel) + bytes > q.byte_limit || over;
-        if !over {
-            match q.tx.try_send(batch) {
-                Ok(()) => {
-                    q.load.peak.fetch_max(queued, Ordering::Relaxed);
-                    return true;
+    }
+
+    /// [`send`](Self::send) for a stream (HEP over TCP): while the queue is full it waits
+    /// instead of dropping, and TCP's flow control holds the sender back meanwhile (the
+    /// socket buffers, then the sender's own queue), so a pipeline that stalls for a moment
+    /// (a slow disk) loses nothing. The wait is counted in `siphon_queue_wait_seconds_total`.
+    /// When the collector stops, a batch still waiting is dropped and counted.
+    fn send_waiting(&mut self, q: &QueueTx, batch: Batch, stop: &AtomicBool) -> bool {
+        self.count(&batch);
+        let mut batch = batch;
+        let mut since: Option<Instant> = None;
+        loop {
+            match enqueue(q, batch) {
+                Enqueued::Sent => break,
+                Enqueued::Gone => return false,
+                Enqueued::Full(b) => {
+                    if stop.load(Ordering::Relaxed) {
+                        self.queue_full.inc_by(b.items.len() as u64);
+                        break;
+                    }
+                    since.get_or_insert_with(Instant::now);
+                    batch = b;
+                    std::thread::sleep(QUEUE_RETRY);
                 }
-                Err(TrySendError::Full(_)) => {}
-                Err(TrySendError::Disconnected(_)) => return false,
             }
         }
-        q.load.packets.fetch_sub(n, Ordering::AcqRel);
-        q.load.bytes.fetch_sub(bytes, Ordering::AcqRel);
-        self.queue_full.inc_by(n as u64);
+        if let Some(t) = since {
+            self.waited.inc_by(t.elapsed().as_secs_f64());
+        }
         true
     }
+
+    fn count(&self, batch: &Batch) {
+        self.packets.inc_by(batch.items.len() as u64);
+        self.bytes.inc_by(batch.buf.len() as u64);
+    }
+}
+
+/// What became of a batch handed to the queue.
+enum Enqueued {
+    Sent,
+    /// No room: the batch comes back.
+    Full(Batch),
+    /// The pipeline is gone.
+    Gone,
+}
+
+fn enqueue(q: &QueueTx, batch: Batch) -> Enqueued {
+    if batch.items.is_empty() {
+        return Enqueued::Sent;
+    }
+    let n = batch.items.len();
+    let bytes = batch.buf.len();
+    let queued = q.load.packets.fetch_add(n, Ordering::AcqRel) + n;
+    let over = queued > q.limit;
+    let over = q.load.bytes.fetch_add(bytes, Ordering::AcqRel) + bytes > q.byte_limit || over;
+    let back = if over {
+        batch
+    } else {
+        match q.tx.try_send(batch) {
+            Ok(()) => {
+                q.load.peak.fetch_max(queued, Ordering::Relaxed);
+                return Enqueued::Sent;
+            }
+            Err(TrySendError::Full(b)) => b,
+            Err(TrySendError::Disconnected(_)) => return Enqueued::Gone,
+        }
+    };
+    q.load.packets.fetch_sub(n, Ordering::AcqRel);
+    q.load.bytes.fetch_sub(bytes, Ordering::AcqRel);
+    Enqueued::Full(back)
 }
 
 /// A running collector.
@@ -574,7 +634,8 @@ fn tcp_conn(mut s: TcpStream, tx: QueueTx, stop: Arc<AtomicBool>, m: Arc<Metrics
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                if !counters.send(&tx, std::mem::replace(&mut batch, tx.batch(Source::HepTcp))) {
+                let next = tx.batch(Source::HepTcp);
+                if !counters.send_waiting(&tx, std::mem::replace(&mut batch, next), &stop) {
                     return;
                 }
                 if stopping {
@@ -610,10 +671,11 @@ fn tcp_conn(mut s: TcpStream, tx: QueueTx, stop: Arc<AtomicBool>, m: Arc<Metrics
             };
             batch.push(ts, pkt);
             start += len;
-            if batch.is_full()
-                && !counters.send(&tx, std::mem::replace(&mut batch, tx.batch(Source::HepTcp)))
-            {
-                return;
+            if batch.is_full() {
+                let next = tx.batch(Source::HepTcp);
+                if !counters.send_waiting(&tx, std::mem::replace(&mut batch, next), &stop) {
+                    return;
+                }
             }
         }
         if start == end {
@@ -625,11 +687,12 @@ fn tcp_conn(mut s: TcpStream, tx: QueueTx, stop: Arc<AtomicBool>, m: Arc<Metrics
         if n_read == room && !batch.is_full() {
             continue;
         }
-        if !counters.send(&tx, std::mem::replace(&mut batch, tx.batch(Source::HepTcp))) {
+        let next = tx.batch(Source::HepTcp);
+        if !counters.send_waiting(&tx, std::mem::replace(&mut batch, next), &stop) {
             return;
         }
     }
-    let _ = counters.send(&tx, batch);
+    let _ = counters.send_waiting(&tx, batch, &stop);
 }
 
 fn open_capture(cfg: &Config, dev: &str) -> Result<pcap::Capture<pcap::Active>> {
@@ -920,6 +983,11 @@ fn pipeline_loop(
     let mut panic_in: Option<u64> = std::env::var("SIPHON_DEBUG_PIPELINE_PANIC_AFTER_BATCHES")
         .ok()
         .and_then(|v| v.parse().ok());
+    // ...and tests of a pipeline that stalls (a slow disk) stop it once, this many ms.
+    #[cfg(debug_assertions)]
+    let mut stall_ms: Option<u64> = std::env::var("SIPHON_DEBUG_PIPELINE_STALL_MS")
+        .ok()
+        .and_then(|v| v.parse().ok());
     loop {
         match rx.recv_timeout(EXPIRE_EVERY) {
             Ok(batch) if shedding => {
@@ -936,6 +1004,10 @@ fn pipeline_loop(
             }
             Ok(batch) => {
                 queued.taken(&batch);
+                #[cfg(debug_assertions)]
+                if let Some(ms) = stall_ms.take() {
+                    std::thread::sleep(Duration::from_millis(ms));
+                }
                 #[cfg(debug_assertions)]
                 if let Some(n) = panic_in.as_mut() {
                     if *n == 0 {

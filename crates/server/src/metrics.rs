@@ -74,6 +74,9 @@ pub struct Metrics {
     pub packets_by_type: Family<TypeLabel, Counter>,
     /// Packets dropped before analysis: queue_full, kernel, interface.
     pub drops: Family<ReasonLabel, Counter>,
+    /// Seconds stream listeners (HEP over TCP) waited for room in the pipeline's queue,
+    /// holding their senders back instead of dropping.
+    pub queue_wait_seconds: Family<SourceLabel, Counter<f64, AtomicU64>>,
     /// Malformed or refused input by reason.
     pub malformed: Family<ReasonLabel, Counter>,
     /// SIP requests by method and responses by class.
@@ -150,6 +153,7 @@ impl Metrics {
         let received_bytes = Family::<SourceLabel, Counter>::default();
         let packets_by_type = Family::<TypeLabel, Counter>::default();
         let drops = Family::<ReasonLabel, Counter>::default();
+        let queue_wait_seconds = Family::<SourceLabel, Counter<f64, AtomicU64>>::default();
         let malformed = Family::<ReasonLabel, Counter>::default();
         let sip_requests = Family::<MethodLabel, Counter>::default();
         let sip_responses = Family::<ClassLabel, Counter>::default();
@@ -259,6 +263,11 @@ impl Metrics {
             queue_peak_packets.clone(),
         );
         registry.register(
+            "queue_wait_seconds",
+            "Seconds HEP-over-TCP connections waited for room in the pipeline queue (TCP flow control then holds the sender back: nothing is dropped)",
+            queue_wait_seconds.clone(),
+        );
+        registry.register(
             "store_errors",
             "Store flushes that failed (full disk, I/O error); each is retried, and what it held stays in memory up to a bound",
             store_errors.clone(),
@@ -289,6 +298,7 @@ impl Metrics {
             received_bytes,
             packets_by_type,
             drops,
+            queue_wait_seconds,
             malformed,
             sip_requests,
             sip_responses,
@@ -432,6 +442,7 @@ mod tests {
         };
         m.received_packets.get_or_create(&source).inc();
         m.received_bytes.get_or_create(&source).inc();
+        m.queue_wait_seconds.get_or_create(&source).inc_by(0.5);
         m.packets_by_type
             .get_or_create(&TypeLabel {
                 r#type: "sip".into(),
