@@ -38,9 +38,16 @@ struct Idle {
     since: Instant,
 }
 
+/// Kept connections by index path, and how many in all.
+#[derive(Default)]
+struct Idles {
+    by_path: HashMap<PathBuf, Vec<Idle>>,
+    count: usize,
+}
+
 /// Idle read connections by index path.
 pub struct ReadPool {
-    idle: Mutex<HashMap<PathBuf, Vec<Idle>>>,
+    idle: Mutex<Idles>,
     /// Most idle connections kept. When full, connections in use are closed after use rather
     /// than others evicted: a look-up walks the buckets in the same order every time, which
     /// an LRU policy would turn into no hits at all.
@@ -67,7 +74,7 @@ impl ReadPool {
     /// An empty pool that keeps up to `total` connections.
     pub fn with_capacity(total: usize) -> ReadPool {
         ReadPool {
-            idle: Mutex::new(HashMap::new()),
+            idle: Mutex::new(Idles::default()),
             total,
         }
     }
@@ -94,12 +101,15 @@ impl ReadPool {
             )
         })?;
         let kept = self.idle.lock().ok().and_then(|mut idle| {
-            let list = idle.get_mut(path)?;
+            let idle = &mut *idle;
+            let list = idle.by_path.get_mut(path)?;
             // Connections to a file since replaced (a bucket removed, then made again) go.
+            let before = list.len();
             list.retain(|c| c.file == file);
             let c = list.pop();
+            idle.count -= before - list.len();
             if list.is_empty() {
-                idle.remove(path);
+                idle.by_path.remove(path);
             }
             c
         });
@@ -108,27 +118,34 @@ impl ReadPool {
             None => (crate::index::open_read(path)?, true),
         };
         let r = f(&conn);
-        // A connection that found the index not made yet (the writer creating it, or unable
-        // to on a full disk) is not kept: SQLite would go on answering "no such table" from
-        // the empty schema it read.
-        if !fresh || crate::index::schema_ready(&conn).unwrap_or(false) {
-            self.put(path.to_path_buf(), file, conn);
-        }
+        self.put(path.to_path_buf(), file, conn, fresh);
         Ok(r)
     }
 
-    fn put(&self, path: PathBuf, file: (u64, u64), conn: Connection) {
+    /// Keeps a connection after use, if there is room.
+    fn put(&self, path: PathBuf, file: (u64, u64), conn: Connection, fresh: bool) {
+        // A new connection that found the index not made yet (the writer creating it, or
+        // unable to on a full disk) is not kept: SQLite would go on answering "no such table"
+        // from the empty schema it read. Checked only when there is room, and unlocked.
+        if self.kept() >= self.total
+            || (fresh && !crate::index::schema_ready(&conn).unwrap_or(false))
+        {
+            return;
+        }
         let Ok(mut idle) = self.idle.lock() else {
             return;
         };
-        let total: usize = idle.values().map(Vec::len).sum();
-        let list = idle.entry(path).or_default();
-        if list.len() < PER_FILE && total < self.total {
+        if idle.count >= self.total {
+            return;
+        }
+        let list = idle.by_path.entry(path).or_default();
+        if list.len() < PER_FILE {
             list.push(Idle {
                 conn,
                 file,
                 since: Instant::now(),
             });
+            idle.count += 1;
         }
     }
 
@@ -138,27 +155,25 @@ impl ReadPool {
         let Ok(mut idle) = self.idle.lock() else {
             return 0;
         };
-        idle.retain(|path, list| {
+        idle.by_path.retain(|path, list| {
             let file = identity(path).ok();
             list.retain(|c| c.since.elapsed() < IDLE_FOR && Some(c.file) == file);
             !list.is_empty()
         });
-        idle.values().map(Vec::len).sum()
+        idle.count = idle.by_path.values().map(Vec::len).sum();
+        idle.count
     }
 
     /// Closes every kept connection.
     pub fn clear(&self) {
         if let Ok(mut idle) = self.idle.lock() {
-            idle.clear();
+            *idle = Idles::default();
         }
     }
 
     /// Connections kept now.
     pub fn kept(&self) -> usize {
-        self.idle
-            .lock()
-            .map(|idle| idle.values().map(Vec::len).sum())
-            .unwrap_or(0)
+        self.idle.lock().map(|idle| idle.count).unwrap_or(0)
     }
 }
 
