@@ -1006,6 +1006,46 @@ fn hep_over_tcp_holds_the_sender_back_instead_of_dropping_when_the_queue_is_full
     assert!(waited > 0.5, "the connection waited {waited} s for room");
 }
 
+/// HEP over UDP while the pipeline stalls: the listener stops reading once the queue is full,
+/// so datagrams wait in the socket buffer and only what overflows it is dropped, by the
+/// kernel, and counted as such; none is read only to be dropped (`queue_full`).
+#[test]
+fn hep_over_udp_leaves_datagrams_in_the_socket_while_the_queue_is_full() {
+    let base = ports(10);
+    let (hep, http) = (base, base + 1);
+    let dir = tmp("udp-full-queue");
+    let data = dir.join("data");
+    let _srv = serve_env(
+        &data,
+        hep,
+        http,
+        &[],
+        &[
+            ("SIPHON_PIPELINE_QUEUE_PACKETS", "1024".to_string()),
+            ("SIPHON_DEBUG_PIPELINE_STALL_MS", "2000".to_string()),
+        ],
+    );
+    let one = hep_packets(&corpus().join("many_calls_24.pcap"), b"k");
+    let all: Vec<Vec<u8>> = (0..30).flat_map(|_| one.iter().cloned()).collect();
+    send_udp(hep, &all);
+    let sent = all.len() as u64;
+    let kernel = || metric(http, "siphon_dropped_packets_total{reason=\"kernel\"}");
+    wait_for("every message analysed or dropped by the kernel", || {
+        metric(http, "siphon_packets_total{type=\"sip\"}") + kernel() == sent
+    });
+    assert_eq!(
+        metric(http, "siphon_dropped_packets_total{reason=\"queue_full\"}"),
+        0
+    );
+    let (_, body) = http_get(http, "/metrics");
+    let waited: f64 = String::from_utf8_lossy(&body)
+        .lines()
+        .find(|l| l.starts_with("siphon_queue_wait_seconds_total{source=\"hep_udp\"}"))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or(0.0);
+    assert!(waited > 0.5, "the listener waited {waited} s for room");
+}
+
 /// A pipeline that dies (a bug; a debug build panics on purpose here) must not leave a
 /// collector that answers `/health` and ingests nothing: `serve` exits with an error, for
 /// systemd to start it again.

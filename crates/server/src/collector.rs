@@ -3,12 +3,13 @@
 //! ```text
 //! HEP/UDP thread ─┐
 //! HEP/TCP threads ├─ batches ─► bounded queue ─► pipeline thread: Pipeline → StoreWriter
-//! capture thread ─┘   (full: counted as dropped)      tick each second: state machine,
+//! capture thread ─┘   (full: listeners wait)         tick each second: state machine,
 //!                                                      interval flush, metrics, retention
 //! ```
-//! Listeners never block on the pipeline: when the queue is full the batch is dropped and
-//! counted (`siphon_dropped_packets{reason="queue_full"}`); kernel drops of the UDP socket and
-//! of the capture are read and exported too.
+//! When the queue is full, listeners stop reading until there is room
+//! (`siphon_queue_wait_seconds_total`): TCP then holds its sender back, and UDP datagrams and
+//! captured packets wait in the kernel's buffers, whose overflow the kernel counts; those
+//! drops are read and exported (`siphon_dropped_packets{reason="kernel"|"interface"}`).
 
 use std::io::{ErrorKind, Read};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
@@ -218,11 +219,14 @@ impl SendCounters {
         }
     }
 
-    /// [`send`](Self::send) for a stream (HEP over TCP): while the queue is full it waits
-    /// instead of dropping, and TCP's flow control holds the sender back meanwhile (the
-    /// socket buffers, then the sender's own queue), so a pipeline that stalls for a moment
-    /// (a slow disk) loses nothing. The wait is counted in `siphon_queue_wait_seconds_total`.
-    /// When the collector stops, a batch still waiting is dropped and counted.
+    /// [`send`](Self::send), but while the queue is full it waits instead of dropping, and
+    /// stops reading meanwhile. Over TCP, flow control then holds the sender back (the socket
+    /// buffers, then the sender's own queue), so a pipeline that stalls for a moment (a slow
+    /// disk) loses nothing. Over UDP and capture, packets wait in the socket or capture
+    /// buffer, and beyond it the kernel drops them (counted as `kernel` or `interface`):
+    /// under overload the core is not spent reading packets only to drop them. The wait is
+    /// counted in `siphon_queue_wait_seconds_total`. When the collector stops, a batch still
+    /// waiting is dropped and counted as `queue_full`.
     fn send_waiting(&mut self, q: &QueueTx, batch: Batch, stop: &AtomicBool) -> bool {
         self.count(&batch);
         let mut batch = batch;
@@ -310,8 +314,8 @@ pub fn start(cfg: &Config, metrics: Arc<Metrics>) -> Result<Collector> {
     let stop = Arc::new(AtomicBool::new(false));
     let limit = cfg.pipeline.queue_packets.max(BATCH);
     // The channel's slots are allocated up front: one per 16 packets of the limit. Batches
-    // average far more than 16 packets under load; a backlog of smaller ones is dropped as
-    // queue_full like any other overflow.
+    // average far more than 16 packets under load; a backlog of smaller ones makes the
+    // listeners wait like any other overflow.
     let (tx, rx) = sync_channel::<Batch>((limit / 16).max(1024));
     let queued = Arc::new(QueueLoad::default());
     let pool = SharedPool::default();
@@ -551,7 +555,7 @@ fn udp_loop(sock: UdpSocket, tx: QueueTx, stop: Arc<AtomicBool>, m: Arc<Metrics>
             }
         }
         let got_some = !batch.items.is_empty();
-        if !counters.send(&tx, batch) {
+        if !counters.send_waiting(&tx, batch, &stop) {
             break;
         }
         if drained {
@@ -730,22 +734,18 @@ fn capture_loop(
             Ok(p) => {
                 let ts = p.header.ts.tv_sec * 1_000_000 + p.header.ts.tv_usec;
                 batch.push(ts, p.data);
-                if batch.is_full()
-                    && !counters.send(
-                        &tx,
-                        std::mem::replace(&mut batch, tx.batch(Source::Interface(link))),
-                    )
-                {
-                    return;
+                if batch.is_full() {
+                    let next = tx.batch(Source::Interface(link));
+                    if !counters.send_waiting(&tx, std::mem::replace(&mut batch, next), &stop) {
+                        return;
+                    }
                 }
             }
             Err(pcap::Error::TimeoutExpired) => {
                 // Non-blocking: nothing to read. Hand over what there is and let packets
                 // gather in the capture buffer rather than spin.
-                if !counters.send(
-                    &tx,
-                    std::mem::replace(&mut batch, tx.batch(Source::Interface(link))),
-                ) {
+                let next = tx.batch(Source::Interface(link));
+                if !counters.send_waiting(&tx, std::mem::replace(&mut batch, next), &stop) {
                     return;
                 }
                 std::thread::sleep(UDP_GATHER);

@@ -74,8 +74,7 @@ pub struct Metrics {
     pub packets_by_type: Family<TypeLabel, Counter>,
     /// Packets dropped before analysis: queue_full, kernel, interface.
     pub drops: Family<ReasonLabel, Counter>,
-    /// Seconds stream listeners (HEP over TCP) waited for room in the pipeline's queue,
-    /// holding their senders back instead of dropping.
+    /// Seconds listeners waited for room in the pipeline's queue, not reading meanwhile.
     pub queue_wait_seconds: Family<SourceLabel, Counter<f64, AtomicU64>>,
     /// Malformed or refused input by reason.
     pub malformed: Family<ReasonLabel, Counter>,
@@ -259,12 +258,12 @@ impl Metrics {
         );
         registry.register(
             "pipeline_queue_peak_packets",
-            "Most packets waiting for the pipeline at once over the last second (drops begin at pipeline.queue_packets)",
+            "Most packets waiting for the pipeline at once over the last second (listeners wait at pipeline.queue_packets)",
             queue_peak_packets.clone(),
         );
         registry.register(
             "queue_wait_seconds",
-            "Seconds HEP-over-TCP connections waited for room in the pipeline queue (TCP flow control then holds the sender back: nothing is dropped)",
+            "Seconds listeners waited for room in the pipeline queue, not reading meanwhile (TCP holds the sender back; UDP and capture packets wait in kernel buffers)",
             queue_wait_seconds.clone(),
         );
         registry.register(
