@@ -276,6 +276,9 @@ fn enqueue(q: &QueueTx, batch: Batch) -> Enqueued {
     let queued = q.load.packets.fetch_add(n, Ordering::AcqRel) + n;
     let over = queued > q.limit;
     let over = q.load.bytes.fetch_add(bytes, Ordering::AcqRel) + bytes > q.byte_limit || over;
+    // A batch larger than the limits on its own (256 packets of 64 KiB) goes into an empty
+    // queue all the same: waiting for room it could never have would stall its listener.
+    let over = over && queued > n;
     let back = if over {
         batch
     } else {
@@ -1306,6 +1309,49 @@ mod tests {
         assert_eq!(q.load.bytes.load(Ordering::SeqCst), 0);
         assert!(c.send(&q, big(2)));
         assert_eq!(queue_full(&m), 1);
+    }
+
+    #[test]
+    fn a_batch_over_the_byte_limit_on_its_own_is_taken_by_an_empty_queue() {
+        let m = Metrics::new();
+        let (tx, rx) = sync_channel::<Batch>(1000);
+        let q = queue(tx, 100, 10_000);
+        let mut c = SendCounters::new(Source::HepTcp, &m);
+        let mut huge = Batch::new(Source::HepTcp);
+        for _ in 0..4 {
+            huge.push(0, &[0u8; 4_000]);
+        }
+        // Were it to wait, a stop after 2 s would end the wait, dropping and counting it.
+        let stop = Arc::new(AtomicBool::new(false));
+        let later = stop.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_secs(2));
+            later.store(true, Ordering::SeqCst);
+        });
+        assert!(c.send_waiting(&q, huge, &stop));
+        assert_eq!(queue_full(&m), 0, "taken, not waited for");
+        assert_eq!(rx.recv().unwrap().items.len(), 4);
+    }
+
+    #[test]
+    fn a_waiting_listener_gives_up_its_batch_when_the_collector_stops() {
+        let m = Metrics::new();
+        let (tx, _rx) = sync_channel::<Batch>(1000);
+        let q = queue(tx, 300, 1 << 20);
+        let mut c = SendCounters::new(Source::HepTcp, &m);
+        let stop = Arc::new(AtomicBool::new(false));
+        assert!(c.send_waiting(&q, batch(256), &stop));
+        let stopper = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(50));
+                stop.store(true, Ordering::SeqCst);
+            })
+        };
+        // No room for 100 more: it waits until the stop, then drops and counts them.
+        assert!(c.send_waiting(&q, batch(100), &stop));
+        stopper.join().unwrap();
+        assert_eq!(queue_full(&m), 100);
     }
 
     #[test]
