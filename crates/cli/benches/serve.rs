@@ -75,13 +75,18 @@ fn http_get(port: u16, path: &str) -> (u16, Vec<u8>) {
 }
 
 /// Sum of the samples of a metric whose line starts with `prefix`.
-fn metric(port: u16, prefix: &str) -> u64 {
+fn metric_f64(port: u16, prefix: &str) -> f64 {
     let (_, body) = http_get(port, "/metrics");
     String::from_utf8_lossy(&body)
         .lines()
         .filter(|l| l.starts_with(prefix))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum::<f64>() as u64
+        .sum()
+}
+
+/// [`metric_f64`] of a counter.
+fn metric(port: u16, prefix: &str) -> u64 {
+    metric_f64(port, prefix) as u64
 }
 
 /// CPU time used so far by all threads of process `pid`, in seconds (scheduler statistics).
@@ -349,12 +354,8 @@ fn hep_load(corpus: &Path, dir: &Path, secs: u64) {
                 &format!("siphon_received_packets_total{{source=\"{src}\"}}"),
             );
             let dropped = metric(http, "siphon_dropped_packets_total");
-            // Over TCP a full queue holds the sender back instead of dropping.
-            let waited: f64 = String::from_utf8_lossy(&body)
-                .lines()
-                .filter(|l| l.starts_with("siphon_queue_wait_seconds_total"))
-                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-                .sum();
+            // A full queue makes the listeners wait (over TCP, holding the sender back).
+            let waited = metric_f64(http, "siphon_queue_wait_seconds_total");
             let analysed = metric(http, "siphon_packets_total{type=\"sip\"}");
             // The rate counts only if the sender kept it: over TCP a slow reader slows the
             // sender down instead of dropping.

@@ -712,13 +712,34 @@ fn calls_max_open_calls_refuses_and_counts_new_call_ids_beyond_it() {
 }
 
 /// Sum of the samples of a metric whose line starts with `prefix`.
-fn metric(http: u16, prefix: &str) -> u64 {
+fn metric_f64(http: u16, prefix: &str) -> f64 {
     let (_, body) = http_get(http, "/metrics");
     String::from_utf8_lossy(&body)
         .lines()
         .filter(|l| l.starts_with(prefix))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum::<f64>() as u64
+        .sum()
+}
+
+/// [`metric_f64`] of a counter.
+fn metric(http: u16, prefix: &str) -> u64 {
+    metric_f64(http, prefix) as u64
+}
+
+/// `serve` with a 1,024-packet queue whose pipeline stops for 2 s at its first batch (a
+/// debug-build switch), as on a slow disk; returns its scratch directory, itself and its HEP
+/// and HTTP ports (bound in this order, `serve` stops before its directory goes).
+fn serve_stalled(slot: u16, name: &str) -> (Scratch, Guard, u16, u16) {
+    let base = ports(slot);
+    let (hep, http) = (base, base + 1);
+    let dir = tmp(name);
+    let data = dir.join("data");
+    let env = [
+        ("SIPHON_PIPELINE_QUEUE_PACKETS", "1024".to_string()),
+        ("SIPHON_DEBUG_PIPELINE_STALL_MS", "2000".to_string()),
+    ];
+    let srv = serve_env(&data, hep, http, &[], &env);
+    (dir, srv, hep, http)
 }
 
 fn wait_for(what: &str, mut ok: impl FnMut() -> bool) {
@@ -969,20 +990,7 @@ fn a_second_sigterm_gives_up_on_a_full_disk_and_says_what_is_lost() {
 /// message arrives; the wait shows in `siphon_queue_wait_seconds_total`. Nothing is dropped.
 #[test]
 fn hep_over_tcp_holds_the_sender_back_instead_of_dropping_when_the_queue_is_full() {
-    let base = ports(9);
-    let (hep, http) = (base, base + 1);
-    let dir = tmp("tcp-backpressure");
-    let data = dir.join("data");
-    let _srv = serve_env(
-        &data,
-        hep,
-        http,
-        &[],
-        &[
-            ("SIPHON_PIPELINE_QUEUE_PACKETS", "1024".to_string()),
-            ("SIPHON_DEBUG_PIPELINE_STALL_MS", "2000".to_string()),
-        ],
-    );
+    let (_dir, _srv, hep, http) = serve_stalled(9, "tcp-backpressure");
     let one = hep_packets(&corpus().join("many_calls_24.pcap"), b"k");
     let mut stream = Vec::new();
     for _ in 0..60 {
@@ -997,12 +1005,7 @@ fn hep_over_tcp_holds_the_sender_back_instead_of_dropping_when_the_queue_is_full
         metric(http, "siphon_packets_total{type=\"sip\"}") == sent
     });
     assert_eq!(metric(http, "siphon_dropped_packets_total"), 0);
-    let (_, body) = http_get(http, "/metrics");
-    let waited: f64 = String::from_utf8_lossy(&body)
-        .lines()
-        .find(|l| l.starts_with("siphon_queue_wait_seconds_total{source=\"hep_tcp\"}"))
-        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
-        .unwrap_or(0.0);
+    let waited = metric_f64(http, "siphon_queue_wait_seconds_total{source=\"hep_tcp\"}");
     assert!(waited > 0.5, "the connection waited {waited} s for room");
 }
 
@@ -1011,20 +1014,7 @@ fn hep_over_tcp_holds_the_sender_back_instead_of_dropping_when_the_queue_is_full
 /// kernel, and counted as such; none is read only to be dropped (`queue_full`).
 #[test]
 fn hep_over_udp_leaves_datagrams_in_the_socket_while_the_queue_is_full() {
-    let base = ports(10);
-    let (hep, http) = (base, base + 1);
-    let dir = tmp("udp-full-queue");
-    let data = dir.join("data");
-    let _srv = serve_env(
-        &data,
-        hep,
-        http,
-        &[],
-        &[
-            ("SIPHON_PIPELINE_QUEUE_PACKETS", "1024".to_string()),
-            ("SIPHON_DEBUG_PIPELINE_STALL_MS", "2000".to_string()),
-        ],
-    );
+    let (_dir, _srv, hep, http) = serve_stalled(10, "udp-full-queue");
     let one = hep_packets(&corpus().join("many_calls_24.pcap"), b"k");
     let all: Vec<Vec<u8>> = (0..30).flat_map(|_| one.iter().cloned()).collect();
     send_udp(hep, &all);
@@ -1037,12 +1027,7 @@ fn hep_over_udp_leaves_datagrams_in_the_socket_while_the_queue_is_full() {
         metric(http, "siphon_dropped_packets_total{reason=\"queue_full\"}"),
         0
     );
-    let (_, body) = http_get(http, "/metrics");
-    let waited: f64 = String::from_utf8_lossy(&body)
-        .lines()
-        .find(|l| l.starts_with("siphon_queue_wait_seconds_total{source=\"hep_udp\"}"))
-        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
-        .unwrap_or(0.0);
+    let waited = metric_f64(http, "siphon_queue_wait_seconds_total{source=\"hep_udp\"}");
     assert!(waited > 0.5, "the listener waited {waited} s for room");
 }
 
