@@ -340,7 +340,8 @@ fn hep_load(corpus: &Path, dir: &Path, secs: u64) {
                 send_tcp(&pkts, to, rate, secs)
             };
             std::thread::sleep(Duration::from_secs(2));
-            let busy = (cpu_seconds(_srv.0.id()) - cpu0) / t0.elapsed().as_secs_f64();
+            let cpu = cpu_seconds(_srv.0.id()) - cpu0;
+            let busy = cpu / t0.elapsed().as_secs_f64();
             let flushes = metric(http, "siphon_store_flush_seconds_count");
             let (_, body) = http_get(http, "/metrics");
             let flush_s: f64 = String::from_utf8_lossy(&body)
@@ -372,10 +373,11 @@ fn hep_load(corpus: &Path, dir: &Path, secs: u64) {
                 }
             }
             println!(
-                "HEP/{transport} {rate:>7}/s for {secs} s: sent {sent}, received {received}, analysed {analysed}, dropped {dropped} in {:.1} s -> {} (serve used {:.0} % of its core; {flushes} flushes took {flush_s:.1} s; senders held back {waited:.2} s)",
+                "HEP/{transport} {rate:>7}/s for {secs} s: sent {sent}, received {received}, analysed {analysed}, dropped {dropped} in {:.1} s -> {} (serve used {:.0} % of its core, {:.2} µs of CPU per message received; {flushes} flushes took {flush_s:.1} s; senders held back {waited:.2} s)",
                 took.as_secs_f64(),
                 if ok { "pass" } else { "FAIL" },
-                busy * 100.0
+                busy * 100.0,
+                cpu * 1e6 / received.max(1) as f64
             );
             if !kept {
                 println!(
