@@ -657,6 +657,43 @@ fn hep_tcp_with_auth_key_survives_sigkill_and_restart() {
     assert!(sigterm(&mut srv.0).success());
 }
 
+#[test]
+fn hep_tcp_keeps_the_packets_before_lost_framing_and_drops_only_the_connection() {
+    let base = ports(11);
+    let (hep, http) = (base, base + 1);
+    let dir = tmp("tcp-framing");
+    let data = dir.join("data");
+    let mut srv = serve(&data, hep, http, &[]);
+    let good = hep_packets(&corpus().join("basic_twoway_g711a.pcap"), b"");
+    assert_eq!(good.len(), 7);
+    // Seven packets, then what an HTTP client pointed at the HEP port would send, in one
+    // write: the packets framed before the garbage arrive in the same read as it.
+    let mut bytes = good.concat();
+    bytes.extend_from_slice(b"GET / HTTP/1.1\r\nHost: collector\r\n\r\n");
+    let mut tcp = TcpStream::connect(("127.0.0.1", hep)).unwrap();
+    tcp.write_all(&bytes).unwrap();
+    // The collector drops the connection: the next read sees its end.
+    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut rest = Vec::new();
+    let _ = tcp.read_to_end(&mut rest);
+    let calls = wait_calls(http, 1, "/api/v1/calls");
+    assert_eq!(calls[0]["call_id"], "1-5790@127.0.0.1");
+    assert_eq!(calls[0]["messages"], 7);
+    let framing = "siphon_malformed_packets_total{reason=\"hep_tcp_framing\"}";
+    assert_eq!(metric(http, framing), 1);
+    assert_eq!(
+        metric(http, "siphon_received_packets_total{source=\"hep_tcp\"}"),
+        7
+    );
+    // A new connection is served as before.
+    let more = hep_packets(&corpus().join("many_calls_24.pcap"), b"");
+    let mut tcp = TcpStream::connect(("127.0.0.1", hep)).unwrap();
+    tcp.write_all(&more.concat()).unwrap();
+    drop(tcp);
+    assert_eq!(wait_calls(http, 25, "/api/v1/calls").len(), 25);
+    assert!(sigterm(&mut srv.0).success());
+}
+
 /// The Call-ID of a HEP packet's SIP message (the test's packets carry one each).
 fn hep_call_id(pkt: &[u8]) -> String {
     let text = String::from_utf8_lossy(pkt);

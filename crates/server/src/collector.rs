@@ -655,23 +655,12 @@ fn tcp_conn(mut s: TcpStream, tx: QueueTx, stop: Arc<AtomicBool>, m: Arc<Metrics
         end += n_read;
         // The packets of one read arrived together: one clock reading for them all.
         let ts = now_us();
+        let mut framing_lost = false;
         while let Some(head) = buf.get(start..end).and_then(|w| w.get(..6)) {
-            if head.get(..4) != Some(b"HEP3".as_slice()) {
-                m.malformed
-                    .get_or_create(&ReasonLabel {
-                        reason: "hep_tcp_framing".into(),
-                    })
-                    .inc();
-                return; // lost framing: drop the connection, the sender reconnects
-            }
             let len = usize::from(u16::from_be_bytes([head[4], head[5]]));
-            if !(6..=MAX_HEP_TCP).contains(&len) {
-                m.malformed
-                    .get_or_create(&ReasonLabel {
-                        reason: "hep_tcp_framing".into(),
-                    })
-                    .inc();
-                return;
+            if head.get(..4) != Some(b"HEP3".as_slice()) || !(6..=MAX_HEP_TCP).contains(&len) {
+                framing_lost = true;
+                break;
             }
             let Some(pkt) = buf.get(start..end).and_then(|w| w.get(..len)) else {
                 break;
@@ -684,6 +673,17 @@ fn tcp_conn(mut s: TcpStream, tx: QueueTx, stop: Arc<AtomicBool>, m: Arc<Metrics
                     return;
                 }
             }
+        }
+        if framing_lost {
+            // Not HEP (or a length no HEP packet has): the packets framed before it go on,
+            // then the connection is dropped and the sender reconnects.
+            m.malformed
+                .get_or_create(&ReasonLabel {
+                    reason: "hep_tcp_framing".into(),
+                })
+                .inc();
+            let _ = counters.send_waiting(&tx, batch, &stop);
+            return;
         }
         if start == end {
             (start, end) = (0, 0);
