@@ -12,6 +12,8 @@ use siphon_ingest::{IngestConfig, Pipeline};
 use siphon_store::{StoreConfig, StoreWriter, Subdirs};
 use siphon_wire::capture::CaptureReader;
 
+use crate::ledger::{self, Entry, Fingerprint, Ledger, Seen};
+
 #[derive(Args)]
 pub struct ImportArgs {
     #[command(flatten)]
@@ -53,6 +55,10 @@ pub struct ImportArgs {
     /// Print the summary as JSON on stdout.
     #[arg(long)]
     json: bool,
+    /// Import files this store has imported before (recognised by their content, see
+    /// `imports.jsonl` in the store) once more: their calls are then stored twice.
+    #[arg(long)]
+    force: bool,
 }
 
 pub fn run(a: ImportArgs) -> Result<ExitCode> {
@@ -77,11 +83,57 @@ pub fn run(a: ImportArgs) -> Result<ExitCode> {
     icfg.calls.id_cache_size = a.id_cache_size;
     let mut pipe = Pipeline::new(icfg, writer.first_ref());
 
-    let total: u64 = a
-        .files
+    // Files imported before are skipped: their calls would be stored twice.
+    let mut ledger = Ledger::open(&a.data.data)?;
+    let mut failures = Vec::new();
+    let mut skipped = Vec::new();
+    let mut refused = Vec::new();
+    let mut todo: Vec<(&PathBuf, Option<Fingerprint>)> = Vec::new();
+    for f in &a.files {
+        let fp = match ledger::fingerprint(f) {
+            Ok(fp) => fp,
+            Err(e) => {
+                failures.push(format!("{}: {e}", f.display()));
+                continue;
+            }
+        };
+        if a.force {
+            todo.push((f, Some(fp)));
+            continue;
+        }
+        match ledger.seen(&fp) {
+            Seen::New => todo.push((f, Some(fp))),
+            Seen::Same(e) => {
+                eprintln!(
+                    "siphon: {}: already imported into this store on {} (from {}); skipped (--force imports it again)",
+                    f.display(),
+                    e.imported,
+                    e.file
+                );
+                skipped.push(serde_json::json!({
+                    "file": f.display().to_string(),
+                    "imported": e.imported,
+                    "from": e.file,
+                }));
+            }
+            Seen::Grown(e) => {
+                refused.push(format!(
+                    "{}: begins as {}, imported on {} ({} bytes then, {} now): importing it again would store its first calls twice; --force imports it anyway",
+                    f.display(),
+                    e.file,
+                    e.imported,
+                    e.fingerprint.size,
+                    fp.size
+                ));
+            }
+        }
+    }
+    let mut imported = Vec::new();
+
+    let total: u64 = todo
         .iter()
-        .filter_map(|f| std::fs::metadata(f).ok())
-        .map(|m| m.len())
+        .filter_map(|(_, fp)| fp.as_ref())
+        .map(|fp| fp.size)
         .sum();
     let bar = if !a.quiet && std::io::stderr().is_terminal() {
         let b = ProgressBar::new(total);
@@ -97,8 +149,8 @@ pub fn run(a: ImportArgs) -> Result<ExitCode> {
     };
     let t0 = Instant::now();
     let mut done_bytes = 0u64;
-    let mut failures = Vec::new();
-    for f in &a.files {
+    for (f, fp) in &mut todo {
+        let f: &PathBuf = f;
         let mut reader = match CaptureReader::open(f) {
             Ok(r) => r,
             Err(e) => {
@@ -136,9 +188,22 @@ pub fn run(a: ImportArgs) -> Result<ExitCode> {
             }
         }
         done_bytes += std::fs::metadata(f).map(|m| m.len()).unwrap_or(0);
+        // Read to its end or to damage: either way all it can give is in.
+        if let Some(fp) = fp.take() {
+            imported.push(Entry {
+                fingerprint: fp,
+                imported: siphon_store::format_rfc3339_us(now_us()),
+                file: std::path::absolute(f)
+                    .unwrap_or_else(|_| f.to_path_buf())
+                    .display()
+                    .to_string(),
+            });
+        }
     }
     pipe.finish("end of capture", &mut writer);
     let ws = writer.close(Vec::new())?;
+    // Only once their packets are durable.
+    ledger.record(imported)?;
     if let Some(b) = bar {
         b.finish_and_clear();
     }
@@ -169,6 +234,8 @@ pub fn run(a: ImportArgs) -> Result<ExitCode> {
                 "flushes": ws.flushes,
             },
             "errors": failures,
+            "skipped": skipped,
+            "refused": refused,
         });
         crate::out(&format!("{}\n", serde_json::to_string_pretty(&v)?));
     } else {
@@ -192,13 +259,21 @@ pub fn run(a: ImportArgs) -> Result<ExitCode> {
         for (r, n) in &st.malformed {
             eprintln!("    {r}: {n}");
         }
-        for f in &failures {
+        for f in failures.iter().chain(&refused) {
             eprintln!("siphon: error: {f}");
         }
     }
-    Ok(if failures.is_empty() {
-        ExitCode::SUCCESS
-    } else {
+    Ok(if !failures.is_empty() {
         ExitCode::from(2)
+    } else if !refused.is_empty() {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
     })
+}
+
+fn now_us() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
 }

@@ -2,6 +2,7 @@
 
 mod flow;
 mod import;
+mod ledger;
 mod output;
 mod wav;
 
@@ -68,7 +69,9 @@ enum Cmd {
     ///
     /// SIP is found on the --sip-port ports and by content on any port; RTP/RTCP through the SDP
     /// of the calls; HEP packets inside the capture are unwrapped. A damaged file is imported
-    /// up to the damage, reported, and the exit status is 2.
+    /// up to the damage, reported, and the exit status is 2. A file the store already holds
+    /// (by content, under any name) is skipped; one that grew since it was imported is refused
+    /// (exit status 1): see --force.
     Import(import::ImportArgs),
     /// List calls (INVITE dialogs), newest last.
     Calls(CallsArgs),
