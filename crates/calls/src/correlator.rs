@@ -841,15 +841,26 @@ impl Correlator {
     /// Completes every open call (end of a capture file or shutdown), with `reason` recorded
     /// on calls that had not ended by SIP.
     pub fn finish(&mut self, reason: &str, out: &mut Vec<CallSummary>) {
+        self.finish_each(reason, &mut |s| out.push(s));
+    }
+
+    /// [`finish`](Self::finish), handing each summary to `each` as it goes: a collector
+    /// stopping with hundreds of thousands of open calls does not gather all their summaries
+    /// at once (528 bytes each, beside the strings they own).
+    pub fn finish_each(&mut self, reason: &str, each: &mut dyn FnMut(CallSummary)) {
         self.deadlines.clear();
         let mut refs: Vec<CallRef> = self.calls.keys().collect();
         refs.sort_unstable();
+        let mut out = Vec::new();
         for r in refs {
             let ended = self
                 .calls
                 .get(&r)
                 .is_some_and(|c| c.summary.phase == Phase::Closing);
-            self.complete(r, if ended { "" } else { reason }, out);
+            self.complete(r, if ended { "" } else { reason }, &mut out);
+            for s in out.drain(..) {
+                each(s);
+            }
         }
     }
 

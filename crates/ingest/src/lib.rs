@@ -319,10 +319,9 @@ impl Pipeline {
     /// Ends the input: every open call is completed with `reason` (e.g. "end of capture").
     pub fn finish(&mut self, reason: &str, sink: &mut dyn Sink) {
         let inner = &mut self.inner;
-        inner.corr.finish(reason, &mut inner.done);
-        for s in inner.done.drain(..) {
-            sink.call_completed(s);
-        }
+        inner
+            .corr
+            .finish_each(reason, &mut |s| sink.call_completed(s));
     }
 }
 
