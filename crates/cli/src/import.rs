@@ -193,7 +193,8 @@ pub fn run(a: ImportArgs) -> Result<ExitCode> {
             imported.push(Entry {
                 fingerprint: fp,
                 imported: siphon_store::format_rfc3339_us(now_us()),
-                file: std::path::absolute(f)
+                file: std::fs::canonicalize(f)
+                    .or_else(|_| std::path::absolute(f))
                     .unwrap_or_else(|_| f.to_path_buf())
                     .display()
                     .to_string(),
