@@ -101,6 +101,18 @@ pub fn run(a: ImportArgs) -> Result<ExitCode> {
             todo.push((f, Some(fp)));
             continue;
         }
+        if let Some((same, _)) = todo.iter().find(|(_, q)| q.as_ref() == Some(&fp)) {
+            eprintln!(
+                "siphon: {}: the same capture as {}, given before it; skipped",
+                f.display(),
+                same.display()
+            );
+            skipped.push(serde_json::json!({
+                "file": f.display().to_string(),
+                "same_as": same.display().to_string(),
+            }));
+            continue;
+        }
         match ledger.seen(&fp) {
             Seen::New => todo.push((f, Some(fp))),
             Seen::Same(e) => {

@@ -62,11 +62,19 @@ fn a_capture_imported_before_is_skipped_even_renamed_and_force_imports_it_again(
     assert_eq!(s["skipped"].as_array().unwrap().len(), 1);
     assert_eq!(s["calls"], 1);
     assert_eq!(calls(&data), first + 1);
+    // The same capture twice in one command: imported once.
+    let other = dir.join("other.pcap");
+    std::fs::copy(corpus().join("hold_unhold_dtmf_callee_bye.pcap"), &other).unwrap();
+    let out = import(&data, &[&other, &other], &[]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(summary(&out)["skipped"].as_array().unwrap().len(), 1);
+    assert_eq!(summary(&out)["calls"], 1);
+    assert_eq!(calls(&data), first + 2);
     // --force: stored once more.
     let out = import(&data, &[&copy], &["--force"]);
     assert!(out.status.success());
     assert_eq!(summary(&out)["calls"], 24);
-    assert_eq!(calls(&data), first + 1 + 24);
+    assert_eq!(calls(&data), first + 2 + 24);
 }
 
 #[test]
