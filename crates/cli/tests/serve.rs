@@ -820,18 +820,9 @@ fn a_full_disk_degrades_serve_which_writes_everything_once_space_is_back() {
     );
     wait_calls(http, 1, "/api/v1/calls");
 
-    fill_disk(&inside);
-
     // 24 calls while it is full: analysed, not written, and said so.
-    let many = hep_packets(&corpus().join("many_calls_24.pcap"), b"k");
-    send_udp(hep, &many);
+    let many = calls_on_a_full_disk(hep, http, &inside, 7);
     let sent = 7 + many.len() as u64;
-    wait_for("every message analysed", || {
-        metric(http, "siphon_packets_total{type=\"sip\"}") == sent
-    });
-    wait_for("a failed flush", || {
-        metric(http, "siphon_store_errors_total") > 0
-    });
     let health = get_json(http, "/health");
     assert_eq!(health["status"], "degraded", "{health}");
     let err = health["store"]["error"].as_str().unwrap_or_default();
@@ -945,6 +936,37 @@ fn wait_status(dir: &Path, within: Duration) -> i32 {
     }
 }
 
+/// Fills the disk, then sends the 24 calls of `many_calls_24.pcap` (after `before` messages
+/// already analysed) and waits until every message is analysed and a flush has failed. Returns
+/// the packets sent.
+fn calls_on_a_full_disk(hep: u16, http: u16, inside: &Path, before: u64) -> Vec<Vec<u8>> {
+    fill_disk(inside);
+    let many = hep_packets(&corpus().join("many_calls_24.pcap"), b"k");
+    send_udp(hep, &many);
+    let sent = before + many.len() as u64;
+    wait_for("every message analysed", || {
+        metric(http, "siphon_packets_total{type=\"sip\"}") == sent
+    });
+    wait_for("a failed flush", || {
+        metric(http, "siphon_store_errors_total") > 0
+    });
+    many
+}
+
+/// SIGTERM to a `serve` whose store fails; waits until it says it retries for `secs`. Returns
+/// its log's path.
+fn stop_waiting_for_room(pid: u32, dir: &Path, secs: u32) -> PathBuf {
+    signal(pid, "-TERM");
+    let log = dir.join("serve.log");
+    let says = format!("retrying for up to {secs} s");
+    wait_for("the stop to wait for room", || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains(&says)
+    });
+    log
+}
+
 /// A stop while the disk is full: `serve` does not exit with calls in memory; it keeps trying
 /// (storage.stop_retry_secs), and once there is room, writes them all and exits cleanly.
 #[test]
@@ -954,23 +976,8 @@ fn a_stop_on_a_full_disk_waits_for_room_and_stores_every_call() {
     let dir = tmp("stop-disk-full");
     let (_shell, pid, inside) =
         serve_on_tmpfs(&dir, hep, http, &[("SIPHON_STORAGE_STOP_RETRY_SECS", "60")]);
-    fill_disk(&inside);
-    let many = hep_packets(&corpus().join("many_calls_24.pcap"), b"k");
-    send_udp(hep, &many);
-    wait_for("every message analysed", || {
-        metric(http, "siphon_packets_total{type=\"sip\"}") == many.len() as u64
-    });
-    wait_for("a failed flush", || {
-        metric(http, "siphon_store_errors_total") > 0
-    });
-
-    signal(pid, "-TERM");
-    let log = dir.join("serve.log");
-    wait_for("the stop to wait for room", || {
-        std::fs::read_to_string(&log)
-            .unwrap_or_default()
-            .contains("retrying for up to 60 s")
-    });
+    let many = calls_on_a_full_disk(hep, http, &inside, 0);
+    let log = stop_waiting_for_room(pid, &dir, 60);
     std::thread::sleep(Duration::from_secs(2));
     assert!(
         !dir.join("serve.status").exists(),
@@ -1004,19 +1011,8 @@ fn a_second_sigterm_gives_up_on_a_full_disk_and_says_what_is_lost() {
         http,
         &[("SIPHON_STORAGE_STOP_RETRY_SECS", "600")],
     );
-    fill_disk(&inside);
-    let many = hep_packets(&corpus().join("many_calls_24.pcap"), b"k");
-    send_udp(hep, &many);
-    wait_for("a failed flush", || {
-        metric(http, "siphon_store_errors_total") > 0
-    });
-    signal(pid, "-TERM");
-    let log = dir.join("serve.log");
-    wait_for("the stop to wait for room", || {
-        std::fs::read_to_string(&log)
-            .unwrap_or_default()
-            .contains("retrying for up to 600 s")
-    });
+    calls_on_a_full_disk(hep, http, &inside, 0);
+    let log = stop_waiting_for_room(pid, &dir, 600);
     let t0 = Instant::now();
     signal(pid, "-TERM");
     assert_ne!(wait_status(&dir, Duration::from_secs(10)), 0);
