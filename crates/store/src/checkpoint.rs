@@ -174,14 +174,7 @@ mod tests {
         }
         let (ca, cb) = (index::open(&pa).unwrap(), index::open(&pb).unwrap());
         drop((ca, cb));
-        let held = |d: &Path| {
-            std::fs::read_dir("/proc/self/fd")
-                .unwrap()
-                .flatten()
-                .filter_map(|e| std::fs::read_link(e.path()).ok())
-                .filter(|p| p.starts_with(d))
-                .count()
-        };
+        let held = crate::open_files_under;
         let ck = Checkpointer::start_with(Duration::from_millis(200)).unwrap();
         ck.request(&pa);
         std::thread::sleep(Duration::from_millis(100));

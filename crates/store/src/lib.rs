@@ -572,6 +572,21 @@ impl Store {
     }
 }
 
+/// Files this process holds open whose paths begin with `path` (a directory, or a file and
+/// its `-wal`/`-shm` companions), for tests that check files are closed.
+#[cfg(test)]
+pub(crate) fn open_files_under(path: &Path) -> usize {
+    let prefix = path.to_string_lossy();
+    std::fs::read_dir("/proc/self/fd")
+        .map(|rd| {
+            rd.flatten()
+                .filter_map(|e| std::fs::read_link(e.path()).ok())
+                .filter(|p| p.to_string_lossy().starts_with(&*prefix))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -195,14 +195,7 @@ mod tests {
         c.query_row("SELECT v FROM t", [], |r| r.get(0)).unwrap()
     }
 
-    fn held(path: &Path) -> usize {
-        std::fs::read_dir("/proc/self/fd")
-            .unwrap()
-            .flatten()
-            .filter_map(|e| std::fs::read_link(e.path()).ok())
-            .filter(|p| p.to_string_lossy().starts_with(&*path.to_string_lossy()))
-            .count()
-    }
+    use crate::open_files_under as held;
 
     #[test]
     fn a_connection_is_reused_and_a_replaced_or_removed_file_is_not_read_through_it() {

@@ -989,14 +989,7 @@ mod tests {
         let key0 = bucket_key(crate::Subdirs::Daily, c1.start_us);
         let key1 = bucket_key(crate::Subdirs::Daily, c2.start_us);
         let (dir0, dir1) = (root.join(&key0), root.join(&key1));
-        let held = |dir: &Path| {
-            std::fs::read_dir("/proc/self/fd")
-                .unwrap()
-                .flatten()
-                .filter_map(|e| std::fs::read_link(e.path()).ok())
-                .filter(|p| p.starts_with(dir))
-                .count()
-        };
+        let held = crate::open_files_under;
         assert!(held(&dir0) > 0, "the writer holds day 0's files");
         let now = c1.start_us + 30 * day;
         let gone =
