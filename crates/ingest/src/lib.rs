@@ -516,9 +516,25 @@ impl Inner {
         node: u32,
         sink: &mut dyn Sink,
     ) {
-        // Borrowed, not moved out of the result: the parsed message is 1.6 KB.
-        let parsed = Message::parse(payload);
-        let msg = match &parsed {
+        // Lent, never moved: the parsed message is 1.6 KB.
+        Message::parse_with(payload, |parsed| {
+            self.sip_message(ts_us, src, dst, parsed, link, frame, node, sink)
+        });
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn sip_message(
+        &mut self,
+        ts_us: i64,
+        src: SocketAddr,
+        dst: SocketAddr,
+        parsed: Result<&Message<'_>, siphon_sip::ParseError>,
+        link: LinkType,
+        frame: &[u8],
+        node: u32,
+        sink: &mut dyn Sink,
+    ) {
+        let msg = match parsed {
             Ok(m) => m,
             // Keep-alives (CRLF, blanks) are not malformed.
             Err(siphon_sip::ParseError::Empty) => return,
