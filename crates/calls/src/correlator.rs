@@ -1,6 +1,7 @@
 //! Groups SIP messages into calls, binds media through SDP and accounts RTP streams.
 
 use std::collections::VecDeque;
+use std::hash::BuildHasher;
 use std::net::SocketAddr;
 
 use siphon_rtp::{
@@ -115,7 +116,12 @@ struct Call {
 /// The correlator: see the crate documentation.
 pub struct Correlator {
     cfg: CallConfig,
-    by_id: HashMap<Vec<u8>, CallRef>,
+    /// Open calls by Call-ID. The table holds refs only, placed by the hash of the Call-ID
+    /// ([`Self::id_hash`]); a candidate is confirmed against its call's own Call-ID, which a
+    /// look-up reads anyway. No copy of the Call-ID per call, and no second cache miss for
+    /// the key on every message.
+    by_id: hashbrown::HashTable<CallRef>,
+    id_hash: foldhash::fast::RandomState,
     calls: crate::RefMap<Box<Call>>,
     /// Calls bound to each media endpoint, most often one (kept inline: no allocation).
     media: HashMap<SocketAddr, smallvec::SmallVec<[Binding; 1]>>,
@@ -176,12 +182,40 @@ fn text(b: Option<&[u8]>) -> String {
         .unwrap_or_default()
 }
 
+/// The open call with Call-ID `id` (whose hash is `h`): see [`Correlator::by_id`].
+fn open_call(
+    by_id: &hashbrown::HashTable<CallRef>,
+    calls: &crate::RefMap<Box<Call>>,
+    h: u64,
+    id: &[u8],
+) -> Option<CallRef> {
+    by_id
+        .find(h, |r| {
+            calls
+                .get(r)
+                .is_some_and(|c| c.summary.call_id.as_slice() == id)
+        })
+        .copied()
+}
+
+/// Where open call `r` sits in [`Correlator::by_id`] (for the table's growth).
+fn call_id_hash(
+    calls: &crate::RefMap<Box<Call>>,
+    id_hash: &foldhash::fast::RandomState,
+    r: CallRef,
+) -> u64 {
+    calls
+        .get(&r)
+        .map_or(0, |c| id_hash.hash_one(c.summary.call_id.as_slice()))
+}
+
 impl Correlator {
     /// A correlator whose first new call gets `first_ref`.
     pub fn new(cfg: CallConfig, first_ref: CallRef) -> Self {
         Correlator {
             cfg,
-            by_id: HashMap::default(),
+            by_id: hashbrown::HashTable::new(),
+            id_hash: Default::default(),
             calls: Default::default(),
             media: HashMap::default(),
             closed: HashMap::default(),
@@ -223,8 +257,9 @@ impl Correlator {
     ) -> Option<SipOutcome> {
         let call_id = msg.call_id()?;
         let mut opened = false;
-        let call_ref = match self.by_id.get(call_id) {
-            Some(r) => *r,
+        let id_hash = self.id_hash.hash_one(call_id);
+        let call_ref = match open_call(&self.by_id, &self.calls, id_hash, call_id) {
+            Some(r) => r,
             None => {
                 let known = self.closed.get(call_id).copied();
                 // An INVITE without a To tag starts a new call: only in-dialog requests,
@@ -259,7 +294,8 @@ impl Correlator {
                     }
                 };
                 let r = summary.call_ref;
-                self.by_id.insert(call_id.to_vec(), r);
+                // Placed by the summary's own Call-ID, which look-ups compare with.
+                let placed = self.id_hash.hash_one(summary.call_id.as_slice());
                 self.maybe_due.push(r);
                 // A user that never takes snapshots (an index rebuild) leaves completed calls
                 // listed: they go once they outnumber the open ones.
@@ -289,6 +325,9 @@ impl Correlator {
                         next_check: i64::MAX,
                     }),
                 );
+                let (calls, id_hash) = (&self.calls, &self.id_hash);
+                self.by_id
+                    .insert_unique(placed, r, |x| call_id_hash(calls, id_hash, *x));
                 r
             }
         };
@@ -698,7 +737,12 @@ impl Correlator {
 
     /// The open call with this Call-ID.
     pub fn call_ref_for(&self, call_id: &[u8]) -> Option<CallRef> {
-        self.by_id.get(call_id).copied()
+        open_call(
+            &self.by_id,
+            &self.calls,
+            self.id_hash.hash_one(call_id),
+            call_id,
+        )
     }
 
     /// Accounts RTCP reports that arrived decoded (HEP type 5 JSON) for an open call.
@@ -877,8 +921,12 @@ impl Correlator {
             }
         }
         let mut s = call.summary;
-        // The map's own copy of the Call-ID serves the closed-call cache.
-        let id = self.by_id.remove_entry(&s.call_id).map(|(id, _)| id);
+        if let Ok(e) = self
+            .by_id
+            .find_entry(self.id_hash.hash_one(s.call_id.as_slice()), |&x| x == r)
+        {
+            e.remove();
+        }
         if !reason.is_empty() && s.close_reason.is_empty() {
             s.close_reason = reason.to_string();
         }
@@ -901,9 +949,8 @@ impl Correlator {
                     self.closed.remove(&old);
                 }
             }
-            let id = id.unwrap_or_else(|| s.call_id.clone());
-            self.closed_order.push_back(id.clone());
-            self.closed.insert(id, r);
+            self.closed_order.push_back(s.call_id.clone());
+            self.closed.insert(s.call_id.clone(), r);
         }
         out.push(s);
     }
@@ -1179,6 +1226,44 @@ mod tests {
         let r = feed_sip(c, 0, A_SIG, B_SIG, &invite(4000)).call_ref;
         feed_sip(c, 100_000, B_SIG, A_SIG, &ok(6000, "1 INVITE"));
         r
+    }
+
+    #[test]
+    fn thousands_of_open_calls_are_each_found_by_call_id_until_they_complete() {
+        // Enough calls for the Call-ID table to grow many times (each growth places every open
+        // call again by its own Call-ID).
+        let mut c = Correlator::new(CallConfig::default(), 1);
+        let inv = String::from_utf8(invite(4000)).unwrap();
+        let ids: Vec<String> = (0..5000).map(|i| format!("{i:x}-{}@h", i * 7919)).collect();
+        let mut refs = Vec::new();
+        for (i, id) in ids.iter().enumerate() {
+            let m = inv.replace("Call-ID: c1", &format!("Call-ID: {id}"));
+            let out = feed_sip(&mut c, i as i64, A_SIG, B_SIG, m.as_bytes());
+            assert!(out.opened, "{id}");
+            refs.push(out.call_ref);
+        }
+        for (id, r) in ids.iter().zip(&refs) {
+            assert_eq!(c.call_ref_for(id.as_bytes()), Some(*r));
+            // A message of the same call finds it rather than opening another.
+            let m = inv.replace("Call-ID: c1", &format!("Call-ID: {id}"));
+            let again = feed_sip(&mut c, 9_000, A_SIG, B_SIG, m.as_bytes());
+            assert_eq!((again.call_ref, again.opened), (*r, false));
+        }
+        assert_eq!(c.call_ref_for(b"0-0@"), None);
+        assert_eq!(c.call_ref_for(b"no-such-call"), None);
+        // The odd calls hang up and complete; the even ones stay open and findable.
+        let bye = String::from_utf8(bye_from_callee()).unwrap();
+        for id in ids.iter().skip(1).step_by(2) {
+            let m = bye.replace("Call-ID: c1", &format!("Call-ID: {id}"));
+            feed_sip(&mut c, 10_000, B_SIG, A_SIG, m.as_bytes());
+        }
+        let mut done = Vec::new();
+        c.expire(10_000 + secs(CallConfig::default().closing_grace_s) + 1, &mut done);
+        assert_eq!(done.len(), ids.len() / 2);
+        for (i, (id, r)) in ids.iter().zip(&refs).enumerate() {
+            let open = c.call_ref_for(id.as_bytes());
+            assert_eq!(open, (i % 2 == 0).then_some(*r), "{id}");
+        }
     }
 
     #[test]
