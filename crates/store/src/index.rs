@@ -988,20 +988,12 @@ pub fn upsert(
 
 /// The statement that writes call rows, prepared once for the rows of a flush (finding a
 /// cached statement by its text and handing it back cost about a sixth of writing a row).
-pub struct Upsert<'c> {
-    one: rusqlite::CachedStatement<'c>,
-    many: Option<rusqlite::CachedStatement<'c>>,
-    conn: &'c Connection,
-}
+pub struct Upsert<'c>(rusqlite::CachedStatement<'c>);
 
 impl<'c> Upsert<'c> {
     /// Prepares (or takes from the connection's cache) the statement.
     pub fn new(conn: &'c Connection) -> rusqlite::Result<Self> {
-        Ok(Upsert {
-            one: conn.prepare_cached(UPSERT_SQL)?,
-            many: None,
-            conn,
-        })
+        conn.prepare_cached(UPSERT_SQL).map(Upsert)
     }
 
     /// Inserts or replaces a call row; `cold` is where its cold fields were written.
@@ -1011,34 +1003,9 @@ impl<'c> Upsert<'c> {
         blocks: &[BlockRef],
         cold: Option<BlockRef>,
     ) -> rusqlite::Result<()> {
-        write_row(&mut self.one, s, blocks, cold)
-    }
-
-    /// [`row`](Self::row) for each of `rows`, [`UPSERT_ROWS`] per statement.
-    pub fn rows(&mut self, rows: &[UpsertRow<'_>]) -> rusqlite::Result<()> {
-        let mut chunks = rows.chunks_exact(UPSERT_ROWS);
-        for chunk in &mut chunks {
-            let st = match &mut self.many {
-                Some(st) => st,
-                None => self
-                    .many
-                    .insert(self.conn.prepare_cached(&UPSERT_MANY_SQL)?),
-            };
-            for (k, (s, blocks, cold)) in chunk.iter().enumerate() {
-                bind_row(st, 1 + k * ROW_PARAMS, s, blocks, *cold)?;
-            }
-            st.raw_execute()?;
-        }
-        for (s, blocks, cold) in chunks.remainder() {
-            self.row(s, blocks, *cold)?;
-        }
-        Ok(())
+        write_row(&mut self.0, s, blocks, cold)
     }
 }
-
-/// A call row for [`Upsert::rows`]: its summary, the blocks holding its records, and where its
-/// cold fields were written.
-pub type UpsertRow<'a> = (&'a CallSummary, Vec<BlockRef>, Option<BlockRef>);
 
 const UPSERT_SQL: &str =
     "INSERT OR REPLACE INTO calls (ref, call_id, method, start_us, answer_d, end_d,
@@ -1055,37 +1022,8 @@ const UPSERT_SQL: &str =
            rtcp = excluded.rtcp, blocks = excluded.blocks, cold = excluded.cold,
            mos_avg = excluded.mos_avg, mos_min = excluded.mos_min, verdict = excluded.verdict";
 
-/// Values per call row in [`UPSERT_SQL`].
-const ROW_PARAMS: usize = 22;
-
-/// Rows per statement of [`UPSERT_MANY_SQL`].
-pub const UPSERT_ROWS: usize = 16;
-
-/// [`UPSERT_SQL`] for [`UPSERT_ROWS`] rows at once: one statement's start-up (cursors on the
-/// table and its index, the upsert's checks) for many rows.
-static UPSERT_MANY_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-    let one = format!("({})", vec!["?"; ROW_PARAMS].join(", "));
-    let values = vec![one; UPSERT_ROWS].join(", ");
-    let (head, tail) = UPSERT_SQL.split_once("VALUES").unwrap_or((UPSERT_SQL, ""));
-    let tail = tail.split_once(')').map_or("", |(_, t)| t);
-    format!("{head}VALUES {values}{tail}")
-});
-
 fn write_row(
     st: &mut rusqlite::Statement<'_>,
-    s: &CallSummary,
-    blocks: &[BlockRef],
-    cold: Option<BlockRef>,
-) -> rusqlite::Result<()> {
-    bind_row(st, 1, s, blocks, cold)?;
-    st.raw_execute()?;
-    Ok(())
-}
-
-/// Binds a call row's [`ROW_PARAMS`] values to parameters `first..`.
-fn bind_row(
-    st: &mut rusqlite::Statement<'_>,
-    first: usize,
     s: &CallSummary,
     blocks: &[BlockRef],
     cold: Option<BlockRef>,
@@ -1116,7 +1054,7 @@ fn bind_row(
             .map(|d| d.mos.min)
             .reduce(f64::min)
     });
-    let values = params![
+    st.execute(params![
         s.call_ref as i64,
         s.call_id,
         (s.method != "INVITE").then_some(s.method.as_str()),
@@ -1140,10 +1078,7 @@ fn bind_row(
         mos_min.map(|m| (m * 100.0).round() as i64),
         q.map(|q| verdict_index(q.verdict))
             .or_else(|| noa.then(no_audio_verdict)),
-    ];
-    for (i, v) in values.iter().enumerate() {
-        st.raw_bind_parameter(first + i, v)?;
-    }
+    ])?;
     Ok(())
 }
 
@@ -1462,67 +1397,6 @@ pub(crate) mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         dir.join("index.db")
-    }
-
-    #[test]
-    fn rows_written_many_per_statement_equal_rows_written_one_by_one() {
-        // Two full statements and a remainder. The second statement holds one call twice and
-        // updates rows of the first (calls written open, then again); the remainder updates
-        // rows of both.
-        let mut batch: Vec<CallSummary> =
-            (1..=UPSERT_ROWS as u64 + 5).map(|r| call(r, 3)).collect();
-        batch.push(call(UPSERT_ROWS as u64 + 2, 9));
-        batch.extend((1..=UPSERT_ROWS as u64 - 2).map(|r| call(r, 7)));
-        batch.push(call(1, 11));
-        assert!(batch.len() > 2 * UPSERT_ROWS && !batch.len().is_multiple_of(UPSERT_ROWS));
-        let cold = BlockRef {
-            segment: 3,
-            offset: 4096,
-        };
-        let blocks_of = |s: &CallSummary| {
-            vec![BlockRef {
-                segment: 1,
-                offset: s.call_ref * 100 + u64::from(s.messages),
-            }]
-        };
-        let dump = |conn: &Connection| -> Vec<Vec<rusqlite::types::Value>> {
-            let mut st = conn
-                .prepare(&format!("SELECT {COLS} FROM calls ORDER BY ref"))
-                .unwrap();
-            let n = st.column_count();
-            st.query_map([], |r| (0..n).map(|i| r.get(i)).collect())
-                .unwrap()
-                .map(Result::unwrap)
-                .collect()
-        };
-        let (p1, p2) = (temp_db("many"), temp_db("one"));
-        let (many, one) = (open(&p1).unwrap(), open(&p2).unwrap());
-        let rows: Vec<UpsertRow<'_>> = batch
-            .iter()
-            .map(|s| (s, blocks_of(s), Some(cold)))
-            .collect();
-        Upsert::new(&many).unwrap().rows(&rows).unwrap();
-        let mut up = Upsert::new(&one).unwrap();
-        for s in &batch {
-            up.row(s, &blocks_of(s), Some(cold)).unwrap();
-        }
-        drop(up);
-        let (a, b) = (dump(&many), dump(&one));
-        assert_eq!(a.len(), UPSERT_ROWS + 5);
-        assert_eq!(a, b);
-        let messages = |conn: &Connection, r: i64| -> i64 {
-            conn.query_row("SELECT messages FROM calls WHERE ref = ?1", [r], |x| {
-                x.get(0)
-            })
-            .unwrap()
-        };
-        assert_eq!(messages(&many, 1), 11);
-        assert_eq!(messages(&many, 2), 7);
-        assert_eq!(messages(&many, UPSERT_ROWS as i64 + 2), 9);
-        assert_eq!(messages(&many, UPSERT_ROWS as i64 + 5), 3);
-        for p in [p1, p2] {
-            let _ = std::fs::remove_dir_all(p.parent().unwrap());
-        }
     }
 
     #[test]

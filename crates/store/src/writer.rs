@@ -618,7 +618,6 @@ impl StoreWriter {
                 let mut up = index::Upsert::new(&b.conn)?;
                 let mut n = 0u64;
                 let mut keys: Vec<(i64, i64)> = Vec::new();
-                let mut batch: Vec<index::UpsertRow<'_>> = Vec::with_capacity(streams_of.len());
                 for &(r, s, block_no) in &streams_of {
                     let Some(c) = calls.get(&r) else {
                         continue;
@@ -626,13 +625,12 @@ impl StoreWriter {
                     let mut blocks = c.blocks.clone();
                     blocks.sort_unstable();
                     blocks.dedup();
-                    batch.push((s, blocks, cold_refs.get(block_no).copied()));
+                    up.row(s, &blocks, cold_refs.get(block_no).copied())?;
                     if !c.keyed {
                         keys.push((index::call_key(&s.call_id), r as i64));
                     }
                     n += 1;
                 }
-                up.rows(&batch)?;
                 drop(up);
                 b.keys.add(&b.conn, &mut keys)?;
                 tx.commit()?;
