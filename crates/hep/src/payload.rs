@@ -72,6 +72,11 @@ fn is_zlib_header(z: &[u8]) -> bool {
     }
 }
 
+// Never inlined: the inflater's state is built on the stack (about 52 KiB), and a caller that
+// inlined it would grow its own frame by as much, touching that many pages of stack on every
+// packet, compressed or not.
+#[cold]
+#[inline(never)]
 fn inflate(z: &[u8], out: &mut Vec<u8>, limit: usize) -> Result<(), HepError> {
     out.clear();
     // Read one byte more than allowed so that "exactly at the limit" and "over" differ.

@@ -178,6 +178,13 @@ pub fn synth_udp_frame_into(src: SocketAddr, dst: SocketAddr, payload: &[u8], ou
     if let (SocketAddr::V4(s), SocketAddr::V4(d)) = (src, dst) {
         return synth_udp4_into(s, d, payload, out);
     }
+    synth_udp_built_into(src, dst, payload, out);
+}
+
+// Out of line: the packet builder takes about 9 KiB of stack, which every IPv4 frame would
+// otherwise reserve (and touch) too.
+#[inline(never)]
+fn synth_udp_built_into(src: SocketAddr, dst: SocketAddr, payload: &[u8], out: &mut Vec<u8>) {
     let builder = ip_step(&src, &dst).udp(src.port(), dst.port());
     out.clear();
     out.reserve(builder.size(payload.len()));
