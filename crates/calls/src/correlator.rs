@@ -126,8 +126,13 @@ pub struct Correlator {
     calls: crate::RefMap<Box<Call>>,
     /// Calls bound to each media endpoint, most often one (kept inline: no allocation).
     media: HashMap<SocketAddr, smallvec::SmallVec<[Binding; 1]>>,
-    closed: HashMap<Vec<u8>, CallRef>,
-    closed_order: VecDeque<Vec<u8>>,
+    /// Recently completed calls, for late messages: at most `id_cache_size`, oldest first, and
+    /// a table of (hash of the Call-ID, sequence number of the entry) to find them. One copy of
+    /// each Call-ID; a Call-ID that completes again (a REGISTER refresh) updates its entry.
+    closed: hashbrown::HashTable<(u64, u64)>,
+    closed_order: VecDeque<Closed>,
+    /// Sequence number of `closed_order`'s front entry.
+    closed_front: u64,
     next_ref: CallRef,
     preassigned: HashMap<Vec<u8>, CallRef>,
     /// New calls refused because `max_open_calls` were open.
@@ -183,6 +188,32 @@ fn text(b: Option<&[u8]>) -> String {
         .unwrap_or_default()
 }
 
+/// A completed call in [`Correlator::closed_order`].
+struct Closed {
+    hash: u64,
+    call_ref: CallRef,
+    id: Box<[u8]>,
+}
+
+/// The entry of `order` (whose front is number `front`) numbered `seq`.
+fn closed_at(order: &VecDeque<Closed>, front: u64, seq: u64) -> Option<&Closed> {
+    order.get(usize::try_from(seq.checked_sub(front)?).ok()?)
+}
+
+/// The recently completed call with Call-ID `id` (whose hash is `h`).
+fn closed_call<'o>(
+    table: &hashbrown::HashTable<(u64, u64)>,
+    order: &'o VecDeque<Closed>,
+    front: u64,
+    h: u64,
+    id: &[u8],
+) -> Option<&'o Closed> {
+    let &(_, seq) = table.find(h, |&(eh, seq)| {
+        eh == h && closed_at(order, front, seq).is_some_and(|c| *c.id == *id)
+    })?;
+    closed_at(order, front, seq)
+}
+
 /// The open call with Call-ID `id` (whose hash is `h`): see [`Correlator::by_id`].
 fn open_call(
     by_id: &hashbrown::HashTable<(u64, CallRef)>,
@@ -209,8 +240,9 @@ impl Correlator {
             id_hash: Default::default(),
             calls: Default::default(),
             media: HashMap::default(),
-            closed: HashMap::default(),
+            closed: hashbrown::HashTable::new(),
             closed_order: VecDeque::new(),
+            closed_front: 0,
             next_ref: first_ref.max(1),
             preassigned: HashMap::default(),
             refused: 0,
@@ -252,7 +284,14 @@ impl Correlator {
         let call_ref = match open_call(&self.by_id, &self.calls, id_hash, call_id) {
             Some(r) => r,
             None => {
-                let known = self.closed.get(call_id).copied();
+                let known = closed_call(
+                    &self.closed,
+                    &self.closed_order,
+                    self.closed_front,
+                    id_hash,
+                    call_id,
+                )
+                .map(|c| c.call_ref);
                 // An INVITE without a To tag starts a new call: only in-dialog requests,
                 // responses and non-INVITE refreshes (REGISTER reuses its Call-ID) can belong to
                 // a dialog that was already completed and stored.
@@ -935,15 +974,42 @@ impl Correlator {
             s.quality = Some(Box::new(crate::quality::report_for(&s)));
         }
         if self.cfg.id_cache_size > 0 {
-            if self.closed.len() >= self.cfg.id_cache_size {
-                if let Some(old) = self.closed_order.pop_front() {
-                    self.closed.remove(&old);
-                }
-            }
-            self.closed_order.push_back(s.call_id.clone());
-            self.closed.insert(s.call_id.clone(), r);
+            self.remember_closed(r, &s.call_id);
         }
         out.push(s);
+    }
+
+    /// Adds a completed call to the closed-call cache (see [`Correlator::closed`]).
+    fn remember_closed(&mut self, r: CallRef, call_id: &[u8]) {
+        let h = self.id_hash.hash_one(call_id);
+        let front = self.closed_front;
+        if let Some(&(_, seq)) = self.closed.find(h, |&(eh, seq)| {
+            eh == h && closed_at(&self.closed_order, front, seq).is_some_and(|c| *c.id == *call_id)
+        }) {
+            // Completed again: the entry now names the latest call, and keeps its place.
+            let at = seq.checked_sub(front).and_then(|d| usize::try_from(d).ok());
+            if let Some(c) = at.and_then(|at| self.closed_order.get_mut(at)) {
+                c.call_ref = r;
+            }
+            return;
+        }
+        while self.closed_order.len() >= self.cfg.id_cache_size {
+            let Some(old) = self.closed_order.pop_front() else {
+                break;
+            };
+            let seq = self.closed_front;
+            if let Ok(e) = self.closed.find_entry(old.hash, |&(_, x)| x == seq) {
+                e.remove();
+            }
+            self.closed_front += 1;
+        }
+        let seq = self.closed_front + self.closed_order.len() as u64;
+        self.closed_order.push_back(Closed {
+            hash: h,
+            call_ref: r,
+            id: call_id.into(),
+        });
+        self.closed.insert_unique(h, (h, seq), |&(h, _)| h);
     }
 
     /// True when an open call's summary is due for the store: it changed, and either it has
@@ -1217,6 +1283,62 @@ mod tests {
         let r = feed_sip(c, 0, A_SIG, B_SIG, &invite(4000)).call_ref;
         feed_sip(c, 100_000, B_SIG, A_SIG, &ok(6000, "1 INVITE"));
         r
+    }
+
+    #[test]
+    fn a_call_id_that_completes_again_and_again_keeps_the_closed_call_cache_bounded() {
+        // One Call-ID reused call after call (as a phone reuses its REGISTER Call-ID), among a
+        // few others: the cache used to keep a copy per completion of the reused one, and to
+        // forget its latest call when the oldest copy left.
+        let cfg = CallConfig {
+            id_cache_size: 4,
+            ..CallConfig::default()
+        };
+        let grace = secs(cfg.closing_grace_s);
+        let mut c = Correlator::new(cfg, 1);
+        let mut done = Vec::new();
+        let mut t = 0;
+        let mut latest = 0;
+        for i in 0..50 {
+            short_call(&mut c, t, "reused@h");
+            latest = c.call_ref_for(b"reused@h").unwrap();
+            if i % 10 == 0 {
+                short_call(&mut c, t, &format!("other-{i}@h"));
+            }
+            t += grace + 1;
+            c.expire(t, &mut done);
+        }
+        assert_eq!(done.len(), 55);
+        assert!(
+            c.closed_order.len() <= 4,
+            "{} entries",
+            c.closed_order.len()
+        );
+        assert!(c.closed.len() <= 4);
+        let found = |c: &Correlator, id: &[u8]| {
+            closed_call(
+                &c.closed,
+                &c.closed_order,
+                c.closed_front,
+                c.id_hash.hash_one(id),
+                id,
+            )
+            .map(|e| e.call_ref)
+        };
+        assert_eq!(found(&c, b"reused@h"), Some(latest));
+        assert_eq!(
+            found(&c, b"other-40@h"),
+            done.iter()
+                .find(|s| s.call_id == b"other-40@h")
+                .map(|s| s.call_ref)
+        );
+        assert_eq!(found(&c, b"other-0@h"), None, "the oldest are forgotten");
+        // A late message of the latest reused call is tied to it again.
+        let bye = String::from_utf8(bye_ok())
+            .unwrap()
+            .replace("Call-ID: c1", "Call-ID: reused@h");
+        let late = feed_sip(&mut c, t + 1, A_SIG, B_SIG, bye.as_bytes());
+        assert_eq!(late.call_ref, latest);
     }
 
     #[test]
