@@ -22,6 +22,11 @@ type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState
 /// Calls remembered per media address (several calls may share a media server's port).
 const MAX_CALLS_PER_ENDPOINT: usize = 8;
 
+/// Media endpoints one call stays bound to: renegotiations that keep offering new ports (a
+/// hostile or broken peer) unbind that side's oldest rather than grow the call and the
+/// endpoint map without bound. Both sides' RTP and RTCP through 8 renegotiations fit.
+const MAX_ENDPOINTS_PER_CALL: usize = 32;
+
 /// Timeouts and bounds of the correlator. Times are capture time.
 #[derive(Debug, Clone)]
 pub struct CallConfig {
@@ -410,6 +415,30 @@ impl Correlator {
                             rtcp: is_rtcp,
                         });
                         if !call.bound.contains(&addr) {
+                            if call.bound.len() >= MAX_ENDPOINTS_PER_CALL {
+                                // The oldest endpoint this side offered (the other side's stay
+                                // bound), after any no longer bound to the call at all.
+                                let of_call = |a: &SocketAddr, same_side: bool| {
+                                    self.media.get(a).is_some_and(|v| {
+                                        v.iter().any(|b| {
+                                            b.call_ref == call_ref && (!same_side || b.side == side)
+                                        })
+                                    })
+                                };
+                                let at = call
+                                    .bound
+                                    .iter()
+                                    .position(|a| !of_call(a, false))
+                                    .or_else(|| call.bound.iter().position(|a| of_call(a, true)))
+                                    .unwrap_or(0);
+                                let oldest = call.bound.remove(at);
+                                if let Some(v) = self.media.get_mut(&oldest) {
+                                    v.retain(|b| b.call_ref != call_ref);
+                                    if v.is_empty() {
+                                        self.media.remove(&oldest);
+                                    }
+                                }
+                            }
                             call.bound.push(addr);
                         }
                     };
@@ -1339,6 +1368,42 @@ mod tests {
             .replace("Call-ID: c1", "Call-ID: reused@h");
         let late = feed_sip(&mut c, t + 1, A_SIG, B_SIG, bye.as_bytes());
         assert_eq!(late.call_ref, latest);
+    }
+
+    #[test]
+    fn renegotiations_that_keep_offering_new_ports_keep_a_call_to_its_latest_endpoints() {
+        let mut c = Correlator::new(CallConfig::default(), 1);
+        let r = setup(&mut c);
+        let at = |port: u16| addr(&format!("10.0.0.1:{port}"));
+        assert!(c.is_bound(&at(4000)));
+        for i in 0..100u16 {
+            let port = 10_000 + 2 * i;
+            let out = feed_sip(
+                &mut c,
+                200_000 + i64::from(i),
+                A_SIG,
+                B_SIG,
+                reinvite(port).as_bytes(),
+            );
+            assert_eq!(out.call_ref, r);
+            assert!(c.is_bound(&at(port)) && c.is_bound(&at(port + 1)), "{port}");
+        }
+        assert!(
+            c.bound_endpoints() <= MAX_ENDPOINTS_PER_CALL,
+            "{} endpoints bound",
+            c.bound_endpoints()
+        );
+        assert!(!c.is_bound(&at(4000)), "the oldest offer is unbound");
+        assert!(!c.is_bound(&at(10_000)));
+        // The callee, which offered once, stays bound.
+        assert!(c.is_bound(&addr("10.0.0.2:6000")) && c.is_bound(&addr("10.0.0.2:6001")));
+        // The latest offer's RTP still counts for the call.
+        let pkt = rtp(1, 160, 0x1234);
+        let class = c.on_udp_media(300_000, addr("10.0.0.2:6000"), at(10_198), &pkt);
+        assert!(
+            matches!(class, Some(MediaClass::Rtp(x)) if x == r),
+            "{class:?}"
+        );
     }
 
     #[test]
