@@ -978,12 +978,8 @@ impl Correlator {
             }
         }
         let mut s = call.summary;
-        if let Ok(e) = self
-            .by_id
-            .find_entry(self.id_hash.hash_one(s.call_id.as_slice()), |&(_, x)| {
-                x == r
-            })
-        {
+        let h = self.id_hash.hash_one(s.call_id.as_slice());
+        if let Ok(e) = self.by_id.find_entry(h, |&(_, x)| x == r) {
             e.remove();
         }
         if !reason.is_empty() && s.close_reason.is_empty() {
@@ -1003,14 +999,14 @@ impl Correlator {
             s.quality = Some(Box::new(crate::quality::report_for(&s)));
         }
         if self.cfg.id_cache_size > 0 {
-            self.remember_closed(r, &s.call_id);
+            self.remember_closed(r, h, &s.call_id);
         }
         out.push(s);
     }
 
-    /// Adds a completed call to the closed-call cache (see [`Correlator::closed`]).
-    fn remember_closed(&mut self, r: CallRef, call_id: &[u8]) {
-        let h = self.id_hash.hash_one(call_id);
+    /// Adds a completed call to the closed-call cache (see [`Correlator::closed`]); `h` is the
+    /// hash of its Call-ID.
+    fn remember_closed(&mut self, r: CallRef, h: u64, call_id: &[u8]) {
         let front = self.closed_front;
         if let Some(&(_, seq)) = self.closed.find(h, |&(eh, seq)| {
             eh == h && closed_at(&self.closed_order, front, seq).is_some_and(|c| *c.id == *call_id)
