@@ -1405,7 +1405,7 @@ mod tests {
     #[test]
     fn thousands_of_open_calls_are_each_found_by_call_id_until_they_complete() {
         // Enough calls for the Call-ID table to grow many times (each growth places every open
-        // call again by its own Call-ID).
+        // call again, by the hash the table keeps for it).
         let mut c = Correlator::new(CallConfig::default(), 1);
         let inv = String::from_utf8(invite(4000)).unwrap();
         let ids: Vec<String> = (0..5000).map(|i| format!("{i:x}-{}@h", i * 7919)).collect();
