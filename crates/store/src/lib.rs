@@ -572,6 +572,18 @@ impl Store {
     }
 }
 
+/// A writer on a fresh store in the temporary directory (`siphon-<name>-<pid>`), without
+/// fsync, and the store's root, for tests.
+#[cfg(test)]
+pub(crate) fn scratch_writer(name: &str) -> (PathBuf, StoreWriter) {
+    let root = std::env::temp_dir().join(format!("siphon-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    let mut cfg = StoreConfig::new(&root);
+    cfg.fsync = false;
+    let w = StoreWriter::open(cfg).unwrap();
+    (root, w)
+}
+
 /// Files this process holds open whose paths begin with `path` (a directory, or a file and
 /// its `-wal`/`-shm` companions), for tests that check files are closed.
 #[cfg(test)]
@@ -632,11 +644,7 @@ mod tests {
     #[test]
     fn a_bucket_whose_index_is_not_made_yet_reads_as_empty() {
         use siphon_ingest::Sink;
-        let root = std::env::temp_dir().join(format!("siphon-unmade-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&root);
-        let mut cfg = StoreConfig::new(&root);
-        cfg.fsync = false;
-        let mut w = StoreWriter::open(cfg).unwrap();
+        let (root, mut w) = crate::scratch_writer("unmade");
         let c = crate::index::tests::call(1, 1);
         w.call_completed(c.clone());
         w.close(Vec::new()).unwrap();
@@ -667,11 +675,7 @@ mod tests {
     #[test]
     fn a_look_up_with_an_end_time_tries_the_older_buckets_first() {
         use siphon_ingest::Sink;
-        let root = std::env::temp_dir().join(format!("siphon-before-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&root);
-        let mut cfg = StoreConfig::new(&root);
-        cfg.fsync = false;
-        let mut w = StoreWriter::open(cfg).unwrap();
+        let (root, mut w) = crate::scratch_writer("before");
         let day = 86_400_000_000i64;
         let first = crate::index::tests::call(1, 1);
         let mut again = crate::index::tests::call(2, 1);

@@ -923,12 +923,7 @@ mod tests {
     /// fails and says why, and the first flush after the obstacle is gone writes them all.
     #[test]
     fn records_for_a_bucket_that_cannot_be_opened_wait_until_it_can() {
-        let root =
-            std::env::temp_dir().join(format!("siphon-writer-{}-unopened", std::process::id()));
-        let _ = std::fs::remove_dir_all(&root);
-        let mut cfg = StoreConfig::new(&root);
-        cfg.fsync = false;
-        let mut w = StoreWriter::open(cfg).unwrap();
+        let (root, mut w) = crate::scratch_writer("writer-unopened");
         let c = call(1, 1);
         let key = bucket_key(crate::Subdirs::Daily, c.start_us);
         std::fs::write(root.join(&key), b"in the way").unwrap();
@@ -956,12 +951,7 @@ mod tests {
 
     #[test]
     fn retention_frees_a_released_bucket_and_keeps_one_with_an_open_call() {
-        let root =
-            std::env::temp_dir().join(format!("siphon-writer-{}-release", std::process::id()));
-        let _ = std::fs::remove_dir_all(&root);
-        let mut cfg = StoreConfig::new(&root);
-        cfg.fsync = false;
-        let mut w = StoreWriter::open(cfg).unwrap();
+        let (root, mut w) = crate::scratch_writer("writer-release");
         let day = 86_400_000_000i64;
         let on_day = |r: CallRef, d: i64| {
             let mut s = call(r, 1);
@@ -1033,11 +1023,7 @@ mod tests {
 
     #[test]
     fn a_call_that_stays_unindexed_does_not_make_the_recovery_queue_grow_without_bound() {
-        let root = std::env::temp_dir().join(format!("siphon-writer-{}-queue", std::process::id()));
-        let _ = std::fs::remove_dir_all(&root);
-        let mut cfg = StoreConfig::new(&root);
-        cfg.fsync = false;
-        let mut w = StoreWriter::open(cfg).unwrap();
+        let (root, mut w) = crate::scratch_writer("writer-queue");
         // Call 1 opens and is never written (as a call closing while its media goes on);
         // many short calls come and go behind it.
         let first = call(1, 1);
