@@ -1,5 +1,6 @@
 //! Groups SIP messages into calls, binds media through SDP and accounts RTP streams.
 
+use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::hash::BuildHasher;
 use std::net::SocketAddr;
@@ -95,7 +96,8 @@ struct Binding {
 struct Call {
     summary: CallSummary,
     initial_cseq: Option<u32>,
-    rtpmap: Vec<(u8, String, u32)>,
+    /// The SDP's rtpmap lines: payload type, encoding name, clock rate.
+    rtpmap: RtpMaps,
     /// Media endpoints the call is bound to (RTP and RTCP of each side: four inline).
     bound: smallvec::SmallVec<[SocketAddr; 4]>,
     closing_since: Option<i64>,
@@ -343,7 +345,7 @@ impl Correlator {
                     Box::new(Call {
                         summary,
                         initial_cseq: None,
-                        rtpmap: Vec::new(),
+                        rtpmap: RtpMaps::new(),
                         bound: smallvec::SmallVec::new(),
                         closing_since: None,
                         dirty: true,
@@ -376,19 +378,18 @@ impl Correlator {
                 let sdp = Sdp::parse(body);
                 for m in &sdp.media {
                     for rm in &m.rtpmaps {
-                        let enc = String::from_utf8_lossy(rm.encoding);
                         match call.rtpmap.iter_mut().find(|e| e.0 == rm.payload_type) {
                             Some(e) => {
                                 // An answer mostly repeats the offer's names: no new string.
-                                if e.1 != enc {
-                                    e.1 = enc.into_owned();
+                                if e.1.as_bytes() != rm.encoding {
+                                    e.1 = encoding_name(rm.encoding);
                                 }
                                 e.2 = rm.clock_rate;
                             }
                             None => {
                                 call.rtpmap.push((
                                     rm.payload_type,
-                                    enc.into_owned(),
+                                    encoding_name(rm.encoding),
                                     rm.clock_rate,
                                 ));
                             }
@@ -746,7 +747,7 @@ impl Correlator {
                     None => StreamDirection::Unknown,
                 };
                 let (codec, clock) = match call.rtpmap.iter().find(|e| e.0 == h.payload_type) {
-                    Some(e) => (e.1.clone(), e.2),
+                    Some(e) => (e.1.to_string(), e.2),
                     None => (
                         codec_name(h.payload_type).to_string(),
                         clock_rate_for_static(h.payload_type).unwrap_or(0),
@@ -1205,11 +1206,51 @@ fn list(maybe_due: &mut Vec<CallRef>, call: &mut Call, r: CallRef) {
     }
 }
 
+/// A call's rtpmap lines (payload type, encoding name, clock rate): a few per call, kept inline.
+type RtpMaps = smallvec::SmallVec<[(u8, Cow<'static, str>, u32); 4]>;
+
+/// Encoding names that SDP offers name again and again, so that the usual ones cost a call no
+/// allocation.
+const ENCODINGS: &[&str] = &[
+    "PCMU",
+    "PCMA",
+    "G722",
+    "G729",
+    "telephone-event",
+    "opus",
+    "CN",
+    "GSM",
+    "G723",
+    "iLBC",
+    "speex",
+    "AMR",
+    "AMR-WB",
+    "L16",
+    "red",
+];
+
+/// An rtpmap encoding name as text: a shared one when it is a usual name, else a copy (lossy
+/// for bytes that are not UTF-8).
+fn encoding_name(enc: &[u8]) -> Cow<'static, str> {
+    match ENCODINGS.iter().find(|n| n.as_bytes() == enc) {
+        Some(n) => Cow::Borrowed(n),
+        None => Cow::Owned(String::from_utf8_lossy(enc).into_owned()),
+    }
+}
+
 /// Clock rate used for jitter: the SDP's rtpmap, else the static table; none for RFC 4733
 /// telephone-event, whose timestamps stay at the event start.
-fn analysis_clock(rtpmap: &[(u8, String, u32)], pt: u8) -> Option<u32> {
+fn analysis_clock(rtpmap: &[(u8, Cow<'static, str>, u32)], pt: u8) -> Option<u32> {
+    const EVENT: &[u8] = b"telephone-event";
     match rtpmap.iter().find(|e| e.0 == pt) {
-        Some(e) if e.1.to_ascii_lowercase().starts_with("telephone-event") => None,
+        Some(e)
+            if e.1
+                .as_bytes()
+                .get(..EVENT.len())
+                .is_some_and(|p| p.eq_ignore_ascii_case(EVENT)) =>
+        {
+            None
+        }
         Some(e) if e.2 > 0 => Some(e.2),
         _ => clock_rate_for_static(pt),
     }
@@ -1754,6 +1795,29 @@ mod tests {
         c.finish("", &mut out);
         assert_eq!(out[0].streams.len(), 2);
         assert_eq!(out[0].rtp_packets, 50);
+    }
+
+    #[test]
+    fn rtpmap_names_are_kept_and_events_get_no_jitter_clock() {
+        let maps: RtpMaps = [
+            (8, encoding_name(b"PCMA"), 8000),
+            (101, encoding_name(b"TELEPHONE-EVENT"), 8000),
+            (96, encoding_name(b"EVS"), 16000),
+            (97, encoding_name(b"bad\xff"), 0),
+        ]
+        .into_iter()
+        .collect();
+        // The usual names are shared; others are copied as they were offered.
+        assert!(matches!(maps[0].1, Cow::Borrowed("PCMA")));
+        assert!(matches!(&maps[2].1, Cow::Owned(n) if n == "EVS"));
+        assert_eq!(maps[3].1, "bad\u{fffd}");
+        assert_eq!(analysis_clock(&maps, 8), Some(8000));
+        // RFC 4733 events, whatever the case of their name, have no clock for jitter.
+        assert_eq!(analysis_clock(&maps, 101), None);
+        assert_eq!(analysis_clock(&maps, 96), Some(16000));
+        // No rate in the rtpmap, or no rtpmap: the static table.
+        assert_eq!(analysis_clock(&maps, 97), None);
+        assert_eq!(analysis_clock(&maps, 0), Some(8000));
     }
 
     proptest! {
