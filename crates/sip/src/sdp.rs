@@ -4,6 +4,8 @@
 
 use std::net::IpAddr;
 
+use smallvec::SmallVec;
+
 use crate::bytes::{find_byte, parse_u16, parse_u32, split_digits, split_once, trim};
 
 /// The `\n`-separated lines of a buffer (line ends found by one `memchr` iterator over the
@@ -90,7 +92,7 @@ pub struct Media<'a> {
     /// Transport protocol, e.g. `RTP/AVP`.
     pub proto: &'a [u8],
     /// Numeric payload types in `m=` order; non-numeric formats are skipped.
-    pub formats: Vec<u8>,
+    pub formats: SmallVec<[u8; 16]>,
     /// Media-level `c=` address, else the session-level one.
     pub connection: Option<IpAddr>,
     /// `a=rtcp:port [IN IP4|IP6 addr]`.
@@ -100,7 +102,7 @@ pub struct Media<'a> {
     /// Media-level direction, else session-level, else send-receive.
     pub direction: Direction,
     /// `a=rtpmap` attributes in order.
-    pub rtpmaps: Vec<RtpMap<'a>>,
+    pub rtpmaps: SmallVec<[RtpMap<'a>; 4]>,
     /// `a=label` value.
     pub label: Option<&'a [u8]>,
     /// At least one `a=crypto` attribute (SDES-SRTP).
@@ -126,7 +128,7 @@ pub struct Sdp<'a> {
     /// Session-level direction (send-receive when absent).
     pub direction: Direction,
     /// Media sections in order.
-    pub media: Vec<Media<'a>>,
+    pub media: SmallVec<[Media<'a>; 2]>,
 }
 
 /// A set of media section numbers: the first 64 in a word, any more (rare) in a vector.
@@ -168,7 +170,7 @@ impl<'a> Sdp<'a> {
             origin: None,
             connection: None,
             direction: Direction::SendRecv,
-            media: Vec::new(),
+            media: SmallVec::new(),
         };
         let mut session_dir = None;
         // Media sections whose direction is their own (a media-level connection is one that
@@ -323,7 +325,7 @@ fn parse_m_line(value: &[u8]) -> Option<Media<'_>> {
         rtcp: None,
         rtcp_mux: false,
         direction: Direction::SendRecv,
-        rtpmaps: Vec::new(),
+        rtpmaps: SmallVec::new(),
         label: None,
         crypto: false,
         ptime: None,
@@ -429,7 +431,7 @@ m=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\n";
         assert_eq!(a.kind, b"audio");
         assert_eq!((a.port, a.port_count), (49170, 1));
         assert_eq!(a.proto, b"RTP/AVP");
-        assert_eq!(a.formats, vec![0, 8, 97, 101]);
+        assert_eq!(a.formats[..], [0, 8, 97, 101]);
         assert_eq!(a.connection, s.connection);
         assert_eq!(a.direction, Direction::SendOnly);
         assert_eq!(
@@ -555,7 +557,7 @@ m=audio 7000 RTP/AVP 0 300 x\r\na=rtpmap:300 X/1\r\na=rtpmap:0 /8000\r\na=ptime:
         assert_eq!(s.media.len(), 1);
         let m = &s.media[0];
         assert_eq!(m.port, 7000);
-        assert_eq!(m.formats, vec![0]);
+        assert_eq!(m.formats[..], [0]);
         assert_eq!(m.direction, Direction::SendRecv);
         assert!(m.rtpmaps.is_empty());
         assert_eq!(m.ptime, Some(20));
