@@ -380,8 +380,12 @@ fn unpack_addrs(buf: &[u8]) -> (String, String, usize) {
     (a, b, pos)
 }
 
-/// Page cache of a bucket index opened for writing, KiB.
-const WRITE_CACHE_KIB: u32 = 64 << 10;
+/// Page cache of a bucket index opened for writing, KiB. A flush dirties a few hundred pages
+/// (the right edges of the B-trees, the small key runs), far fewer than this holds. A larger
+/// cache costs at every commit: once a B-tree balance has renumbered pages through SQLite's
+/// reserved lock page, the commit walks every cached page to drop those past the end (64 MiB:
+/// about 1.5 % of the pipeline at 300,000 messages/s).
+const WRITE_CACHE_KIB: u32 = 16 << 10;
 
 /// WAL pages after which a commit copies the WAL into the database (SQLite's default is
 /// 1,000). A busy collector's flush writes hundreds of pages, many of them the same pages
