@@ -31,6 +31,17 @@ pub const SUMMARY_BYTES: usize = 1024;
 /// Summary blocks are cut at this raw size.
 const SUMMARY_BLOCK_MAX: usize = 128 << 10;
 const MEDIA_BLOCK_MAX: usize = 256 << 10;
+/// The compressor of SIP and summary blocks, its window set to the block size (256 KiB). A SIP
+/// block is sealed once it holds 256 KiB or a little more, so zstd would take it for a large
+/// input and pick its parameters for those (a 512 KiB window). Measured on 64 MB of the corpus's
+/// SIP with randomised digits, cut in blocks as here, at level 1: 455–459 MB/s against 421–433
+/// MB/s, the output 271 bytes larger in 12.9 MB.
+pub fn sip_compressor(level: i32) -> std::io::Result<zstd::bulk::Compressor<'static>> {
+    let mut z = zstd::bulk::Compressor::new(level)?;
+    z.set_parameter(zstd::zstd_safe::CParameter::WindowLog(18))?;
+    Ok(z)
+}
+
 /// zstd level of media blocks: audio payloads hardly compress, headers do; a negative (fast)
 /// level keeps most of the gain at a fraction of the cost.
 const MEDIA_ZSTD_LEVEL: i32 = -3;
@@ -178,8 +189,7 @@ impl StoreWriter {
             }
         }
         Ok(StoreWriter {
-            sip_zstd: zstd::bulk::Compressor::new(cfg.zstd_level)
-                .map_err(|e| StoreError::io(&cfg.root, e))?,
+            sip_zstd: sip_compressor(cfg.zstd_level).map_err(|e| StoreError::io(&cfg.root, e))?,
             media_zstd: zstd::bulk::Compressor::new(MEDIA_ZSTD_LEVEL)
                 .map_err(|e| StoreError::io(&cfg.root, e))?,
             cfg,
