@@ -1,8 +1,8 @@
 //! Collector benchmark.
 //!
 //! 1. HEP load: `siphon serve` pinned to one core receives HEP v3 (SIP messages of the corpus,
-//!    each copy of the 24 calls with its own Call-IDs) over UDP, then over TCP, from a sender
-//!    pinned to the other core, at rising rates for SIPHON_BENCH_SECONDS (default 10; the
+//!    each copy of the 24 calls with its own Call-IDs, tags and branches) over UDP, then over
+//!    TCP, from a sender pinned to the other core, at rising rates for SIPHON_BENCH_SECONDS (default 10; the
 //!    issue's figure is 60; SIPHON_BENCH_RATES=a,b,c picks the rates) each; a rate passes when nothing was dropped (queue or kernel) and
 //!    every message was analysed. Printed beside the same run's `siphon import` rate.
 //! 2. Flow latency: a store of SIPHON_BENCH_CALLS calls (default 1,000,000, SIP only) is built
@@ -125,8 +125,8 @@ fn start_serve(data: &Path, hep: u16, http: u16) -> Guard {
     Guard(c)
 }
 
-/// Copy number `k` scrambled (a bijection on 32 bits) and written as 8 hex digits: Call-IDs of
-/// real traffic are random, so the index must see them in no particular order.
+/// `k` scrambled (a bijection on 32 bits) and written as 8 hex digits: Call-IDs of real traffic
+/// are random, so the index must see them in no particular order.
 fn scrambled(k: u64) -> [u8; 8] {
     let mut d = [b'0'; 8];
     let mut v = (k as u32).wrapping_mul(0x9E37_79B1).rotate_left(13) ^ 0x5bd1_e995;
@@ -137,12 +137,51 @@ fn scrambled(k: u64) -> [u8; 8] {
     d
 }
 
-/// HEP packets of the SIP messages of the 24-call template, each with the positions of an
-/// 8-hex-digit copy number inside its Call-ID: the sender writes a new number into every cycle,
-/// so every call is new (as on a live network) without re-encoding.
+/// An identifier of the corpus's SIP that every copy of a call gets afresh, as each call on a
+/// live network has its own: the text that holds it, the same text with an 8-hex-digit
+/// placeholder put in, and the text that finds the placeholder again in an encoded packet, with
+/// the placeholder's offset in it.
+struct FreshId {
+    at: &'static [u8],
+    with_placeholder: &'static [u8],
+    find: &'static [u8],
+    offset: usize,
+}
+
+/// The Call-ID, both tags and the Via branch.
+const FRESH_IDS: [FreshId; 4] = [
+    FreshId {
+        at: b"-5918@",
+        with_placeholder: b"-5918b00000000@",
+        find: b"b00000000@",
+        offset: 1,
+    },
+    FreshId {
+        at: b"5918SIPpTag",
+        with_placeholder: b"5918SIPpTagc00000000",
+        find: b"Tagc00000000",
+        offset: 4,
+    },
+    FreshId {
+        at: b"5914SIPpTag",
+        with_placeholder: b"5914SIPpTagd00000000",
+        find: b"Tagd00000000",
+        offset: 4,
+    },
+    FreshId {
+        at: b"z9hG4bK-5918-",
+        with_placeholder: b"z9hG4bK-5918-e00000000-",
+        find: b"-e00000000-",
+        offset: 2,
+    },
+];
+
+/// HEP packets of the SIP messages of the 24-call template, each with the places of its
+/// identifiers (offset, which of [`FRESH_IDS`]): the sender writes new ones into every copy, so
+/// every call is new (as on a live network) without re-encoding.
 struct Template {
     pkts: Vec<Vec<u8>>,
-    digits: Vec<Vec<usize>>,
+    digits: Vec<Vec<(usize, u64)>>,
     /// Where each packet's timestamp chunks (seconds, microseconds) hold their value.
     stamps: Vec<(usize, usize)>,
 }
@@ -159,7 +198,10 @@ impl Template {
             if p.src.port() >= 10000 && p.dst.port() >= 10000 {
                 continue;
             }
-            let payload = gen::replace_all(p.payload, b"-5918@", b"-5918b00000000@");
+            let mut payload = p.payload.to_vec();
+            for id in &FRESH_IDS {
+                payload = gen::replace_all(&payload, id.at, id.with_placeholder);
+            }
             let h = siphon_hep::HepPacket {
                 version: 3,
                 src: p.src,
@@ -176,12 +218,13 @@ impl Template {
             };
             let mut b = Vec::new();
             siphon_hep::encode_v3(&h, &mut b);
-            let at: Vec<usize> = b
-                .windows(15)
-                .enumerate()
-                .filter(|(_, w)| *w == b"-5918b00000000@")
-                .map(|(i, _)| i + 6)
-                .collect();
+            let mut at = Vec::new();
+            for (kind, id) in FRESH_IDS.iter().enumerate() {
+                let found = b.windows(id.find.len()).enumerate();
+                for (i, _) in found.filter(|(_, w)| *w == id.find) {
+                    at.push((i + id.offset, kind as u64));
+                }
+            }
             stamps.push(stamp_offsets(&b));
             pkts.push(b);
             digits.push(at);
@@ -202,9 +245,8 @@ impl Template {
         let j = (i % n) as usize;
         out.clear();
         out.extend_from_slice(&self.pkts[j]);
-        let d = scrambled(k);
-        for &at in &self.digits[j] {
-            out[at..at + 8].copy_from_slice(&d);
+        for &(at, kind) in &self.digits[j] {
+            out[at..at + 8].copy_from_slice(&scrambled(k << 2 | kind));
         }
         let (sec, usec) = self.stamps[j];
         out[sec..sec + 4].copy_from_slice(&(ts_us.div_euclid(1_000_000) as u32).to_be_bytes());
