@@ -33,7 +33,7 @@ pub use ordered::{CallPackets, REORDER_WINDOW};
 pub use readpool::ReadPool;
 pub use reindex::{reindex, ReindexReport};
 pub use segment::StoredRecord;
-pub use writer::{sip_compressor, StoreWriter, WriteStats};
+pub use writer::{block_compressor, StoreWriter, WriteStats, MEDIA_ZSTD_LEVEL};
 
 /// How the store is divided into buckets by time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
