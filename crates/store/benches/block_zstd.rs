@@ -19,6 +19,67 @@ use std::time::Instant;
 use siphon_wire::capture::CaptureReader;
 use siphon_wire::decode::Decoder;
 
+/// Bytes of records each load makes.
+const LOAD_BYTES: usize = 64 << 20;
+
+/// Records cut in blocks as the writer cuts them: a block is sealed once it holds 256 KiB.
+#[derive(Default)]
+struct Blocks {
+    sealed: Vec<Vec<u8>>,
+    filling: Vec<u8>,
+    bytes: usize,
+    /// Records in the sealed blocks, and in the one filling.
+    records: usize,
+    in_filling: usize,
+}
+
+impl Blocks {
+    fn enough(&self) -> bool {
+        self.bytes >= LOAD_BYTES
+    }
+
+    /// Adds a record: a record-sized header holding `head`, then what `body` writes.
+    fn record(&mut self, head: u32, body: impl FnOnce(&mut Vec<u8>)) {
+        self.filling.extend_from_slice(&[0u8; 18]);
+        self.filling.extend_from_slice(&head.to_le_bytes());
+        body(&mut self.filling);
+        self.in_filling += 1;
+        if self.filling.len() >= 256 << 10 {
+            self.bytes += self.filling.len();
+            self.records += std::mem::take(&mut self.in_filling);
+            self.sealed.push(std::mem::take(&mut self.filling));
+        }
+    }
+}
+
+/// xorshift64: the same loads in every run.
+fn xorshift() -> impl FnMut() -> u64 {
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    }
+}
+
+/// The frames of a corpus capture with their decoded packets' payloads, as `keep` maps them.
+fn corpus_frames<T>(
+    corpus: &Path,
+    file: &str,
+    keep: impl Fn(&[u8], &siphon_wire::decode::Packet<'_>) -> Option<T>,
+) -> Vec<T> {
+    let mut r = CaptureReader::open(&corpus.join(file)).unwrap();
+    let mut dec = Decoder::new();
+    let mut out = Vec::new();
+    while let Some(f) = r.next_frame().unwrap() {
+        if let Ok(Some(p)) = dec.decode(&f) {
+            out.extend(keep(f.data, &p));
+        }
+    }
+    out
+}
+
 fn main() {
     if std::env::args().any(|a| a == "--list") {
         println!("block_zstd: bench");
@@ -29,131 +90,76 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(1);
     let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpus");
-    let mut r = CaptureReader::open(&corpus.join("many_calls_24.pcap")).unwrap();
-    let mut dec = Decoder::new();
-    let mut msgs = Vec::new();
-    while let Some(f) = r.next_frame().unwrap() {
-        let Ok(Some(p)) = dec.decode(&f) else {
-            continue;
-        };
-        if p.src.port() >= 10000 && p.dst.port() >= 10000 {
-            continue;
-        }
-        msgs.push(p.payload.to_vec());
-    }
-    // xorshift64: the same blocks in every run.
-    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
-    let mut rnd = move || {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        x
-    };
-    let (mut blocks, mut cur, mut total) = (Vec::new(), Vec::new(), 0usize);
-    // Messages in the blocks, and in the block being filled.
-    let (mut records, mut in_cur) = (0usize, 0usize);
-    while total < 64 << 20 {
+    let mut rnd = xorshift();
+
+    let msgs = corpus_frames(&corpus, "many_calls_24.pcap", |_, p| {
+        let sip = p.src.port() < 10000 || p.dst.port() < 10000;
+        sip.then(|| p.payload.to_vec())
+    });
+    let mut sip = Blocks::default();
+    while !sip.enough() {
         // One copy of the corpus's calls: each identifier gets one random value for the copy.
         let mut ids: HashMap<Vec<u8>, Vec<u8>> = HashMap::new();
         for m in &msgs {
-            cur.extend_from_slice(&[0u8; 18]);
-            cur.extend_from_slice(&(rnd() as u32).to_le_bytes());
-            randomise_ids(m, &mut ids, &mut rnd, &mut cur);
-            in_cur += 1;
-            if cur.len() >= 256 << 10 {
-                total += cur.len();
-                records += std::mem::take(&mut in_cur);
-                blocks.push(std::mem::take(&mut cur));
-            }
+            let head = rnd() as u32;
+            sip.record(head, |out| randomise_ids(m, &mut ids, &mut rnd, out));
         }
     }
-    println!("{} blocks of SIP, zstd level {level}", blocks.len());
-    run(
-        &blocks,
-        records,
-        "zstd's own parameters",
-        &mut zstd::bulk::Compressor::new(level).unwrap(),
-    );
-    run(
-        &blocks,
-        records,
-        "the store's compressor",
-        &mut siphon_store::block_compressor(level).unwrap(),
-    );
-    let (blocks, records) = media_blocks(&corpus, &mut rnd);
-    let level = siphon_store::MEDIA_ZSTD_LEVEL;
-    println!("{} blocks of RTP, zstd level {level}", blocks.len());
-    run(
-        &blocks,
-        records,
-        "zstd's own parameters",
-        &mut zstd::bulk::Compressor::new(level).unwrap(),
-    );
-    run(
-        &blocks,
-        records,
-        "the store's compressor",
-        &mut siphon_store::block_compressor(level).unwrap(),
-    );
-}
+    compare("SIP", &sip, level);
 
-/// Compresses every block three times with `z`; prints the best pass.
-fn run(blocks: &[Vec<u8>], records: usize, name: &str, z: &mut zstd::bulk::Compressor<'static>) {
-    let total: usize = blocks.iter().map(Vec::len).sum();
-    let mut out = Vec::with_capacity(1 << 20);
-    let (mut best, mut size) = (f64::MAX, 0usize);
-    for _ in 0..3 {
-        let t = Instant::now();
-        size = 0;
-        for b in blocks {
-            out.clear();
-            size += z.compress_to_buffer(b, &mut out).unwrap();
-        }
-        best = best.min(t.elapsed().as_secs_f64());
-    }
-    println!(
-        "{name}: {:.0} MB/s, ratio {:.3} ({size} bytes from {total}), {:.0} ns per record",
-        total as f64 / best / 1e6,
-        total as f64 / size as f64,
-        best * 1e9 / records as f64
-    );
-}
-
-/// 64 MB of RTP records in 256 KiB blocks, and how many records they hold.
-fn media_blocks(corpus: &Path, rnd: &mut impl FnMut() -> u64) -> (Vec<Vec<u8>>, usize) {
-    let mut r = CaptureReader::open(&corpus.join("basic_twoway_g711a.pcap")).unwrap();
-    let mut dec = Decoder::new();
     // Each RTP frame, and where its payload starts.
-    let mut frames = Vec::new();
-    while let Some(f) = r.next_frame().unwrap() {
-        let Ok(Some(p)) = dec.decode(&f) else {
-            continue;
-        };
-        if p.src.port() >= 10000 && p.dst.port() >= 10000 && p.payload.len() > 12 {
-            frames.push((f.data.to_vec(), f.data.len() - p.payload.len() + 12));
-        }
-    }
-    let (mut blocks, mut cur, mut total) = (Vec::new(), Vec::new(), 0usize);
-    let (mut records, mut in_cur) = (0usize, 0usize);
-    while total < 64 << 20 {
+    let frames = corpus_frames(&corpus, "basic_twoway_g711a.pcap", |data, p| {
+        let rtp = p.src.port() >= 10000 && p.dst.port() >= 10000 && p.payload.len() > 12;
+        rtp.then(|| (data.to_vec(), data.len() - p.payload.len() + 12))
+    });
+    let mut media = Blocks::default();
+    while !media.enough() {
         for (f, payload_at) in &frames {
-            cur.extend_from_slice(&[0u8; 18]);
-            cur.extend_from_slice(&(rnd() as u32).to_le_bytes());
-            let at = cur.len() + payload_at;
-            cur.extend_from_slice(f);
-            // Bytes drawn from 32 values (5 bits each): about as compressible as G.711 speech.
-            for b in cur.iter_mut().skip(at) {
-                *b = (rnd() >> 24) as u8 & 0x7f | 0x50;
-            }
-            in_cur += 1;
-            if cur.len() >= 256 << 10 {
-                total += cur.len();
-                records += std::mem::take(&mut in_cur);
-                blocks.push(std::mem::take(&mut cur));
-            }
+            let head = rnd() as u32;
+            media.record(head, |out| {
+                let at = out.len() + payload_at;
+                out.extend_from_slice(f);
+                // Bytes drawn from 32 values (5 bits each): about as compressible as G.711 speech.
+                for b in out.iter_mut().skip(at) {
+                    *b = (rnd() >> 24) as u8 & 0x7f | 0x50;
+                }
+            });
         }
     }
-    (blocks, records)
+    compare("RTP", &media, siphon_store::MEDIA_ZSTD_LEVEL);
+}
+
+/// zstd's own parameters and the store's compressor at `level`, on `blocks`.
+fn compare(what: &str, blocks: &Blocks, level: i32) {
+    println!(
+        "{} blocks of {what}, zstd level {level}",
+        blocks.sealed.len()
+    );
+    let own = zstd::bulk::Compressor::new(level).unwrap();
+    let store = siphon_store::block_compressor(level).unwrap();
+    for (name, mut z) in [
+        ("zstd's own parameters", own),
+        ("the store's compressor", store),
+    ] {
+        let mut out = Vec::with_capacity(1 << 20);
+        let (mut best, mut size) = (f64::MAX, 0usize);
+        for _ in 0..3 {
+            let t = Instant::now();
+            size = 0;
+            for b in &blocks.sealed {
+                out.clear();
+                size += z.compress_to_buffer(b, &mut out).unwrap();
+            }
+            best = best.min(t.elapsed().as_secs_f64());
+        }
+        println!(
+            "{name}: {:.0} MB/s, ratio {:.3} ({size} bytes from {}), {:.0} ns per record",
+            blocks.bytes as f64 / best / 1e6,
+            blocks.bytes as f64 / size as f64,
+            blocks.bytes,
+            best * 1e9 / blocks.records as f64
+        );
+    }
 }
 
 /// Copies SIP message `m` into `out` with the value after each of `tag=`, `branch=`,
