@@ -12,7 +12,13 @@ fuzz_target!(|data: &[u8]| {
         (0, Codec::Pcmu),
         (8, Codec::Pcma),
         (9, Codec::G722),
-        (96, Codec::L16 { rate: 16000, channels: 2 }),
+        (
+            96,
+            Codec::L16 {
+                rate: 16000,
+                channels: 2,
+            },
+        ),
         (97, Codec::Opus { channels: 2 }),
         (101, Codec::TelephoneEvent),
     ];
@@ -27,7 +33,11 @@ fuzz_target!(|data: &[u8]| {
         let (payload, tail) = tail.split_at(len);
         rest = tail;
         t += 20_000 + i64::from(h[1] & 0x0f) * 1000;
-        let channel = if h[0] & 0x80 == 0 { Channel::Left } else { Channel::Right };
+        let channel = if h[0] & 0x80 == 0 {
+            Channel::Left
+        } else {
+            Channel::Right
+        };
         r.push(
             channel,
             &RtpPacket {

@@ -1,7 +1,9 @@
 #![no_main]
 //! RTP/RTCP header views and stream statistics on arbitrary bytes.
 use libfuzzer_sys::fuzz_target;
-use siphon_rtp::{looks_like_rtcp, looks_like_rtp, parse_rtcp, rtcp_packets, RtpHeader, StreamStats};
+use siphon_rtp::{
+    looks_like_rtcp, looks_like_rtp, parse_rtcp, rtcp_packets, RtpHeader, StreamStats,
+};
 
 fuzz_target!(|data: &[u8]| {
     let _ = looks_like_rtp(data);
@@ -19,7 +21,14 @@ fuzz_target!(|data: &[u8]| {
         let seq = u16::from_be_bytes([c[0], c[1]]);
         let ts = u32::from_be_bytes([c[2], c[3], c[4], c[5]]);
         let dt = i64::from(u16::from_be_bytes([c[6], c[7]]));
-        s.push(i as i64 * 20_000 + dt, seq, ts, c[0] & 0x7f, c[1] & 1 == 1, Some(8000));
+        s.push(
+            i as i64 * 20_000 + dt,
+            seq,
+            ts,
+            c[0] & 0x7f,
+            c[1] & 1 == 1,
+            Some(8000),
+        );
     }
     assert!(s.lost() <= s.expected());
 });
