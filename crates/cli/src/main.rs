@@ -40,8 +40,9 @@ struct DataArg {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Run the collector: HEP v3 over UDP/TCP (port 9060), optional live capture from an
-    /// interface, the call store, the HTTP API (port 3001) and Prometheus metrics.
+    /// Run the collector: HEP v3 over UDP/TCP (port 9060) and, when configured, TLS
+    /// (hep.tls_listen), optional live capture from an interface, the call store, the HTTP API
+    /// (port 3001) and Prometheus metrics.
     ///
     /// Settings come from the defaults, then --config FILE, then SIPHON_* environment
     /// variables, then these flags. See docs/config.md. Stops cleanly on SIGTERM/SIGINT.
@@ -138,7 +139,8 @@ enum Cmd {
 
 #[derive(Subcommand)]
 enum ConfigCmd {
-    /// Validate a configuration file and print the effective settings (secrets hidden).
+    /// Validate a configuration file and print the effective settings (secrets hidden). Files
+    /// it names (the HEP/TLS certificate, key and client CA) are read and checked too.
     Check {
         /// The file.
         file: PathBuf,
@@ -241,7 +243,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Config(ConfigCmd::Check { file }) => {
-            match siphon_server::config::Config::load(Some(&file)) {
+            let loaded = siphon_server::config::Config::load(Some(&file))
+                .and_then(|c| c.hep_tls().map(|_| c));
+            match loaded {
                 Ok(cfg) => {
                     eprintln!("{}: configuration is valid", file.display());
                     out(&cfg.to_toml_redacted());

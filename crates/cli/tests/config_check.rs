@@ -51,3 +51,105 @@ fn errors_name_the_file_line_and_key() {
         "{err}"
     );
 }
+
+/// A self-signed certificate and its key, `NAME.pem` and `NAME.key` in `dir`, by `openssl`.
+fn self_signed(dir: &Path, name: &str) {
+    let (key, pem) = (format!("{name}.key"), format!("{name}.pem"));
+    let o = Command::new("openssl")
+        .current_dir(dir)
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+        ])
+        .args([
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-keyout",
+            &key,
+            "-out",
+            &pem,
+        ])
+        .output()
+        .expect("openssl (Debian package openssl) must be installed");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+#[test]
+fn hep_tls_files_are_read_and_checked_and_key_contents_never_shown() {
+    let dir = std::env::temp_dir().join(format!("siphon-config-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    self_signed(&dir, "a");
+    self_signed(&dir, "b");
+    let p = |n: &str| dir.join(n).display().to_string();
+    let conf = |cert: &str, key: &str| {
+        format!(
+            "[hep]\ntls_listen = \"127.0.0.1:9061\"\ntls_cert_file = {cert:?}\ntls_key_file = {key:?}\n"
+        )
+    };
+    let good = check(&conf(&p("a.pem"), &p("a.key")), "tls-good.toml");
+    assert!(
+        good.status.success(),
+        "{}",
+        String::from_utf8_lossy(&good.stderr)
+    );
+    let cases = [
+        // (cert, key, the key named, what the message says)
+        (
+            p("a.pem"),
+            p("b.key"),
+            "hep.tls_key_file",
+            "does not match the certificate",
+        ),
+        (
+            p("missing.pem"),
+            p("a.key"),
+            "hep.tls_cert_file",
+            "cannot be read",
+        ),
+        (
+            p("a.pem"),
+            p("a.pem"),
+            "hep.tls_key_file",
+            "holds no private key",
+        ),
+        (
+            p("a.key"),
+            p("a.key"),
+            "hep.tls_cert_file",
+            "holds no certificate",
+        ),
+    ];
+    for (cert, key, named, says) in cases {
+        let o = check(&conf(&cert, &key), "tls-bad.toml");
+        assert!(!o.status.success(), "{cert} {key}");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains(named) && err.contains(says), "{named}: {err}");
+        assert!(!err.contains("-----"), "PEM contents shown: {err}");
+    }
+    let no_key = check(
+        "[hep]\ntls_listen = \"127.0.0.1:9061\"\ntls_cert_file = \"/x.pem\"\n",
+        "tls-nokey.toml",
+    );
+    let err = String::from_utf8_lossy(&no_key.stderr);
+    assert!(
+        err.contains("hep.tls_key_file") && err.contains("is not set"),
+        "{err}"
+    );
+    let clash = check(
+        "[hep]\ntcp_listen = \"0.0.0.0:9060\"\ntls_listen = \"127.0.0.1:9060\"\n",
+        "tls-clash.toml",
+    );
+    let err = String::from_utf8_lossy(&clash.stderr);
+    assert!(
+        err.contains("hep.tls_listen") && err.contains("clashes with hep.tcp_listen"),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1097,3 +1097,222 @@ fn serve_exits_with_an_error_when_its_pipeline_dies() {
     assert!(log.contains("the pipeline stopped unexpectedly"), "{log}");
     assert!(log.contains("pipeline thread panicked"), "{log}");
 }
+
+/// Runs `openssl` in `dir`; it must succeed.
+fn openssl(dir: &Path, args: &[&str]) {
+    let o = Command::new("openssl")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .expect("openssl (Debian package openssl) must be installed");
+    assert!(
+        o.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+/// A throw-away PKI made by `openssl` in `dir`: a CA (`ca.pem`), a server certificate for
+/// 127.0.0.1 and a client certificate signed by it (`server.pem`/`.key`, `client.pem`/`.key`),
+/// and a self-signed client certificate no one trusts (`stranger.pem`/`.key`).
+fn make_pki(dir: &Path) {
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let ca_ext = [
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign",
+    ];
+    let self_signed = |name: &str, cn: &str, ext: &[&str]| {
+        let (key, pem, subj) = (
+            format!("{name}.key"),
+            format!("{name}.pem"),
+            format!("/CN={cn}"),
+        );
+        let mut a = vec!["req", "-x509"];
+        a.extend(ec);
+        a.extend(["-keyout", &key, "-out", &pem, "-days", "2", "-subj", &subj]);
+        a.extend(ext);
+        openssl(dir, &a);
+    };
+    self_signed("ca", "siphon test CA", &ca_ext);
+    self_signed("stranger", "stranger", &[]);
+    for (who, ext) in [
+        (
+            "server",
+            "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
+        ),
+        ("client", "extendedKeyUsage=clientAuth\n"),
+    ] {
+        std::fs::write(dir.join(format!("{who}.ext")), ext).unwrap();
+        let (key, csr, pem) = (
+            format!("{who}.key"),
+            format!("{who}.csr"),
+            format!("{who}.pem"),
+        );
+        let subj = format!("/CN={who}");
+        let mut a = vec!["req"];
+        a.extend(ec);
+        a.extend(["-keyout", &key, "-out", &csr, "-subj", &subj]);
+        openssl(dir, &a);
+        let ext = format!("{who}.ext");
+        openssl(
+            dir,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                &csr,
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                &pem,
+                "-days",
+                "2",
+                "-extfile",
+                &ext,
+            ],
+        );
+    }
+}
+
+/// `openssl s_client` connecting to `port` with `extra` arguments, sending `bytes` and closing
+/// once they are sent; returns whether it exited successfully.
+fn s_client(dir: &Path, port: u16, extra: &[&str], bytes: &[u8]) -> bool {
+    let mut c = Command::new("openssl")
+        .current_dir(dir)
+        .args(["s_client", "-connect", &format!("127.0.0.1:{port}")])
+        .args([
+            "-CAfile",
+            "ca.pem",
+            "-verify_return_error",
+            "-quiet",
+            "-no_ign_eof",
+        ])
+        .args(extra)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = c.stdin.take().unwrap();
+    let _ = stdin.write_all(bytes);
+    drop(stdin);
+    let t0 = Instant::now();
+    loop {
+        if let Some(st) = c.try_wait().unwrap() {
+            return st.success();
+        }
+        if t0.elapsed() > Duration::from_secs(20) {
+            let _ = c.kill();
+            let _ = c.wait();
+            panic!("openssl s_client did not finish in 20 s");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// HEP over TLS with client certificates, from a real TLS peer (`openssl s_client`): a client
+/// with a certificate of the configured CA lands its calls; one without a certificate, one
+/// with a certificate of no trusted CA, one speaking plain HEP over TCP and one silent for 10 s
+/// are refused at the handshake and counted, and none of their packets is analysed.
+#[test]
+fn hep_over_tls_lands_calls_and_refuses_clients_without_a_trusted_certificate() {
+    let base = ports(12);
+    let (hep, http, tls) = (base, base + 1, base + 2);
+    let dir = tmp("tls");
+    let pki = dir.join("pki");
+    std::fs::create_dir_all(&pki).unwrap();
+    make_pki(&pki);
+    let data = dir.join("data");
+    let file = |n: &str| pki.join(n).display().to_string();
+    let env = [
+        ("SIPHON_HEP_TLS_LISTEN", format!("127.0.0.1:{tls}")),
+        ("SIPHON_HEP_TLS_CERT_FILE", file("server.pem")),
+        ("SIPHON_HEP_TLS_KEY_FILE", file("server.key")),
+        ("SIPHON_HEP_TLS_CLIENT_CA_FILE", file("ca.pem")),
+    ];
+    let mut srv = serve_env(&data, hep, http, &[], &env);
+    let refused = "siphon_malformed_packets_total{reason=\"hep_tls_handshake\"}";
+    // A client that connects and never starts its handshake: dropped after 10 s (checked at
+    // the end), not holding its connection for ever.
+    let mut idle = TcpStream::connect(("127.0.0.1", tls)).unwrap();
+    let idle_since = Instant::now();
+    let one = hep_packets(&corpus().join("basic_twoway_g711a.pcap"), b"").concat();
+    // No client certificate, then an untrusted one: nothing lands.
+    s_client(&pki, tls, &[], &one);
+    wait_for("the refusal of a client without a certificate", || {
+        metric(http, refused) == 1
+    });
+    s_client(
+        &pki,
+        tls,
+        &["-cert", "stranger.pem", "-key", "stranger.key"],
+        &one,
+    );
+    wait_for("the refusal of an untrusted client certificate", || {
+        metric(http, refused) == 2
+    });
+    // Plain HEP over TCP to the TLS port: not a TLS handshake.
+    let mut tcp = TcpStream::connect(("127.0.0.1", tls)).unwrap();
+    tcp.write_all(&one).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut rest = Vec::new();
+    let _ = tcp.read_to_end(&mut rest);
+    wait_for("the refusal of plain TCP", || metric(http, refused) == 3);
+    assert_eq!(
+        metric(http, "siphon_received_packets_total{source=\"hep_tls\"}"),
+        0
+    );
+    // The trusted client: one call, then the 24 of another capture on a second connection.
+    let client = ["-cert", "client.pem", "-key", "client.key"];
+    assert!(
+        s_client(&pki, tls, &client, &one),
+        "the trusted client failed"
+    );
+    let calls = wait_calls(http, 1, "/api/v1/calls");
+    assert_eq!(calls.len(), 1);
+    assert_eq!(calls[0]["call_id"], "1-5790@127.0.0.1");
+    assert_eq!(calls[0]["messages"], 7);
+    let many = hep_packets(&corpus().join("many_calls_24.pcap"), b"");
+    assert!(s_client(&pki, tls, &client, &many.concat()));
+    assert_eq!(wait_calls(http, 25, "/api/v1/calls").len(), 25);
+    assert_eq!(
+        metric(http, "siphon_received_packets_total{source=\"hep_tls\"}"),
+        7 + many.len() as u64
+    );
+    assert!(
+        idle_since.elapsed() < Duration::from_secs(9),
+        "too slow to test the timeout"
+    );
+    idle.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut nothing = Vec::new();
+    match idle.read_to_end(&mut nothing) {
+        Ok(_) => {}
+        Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e}"),
+    }
+    let waited = idle_since.elapsed();
+    assert!(
+        (Duration::from_secs(9)..Duration::from_secs(15)).contains(&waited),
+        "the idle client was dropped after {waited:?}"
+    );
+    wait_for("the refusal of the idle client", || {
+        metric(http, refused) == 4
+    });
+    let log = std::fs::read_to_string(data.with_file_name("serve.log")).unwrap();
+    assert!(
+        log.contains(&format!("HEP over TLS on 127.0.0.1:{tls}")),
+        "{log}"
+    );
+    assert!(sigterm(&mut srv.0).success());
+}

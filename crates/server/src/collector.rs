@@ -38,6 +38,7 @@ const MAX_HEP_TCP: usize = 65_535;
 enum Source {
     HepUdp,
     HepTcp,
+    HepTls,
     Interface(LinkType),
 }
 
@@ -46,6 +47,7 @@ impl Source {
         match self {
             Source::HepUdp => "hep_udp",
             Source::HepTcp => "hep_tcp",
+            Source::HepTls => "hep_tls",
             Source::Interface(_) => "interface",
         }
     }
@@ -310,6 +312,8 @@ pub struct Collector {
     pub hep_udp_addr: Option<SocketAddr>,
     /// Where the HEP TCP listener is bound.
     pub hep_tcp_addr: Option<SocketAddr>,
+    /// Where the HEP TLS listener is bound.
+    pub hep_tls_addr: Option<SocketAddr>,
 }
 
 /// Starts the pipeline thread and every configured listener.
@@ -366,7 +370,21 @@ pub fn start(cfg: &Config, metrics: Arc<Metrics>) -> Result<Collector> {
         listeners.push(
             std::thread::Builder::new()
                 .name("hep-tcp".into())
-                .spawn(move || tcp_accept_loop(l, tx, stop, m, max))?,
+                .spawn(move || tcp_accept_loop(l, tx, stop, m, max, None))?,
+        );
+    }
+    let mut hep_tls_addr = None;
+    if let (Some(a), Some(tls)) = (&cfg.hep.tls_listen, cfg.hep_tls()?) {
+        let addr: SocketAddr = a.parse().with_context(|| format!("hep.tls_listen {a:?}"))?;
+        let l = TcpListener::bind(addr).with_context(|| format!("binding HEP TLS on {addr}"))?;
+        hep_tls_addr = Some(l.local_addr()?);
+        l.set_nonblocking(true)?;
+        let (tx, stop, m) = (tx.clone(), stop.clone(), metrics.clone());
+        let max = cfg.hep.max_tcp_connections;
+        listeners.push(
+            std::thread::Builder::new()
+                .name("hep-tls".into())
+                .spawn(move || tcp_accept_loop(l, tx, stop, m, max, Some(tls)))?,
         );
     }
     if let Some(dev) = &cfg.capture.interface {
@@ -409,6 +427,7 @@ pub fn start(cfg: &Config, metrics: Arc<Metrics>) -> Result<Collector> {
         give_up,
         hep_udp_addr,
         hep_tcp_addr,
+        hep_tls_addr,
     })
 }
 
@@ -580,6 +599,7 @@ fn tcp_accept_loop(
     stop: Arc<AtomicBool>,
     m: Arc<Metrics>,
     max: usize,
+    tls: Option<Arc<rustls::ServerConfig>>,
 ) {
     let open = Arc::new(AtomicUsize::new(0));
     let mut conns = Vec::new();
@@ -596,10 +616,19 @@ fn tcp_accept_loop(
                 }
                 open.fetch_add(1, Ordering::SeqCst);
                 let (tx, stop, m, open) = (tx.clone(), stop.clone(), m.clone(), open.clone());
+                let tls = tls.clone();
+                let name = if tls.is_some() {
+                    "hep-tls-conn"
+                } else {
+                    "hep-tcp-conn"
+                };
                 if let Ok(h) = std::thread::Builder::new()
-                    .name("hep-tcp-conn".into())
+                    .name(name.into())
                     .spawn(move || {
-                        tcp_conn(s, tx, stop, m);
+                        match tls {
+                            Some(cfg) => tls_conn(s, cfg, tx, stop, m),
+                            None => tcp_conn(s, tx, stop, m),
+                        }
                         open.fetch_sub(1, Ordering::SeqCst);
                     })
                 {
@@ -618,17 +647,83 @@ fn tcp_accept_loop(
     }
 }
 
-/// Reads HEP v3 packets back to back from a TCP stream (framed by their length field).
+/// How long a TLS client has to complete its handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Reads HEP v3 packets back to back from a TCP connection.
 fn tcp_conn(mut s: TcpStream, tx: QueueTx, stop: Arc<AtomicBool>, m: Arc<Metrics>) {
     let _ = s.set_nonblocking(false);
     let _ = s.set_read_timeout(Some(Duration::from_millis(100)));
+    hep_stream(&mut s, Source::HepTcp, tx, stop, m);
+}
+
+/// Completes the TLS handshake of a connection, then reads HEP v3 packets from it as from
+/// TCP. A handshake that fails (no or an untrusted client certificate, not TLS at all) or
+/// takes over [`TLS_HANDSHAKE_TIMEOUT`] drops the connection, counted as malformed with
+/// reason `hep_tls_handshake`.
+fn tls_conn(
+    mut s: TcpStream,
+    cfg: Arc<rustls::ServerConfig>,
+    tx: QueueTx,
+    stop: Arc<AtomicBool>,
+    m: Arc<Metrics>,
+) {
+    let _ = s.set_nonblocking(false);
+    let _ = s.set_read_timeout(Some(Duration::from_millis(100)));
+    let _ = s.set_write_timeout(Some(TLS_HANDSHAKE_TIMEOUT));
+    let refused = || {
+        m.malformed
+            .get_or_create(&ReasonLabel {
+                reason: "hep_tls_handshake".into(),
+            })
+            .inc();
+    };
+    let Ok(mut conn) = rustls::ServerConnection::new(cfg) else {
+        refused();
+        return;
+    };
+    let t0 = Instant::now();
+    while conn.is_handshaking() {
+        match conn.complete_io(&mut s) {
+            Ok((0, 0)) => {
+                // The peer closed before the handshake ended.
+                refused();
+                return;
+            }
+            Ok(_) => {}
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                if stop.load(Ordering::Relaxed) || t0.elapsed() > TLS_HANDSHAKE_TIMEOUT {
+                    refused();
+                    return;
+                }
+            }
+            Err(_) => {
+                refused();
+                return;
+            }
+        }
+    }
+    let mut tls = rustls::StreamOwned::new(conn, s);
+    hep_stream(&mut tls, Source::HepTls, tx, stop, m);
+}
+
+/// Reads HEP v3 packets back to back from a stream (framed by their length field), whose
+/// reads time out every 100 ms so that a quiet connection still hands over what it framed
+/// and sees a stop.
+fn hep_stream(
+    s: &mut impl Read,
+    source: Source,
+    tx: QueueTx,
+    stop: Arc<AtomicBool>,
+    m: Arc<Metrics>,
+) {
     // Reads land in `buf[end..]` and packets are framed from `buf[start..end]`, in place; a
     // packet cut by the end of a read moves to the front once the room runs out. Twice the
     // largest packet: a read always has room for at least one more.
     let mut buf = vec![0u8; 2 * (MAX_HEP_TCP + 1)];
     let (mut start, mut end) = (0usize, 0usize);
-    let mut batch = tx.batch(Source::HepTcp);
-    let mut counters = SendCounters::new(Source::HepTcp, &m);
+    let mut batch = tx.batch(source);
+    let mut counters = SendCounters::new(source, &m);
     loop {
         let stopping = stop.load(Ordering::Relaxed);
         if buf.len() - end <= MAX_HEP_TCP {
@@ -641,7 +736,7 @@ fn tcp_conn(mut s: TcpStream, tx: QueueTx, stop: Arc<AtomicBool>, m: Arc<Metrics
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                let next = tx.batch(Source::HepTcp);
+                let next = tx.batch(source);
                 if !counters.send_waiting(&tx, std::mem::replace(&mut batch, next), &stop) {
                     return;
                 }
@@ -668,7 +763,7 @@ fn tcp_conn(mut s: TcpStream, tx: QueueTx, stop: Arc<AtomicBool>, m: Arc<Metrics
             batch.push(ts, pkt);
             start += len;
             if batch.is_full() {
-                let next = tx.batch(Source::HepTcp);
+                let next = tx.batch(source);
                 if !counters.send_waiting(&tx, std::mem::replace(&mut batch, next), &stop) {
                     return;
                 }
@@ -679,7 +774,12 @@ fn tcp_conn(mut s: TcpStream, tx: QueueTx, stop: Arc<AtomicBool>, m: Arc<Metrics
             // then the connection is dropped and the sender reconnects.
             m.malformed
                 .get_or_create(&ReasonLabel {
-                    reason: "hep_tcp_framing".into(),
+                    reason: if source == Source::HepTls {
+                        "hep_tls_framing"
+                    } else {
+                        "hep_tcp_framing"
+                    }
+                    .into(),
                 })
                 .inc();
             let _ = counters.send_waiting(&tx, batch, &stop);
@@ -694,7 +794,7 @@ fn tcp_conn(mut s: TcpStream, tx: QueueTx, stop: Arc<AtomicBool>, m: Arc<Metrics
         if n_read == room && !batch.is_full() {
             continue;
         }
-        let next = tx.batch(Source::HepTcp);
+        let next = tx.batch(source);
         if !counters.send_waiting(&tx, std::mem::replace(&mut batch, next), &stop) {
             return;
         }
@@ -1027,7 +1127,9 @@ fn pipeline_loop(
                         continue;
                     };
                     match batch.source {
-                        Source::HepUdp | Source::HepTcp => pipe.push_hep(data, &mut sink),
+                        Source::HepUdp | Source::HepTcp | Source::HepTls => {
+                            pipe.push_hep(data, &mut sink)
+                        }
                         Source::Interface(link) => {
                             let frame = Frame {
                                 ts_us: *ts,

@@ -120,8 +120,20 @@ pub struct HepConfig {
     /// Socket receive buffer (SO_RCVBUF) of the listeners. An integer or a string with a unit.
     #[serde(deserialize_with = "de_bytes")]
     pub recv_buffer_bytes: usize,
-    /// Concurrent HEP TCP connections; further ones are refused.
+    /// Concurrent HEP TCP connections, and as many over TLS; further ones are refused.
     pub max_tcp_connections: usize,
+    /// TLS listener, `IP:PORT`. None (the default, or an empty string): no TLS listener.
+    #[serde(with = "listen")]
+    pub tls_listen: Option<String>,
+    /// PEM certificate chain of the TLS listener, its own certificate first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_cert_file: Option<PathBuf>,
+    /// PEM private key of that certificate.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_key_file: Option<PathBuf>,
+    /// PEM CA certificates; when set, TLS clients must present a certificate chaining to one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_client_ca_file: Option<PathBuf>,
 }
 
 impl Default for HepConfig {
@@ -133,6 +145,10 @@ impl Default for HepConfig {
             auth_key: None,
             recv_buffer_bytes: 8 << 20,
             max_tcp_connections: 1024,
+            tls_listen: None,
+            tls_cert_file: None,
+            tls_key_file: None,
+            tls_client_ca_file: None,
         }
     }
 }
@@ -146,6 +162,10 @@ impl fmt::Debug for HepConfig {
             .field("auth_key", &Redacted(&self.auth_key))
             .field("recv_buffer_bytes", &self.recv_buffer_bytes)
             .field("max_tcp_connections", &self.max_tcp_connections)
+            .field("tls_listen", &self.tls_listen)
+            .field("tls_cert_file", &self.tls_cert_file)
+            .field("tls_key_file", &self.tls_key_file)
+            .field("tls_client_ca_file", &self.tls_client_ca_file)
             .finish()
     }
 }
@@ -383,6 +403,10 @@ const KEYS: &[Key] = &[
     secret("hep", "auth_key"),
     key("hep", "recv_buffer_bytes", Kind::Bytes),
     key("hep", "max_tcp_connections", Kind::Int),
+    key("hep", "tls_listen", Kind::Str),
+    key("hep", "tls_cert_file", Kind::Str),
+    key("hep", "tls_key_file", Kind::Str),
+    key("hep", "tls_client_ca_file", Kind::Str),
     key("capture", "interface", Kind::Str),
     key("capture", "bpf", Kind::Str),
     key("capture", "sip_ports", Kind::Ports),
@@ -697,7 +721,66 @@ impl Config {
                 "is 0; use 1 or more (disable the listener with tcp_listen = \"\")",
             ));
         }
-        Ok(())
+        self.validate_hep_tls()
+    }
+
+    /// The TLS listener's address, and that its files are named. Their contents are checked
+    /// by [`hep_tls`](Self::hep_tls), which `serve` and `siphon config check` call.
+    fn validate_hep_tls(&self) -> Result<(), ConfigError> {
+        let h = &self.hep;
+        let Some(a) = &h.tls_listen else {
+            return Ok(());
+        };
+        let tls = listen_addr("hep.tls_listen", a, true)?;
+        if let Some(tcp) = h.tcp_listen.as_deref().and_then(|t| t.parse().ok()) {
+            if addrs_clash(tls, tcp) {
+                return Err(invalid(
+                    "hep.tls_listen",
+                    format!(
+                        "{tls} clashes with hep.tcp_listen {tcp}; use another port, such as 9061"
+                    ),
+                ));
+            }
+        }
+        if let Ok(http) = self.http.listen.parse::<SocketAddr>() {
+            if addrs_clash(tls, http) {
+                return Err(invalid(
+                    "hep.tls_listen",
+                    format!(
+                        "{tls} clashes with http.listen {http}; use another port, such as 9061"
+                    ),
+                ));
+            }
+        }
+        let need = |key: &str, v: &Option<PathBuf>| {
+            match v {
+            Some(p) if !p.as_os_str().is_empty() => Ok(()),
+            _ => Err(invalid(
+                key,
+                "is not set; hep.tls_listen needs a PEM certificate chain (tls_cert_file) and its private key (tls_key_file)",
+            )),
+        }
+        };
+        need("hep.tls_cert_file", &h.tls_cert_file)?;
+        need("hep.tls_key_file", &h.tls_key_file)
+    }
+
+    /// The rustls configuration of the HEP/TLS listener, from the files `[hep]` names (read
+    /// and checked: a missing or unreadable file, no certificate, no key, a key that does not
+    /// match the certificate are errors naming the key); None when `tls_listen` is not set.
+    pub fn hep_tls(&self) -> Result<Option<std::sync::Arc<rustls::ServerConfig>>, ConfigError> {
+        let h = &self.hep;
+        let (Some(_), Some(cert), Some(key)) = (&h.tls_listen, &h.tls_cert_file, &h.tls_key_file)
+        else {
+            return Ok(None);
+        };
+        let ca = h
+            .tls_client_ca_file
+            .as_deref()
+            .filter(|p| !p.as_os_str().is_empty());
+        crate::hep_tls::server_config(cert, key, ca)
+            .map(Some)
+            .map_err(|e| invalid(e.key, e.message))
     }
 
     fn validate_capture(&self) -> Result<(), ConfigError> {
@@ -1330,6 +1413,9 @@ mod tests {
         c.storage.retention_days = Some(1);
         c.storage.retention_max_bytes = Some(1 << 30);
         c.hep.auth_key = Some("k".into());
+        c.hep.tls_cert_file = Some("c.pem".into());
+        c.hep.tls_key_file = Some("k.pem".into());
+        c.hep.tls_client_ca_file = Some("ca.pem".into());
         c.capture.interface = Some("eth0".into());
         c.capture.bpf = Some("udp".into());
         c.http.auth_token = Some("t".into());
@@ -1518,6 +1604,22 @@ mod tests {
             ("hep.auth_key", |c| c.hep.auth_key = Some(String::new())),
             ("hep.recv_buffer_bytes", |c| c.hep.recv_buffer_bytes = 1000),
             ("hep.max_tcp_connections", |c| c.hep.max_tcp_connections = 0),
+            ("hep.tls_listen", |c| {
+                c.hep.tls_listen = Some("127.0.0.1".into())
+            }),
+            ("hep.tls_cert_file", |c| {
+                c.hep.tls_listen = Some("127.0.0.1:9061".into());
+                c.hep.tls_key_file = Some("k.pem".into());
+            }),
+            ("hep.tls_key_file", |c| {
+                c.hep.tls_listen = Some("127.0.0.1:9061".into());
+                c.hep.tls_cert_file = Some("c.pem".into());
+            }),
+            ("hep.tls_listen", |c| {
+                c.hep.tls_listen = Some("127.0.0.1:3001".into());
+                c.hep.tls_cert_file = Some("c.pem".into());
+                c.hep.tls_key_file = Some("k.pem".into());
+            }),
             ("capture.interface", |c| {
                 c.capture.interface = Some(String::new())
             }),

@@ -7,5 +7,6 @@ pub mod api;
 pub mod collector;
 pub mod config;
 pub mod export;
+pub mod hep_tls;
 pub mod metrics;
 pub mod serve;

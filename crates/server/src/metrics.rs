@@ -17,7 +17,7 @@ use prometheus_client::registry::Registry;
 /// A label set with one label.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct SourceLabel {
-    /// Where packets came from: hep_udp, hep_tcp, interface.
+    /// Where packets came from: hep_udp, hep_tcp, hep_tls, interface.
     pub source: String,
 }
 

@@ -92,6 +92,9 @@ pub fn run(cfg: Config) -> Result<()> {
     if let Some(a) = col.hep_tcp_addr {
         eprintln!("  HEP over TCP on {a}");
     }
+    if let Some(a) = col.hep_tls_addr {
+        eprintln!("  HEP over TLS on {a}");
+    }
     if let Some(i) = &cfg.capture.interface {
         eprintln!("  capturing on {i} with filter {:?}", cfg.bpf_filter());
     }

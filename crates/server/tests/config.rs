@@ -103,6 +103,10 @@ fn example_file_with_its_examples_enabled_equals_what_it_says() {
     want.storage.retention_days = Some(30);
     want.storage.retention_max_bytes = Some(500_000_000_000);
     want.hep.auth_key = Some("replace-with-a-long-random-key".into());
+    want.hep.tls_listen = Some("0.0.0.0:9061".into());
+    want.hep.tls_cert_file = Some("/etc/siphon/hep-cert.pem".into());
+    want.hep.tls_key_file = Some("/etc/siphon/hep-key.pem".into());
+    want.hep.tls_client_ca_file = Some("/etc/siphon/agents-ca.pem".into());
     want.capture.interface = Some("eth0".into());
     want.capture.bpf = Some("udp and (port 5060 or portrange 10000-20000)".into());
     want.http.auth_token = Some("replace-with-a-long-random-token".into());
