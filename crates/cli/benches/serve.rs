@@ -105,6 +105,19 @@ fn cpu_seconds(pid: u32) -> f64 {
     ns as f64 / 1e9
 }
 
+/// Time core `core` was ready to run but the hypervisor ran something else (`steal` of
+/// /proc/stat), in ms: on a virtual machine, a stall of `serve`'s core that no setting of its
+/// own explains.
+fn steal_ms(core: usize) -> u64 {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let label = format!("cpu{core} ");
+    stat.lines()
+        .find(|l| l.starts_with(&label))
+        .and_then(|l| l.split_whitespace().nth(8)?.parse::<u64>().ok())
+        // USER_HZ is 100 on Linux.
+        .map_or(0, |ticks| ticks * 10)
+}
+
 fn start_serve(data: &Path, hep: u16, http: u16) -> Guard {
     let c = pinned(0, env!("CARGO_BIN_EXE_siphon"))
         .args(["serve", "--data"])
@@ -375,6 +388,7 @@ fn hep_load(corpus: &Path, dir: &Path, secs: u64) {
                 .stdout(Stdio::null())
                 .status();
             let cpu0 = cpu_seconds(_srv.0.id());
+            let steal0 = steal_ms(0);
             let t0 = Instant::now();
             let (sent, took) = if ti == 0 {
                 send_udp(&pkts, to, rate, secs)
@@ -383,6 +397,7 @@ fn hep_load(corpus: &Path, dir: &Path, secs: u64) {
             };
             std::thread::sleep(Duration::from_secs(2));
             let cpu = cpu_seconds(_srv.0.id()) - cpu0;
+            let steal = steal_ms(0) - steal0;
             let busy = cpu / t0.elapsed().as_secs_f64();
             let flushes = metric(http, "siphon_store_flush_seconds_count");
             let (_, body) = http_get(http, "/metrics");
@@ -415,7 +430,7 @@ fn hep_load(corpus: &Path, dir: &Path, secs: u64) {
                 }
             }
             println!(
-                "HEP/{transport} {rate:>7}/s for {secs} s: sent {sent}, received {received}, analysed {analysed}, dropped {dropped} in {:.1} s -> {} (serve used {:.0} % of its core, {:.2} µs of CPU per message received; {flushes} flushes took {flush_s:.1} s; senders held back {waited:.2} s)",
+                "HEP/{transport} {rate:>7}/s for {secs} s: sent {sent}, received {received}, analysed {analysed}, dropped {dropped} in {:.1} s -> {} (serve used {:.0} % of its core, {:.2} µs of CPU per message received; {flushes} flushes took {flush_s:.1} s; senders held back {waited:.2} s; its core stolen by the hypervisor {steal} ms)",
                 took.as_secs_f64(),
                 if ok { "pass" } else { "FAIL" },
                 busy * 100.0,

@@ -643,7 +643,12 @@ fn hep_tcp_with_auth_key_survives_sigkill_and_restart() {
     tcp.flush().unwrap();
     let calls = wait_calls(http, 25, "/api/v1/calls");
     assert_eq!(calls.len(), 25);
+    let open = "siphon_hep_connections{source=\"hep_tcp\"}";
+    assert_eq!(metric(http, open), 1);
     drop(tcp);
+    wait_for("the closed connection to leave the gauge", || {
+        metric(http, open) == 0
+    });
     // SIGKILL: what was flushed (the completed call) must survive a restart.
     let _ = Command::new("kill")
         .args(["-KILL", &srv.0.id().to_string()])
@@ -1247,6 +1252,10 @@ fn hep_over_tls_lands_calls_and_refuses_clients_without_a_trusted_certificate() 
     // the end), not holding its connection for ever.
     let mut idle = TcpStream::connect(("127.0.0.1", tls)).unwrap();
     let idle_since = Instant::now();
+    let open = "siphon_hep_connections{source=\"hep_tls\"}";
+    wait_for("the idle client's connection in the gauge", || {
+        metric(http, open) == 1
+    });
     let one = hep_packets(&corpus().join("basic_twoway_g711a.pcap"), b"").concat();
     // No client certificate, then an untrusted one: nothing lands.
     s_client(&pki, tls, &[], &one);
@@ -1309,10 +1318,52 @@ fn hep_over_tls_lands_calls_and_refuses_clients_without_a_trusted_certificate() 
     wait_for("the refusal of the idle client", || {
         metric(http, refused) == 4
     });
+    wait_for("no TLS connection left open", || metric(http, open) == 0);
     let log = std::fs::read_to_string(data.with_file_name("serve.log")).unwrap();
     assert!(
         log.contains(&format!("HEP over TLS on 127.0.0.1:{tls}")),
         "{log}"
     );
+    assert!(sigterm(&mut srv.0).success());
+}
+
+/// `hep.max_tcp_connections`: a connection beyond the limit is closed at once and counted;
+/// once an agent disconnects, its place is free again.
+#[test]
+fn hep_tcp_connections_beyond_the_limit_are_refused_and_counted() {
+    let base = ports(13);
+    let (hep, http) = (base, base + 1);
+    let dir = tmp("tcp-limit");
+    let data = dir.join("data");
+    let env = [("SIPHON_HEP_MAX_TCP_CONNECTIONS", "1".to_string())];
+    let mut srv = serve_env(&data, hep, http, &[], &env);
+    let open = "siphon_hep_connections{source=\"hep_tcp\"}";
+    let limit = "siphon_dropped_packets_total{reason=\"tcp_connection_limit\"}";
+    let first = TcpStream::connect(("127.0.0.1", hep)).unwrap();
+    wait_for("the first connection in the gauge", || {
+        metric(http, open) == 1
+    });
+    let mut second = TcpStream::connect(("127.0.0.1", hep)).unwrap();
+    second
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut rest = Vec::new();
+    match second.read_to_end(&mut rest) {
+        Ok(_) => {}
+        Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e}"),
+    }
+    wait_for("the refused connection to be counted", || {
+        metric(http, limit) == 1
+    });
+    assert_eq!(metric(http, open), 1);
+    drop(first);
+    wait_for("the first connection to leave", || metric(http, open) == 0);
+    let mut third = TcpStream::connect(("127.0.0.1", hep)).unwrap();
+    let good = hep_packets(&corpus().join("basic_twoway_g711a.pcap"), b"");
+    third.write_all(&good.concat()).unwrap();
+    drop(third);
+    let calls = wait_calls(http, 1, "/api/v1/calls");
+    assert_eq!(calls[0]["messages"], 7);
+    assert_eq!(metric(http, limit), 1);
     assert!(sigterm(&mut srv.0).success());
 }

@@ -615,7 +615,24 @@ fn tcp_accept_loop(
                     continue;
                 }
                 open.fetch_add(1, Ordering::SeqCst);
-                let (tx, stop, m, open) = (tx.clone(), stop.clone(), m.clone(), open.clone());
+                let source = if tls.is_some() {
+                    Source::HepTls
+                } else {
+                    Source::HepTcp
+                };
+                let gauge = m
+                    .hep_connections
+                    .get_or_create(&SourceLabel {
+                        source: source.label().into(),
+                    })
+                    .clone();
+                gauge.inc();
+                // Given back when the connection ends, or at once if its thread cannot start.
+                let slot = ConnSlot {
+                    gauge,
+                    open: open.clone(),
+                };
+                let (tx, stop, m) = (tx.clone(), stop.clone(), m.clone());
                 let tls = tls.clone();
                 let name = if tls.is_some() {
                     "hep-tls-conn"
@@ -629,7 +646,7 @@ fn tcp_accept_loop(
                             Some(cfg) => tls_conn(s, cfg, tx, stop, m),
                             None => tcp_conn(s, tx, stop, m),
                         }
-                        open.fetch_sub(1, Ordering::SeqCst);
+                        drop(slot);
                     })
                 {
                     conns.push(h);
@@ -644,6 +661,20 @@ fn tcp_accept_loop(
     }
     for h in conns {
         let _ = h.join();
+    }
+}
+
+/// A HEP connection's place among `hep.max_tcp_connections` and in the
+/// `siphon_hep_connections` gauge, given back when dropped.
+struct ConnSlot {
+    gauge: prometheus_client::metrics::gauge::Gauge,
+    open: Arc<AtomicUsize>,
+}
+
+impl Drop for ConnSlot {
+    fn drop(&mut self) {
+        self.gauge.dec();
+        self.open.fetch_sub(1, Ordering::SeqCst);
     }
 }
 

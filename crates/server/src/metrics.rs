@@ -105,6 +105,8 @@ pub struct Metrics {
     pub store_bytes: Counter,
     /// The most packets waiting for the pipeline at once over the last second.
     pub queue_peak_packets: Gauge,
+    /// HEP connections open now, by source (hep_tcp, hep_tls): the agents sending over TCP.
+    pub hep_connections: Family<SourceLabel, Gauge>,
     /// Flushes that failed (a full disk, an I/O error); each is retried.
     pub store_errors: Counter,
     /// Bytes held in memory waiting to be written (grows while flushes fail).
@@ -164,6 +166,7 @@ impl Metrics {
         let store_flush_seconds = Histogram::new([0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0]);
         let store_bytes = Counter::default();
         let queue_peak_packets = Gauge::default();
+        let hep_connections = Family::<SourceLabel, Gauge>::default();
         let store_errors = Counter::default();
         let store_backlog_bytes = Gauge::default();
         registry.register(
@@ -262,6 +265,11 @@ impl Metrics {
             queue_peak_packets.clone(),
         );
         registry.register(
+            "hep_connections",
+            "HEP connections open now, by source (hep_tcp, hep_tls)",
+            hep_connections.clone(),
+        );
+        registry.register(
             "queue_wait_seconds",
             "Seconds listeners waited for room in the pipeline queue, not reading meanwhile (TCP holds the sender back; UDP and capture packets wait in kernel buffers)",
             queue_wait_seconds.clone(),
@@ -312,6 +320,7 @@ impl Metrics {
             store_flush_seconds,
             store_bytes,
             queue_peak_packets,
+            hep_connections,
             store_errors,
             store_backlog_bytes,
             store_error: Mutex::new(None),
