@@ -263,6 +263,49 @@ fn wait_calls(http: u16, n: usize, path: &str) -> Vec<Value> {
     }
 }
 
+/// Kamailio with configuration `cfg`, in the foreground, its pid file in `dir`.
+fn kamailio(cfg: &Path, dir: &Path) -> Guard {
+    Guard(
+        Command::new("kamailio")
+            .args(["-f"])
+            .arg(cfg)
+            .args(["-DD", "-E", "-m", "64", "-M", "8", "-Y"])
+            .arg(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("kamailio is needed (apt-get install kamailio)"),
+    )
+}
+
+/// SIPp's built-in UAS on 127.0.0.1:`port`.
+fn sipp_uas(port: u16) -> Guard {
+    Guard(
+        Command::new("sipp")
+            .args(["-sn", "uas", "-i", "127.0.0.1", "-p", &port.to_string()])
+            .arg("-nostdin")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("sipp is needed (apt-get install sip-tester)"),
+    )
+}
+
+/// `calls` calls of SIPp's built-in UAC from 127.0.0.1:`uac` through the proxy on
+/// 127.0.0.1:`proxy`, 500 ms each; they must all succeed.
+fn sipp_uac_calls(proxy: u16, uac: u16, calls: u32) {
+    let st = Command::new("sipp")
+        .args(["-sn", "uac", &format!("127.0.0.1:{proxy}")])
+        .args(["-i", "127.0.0.1", "-p", &uac.to_string()])
+        .args(["-m", &calls.to_string(), "-r", "5", "-d", "500", "-nostdin"])
+        .args(["-timeout", "30s", "-timeout_error"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success(), "sipp uac failed");
+}
+
 #[test]
 fn kamailio_siptrace_hep_gives_the_same_calls_as_a_direct_capture() {
     let base = ports(0);
@@ -283,61 +326,10 @@ fn kamailio_siptrace_hep_gives_the_same_calls_as_a_direct_capture() {
     let cap = dir.join("direct.pcap");
     // Kamailio sends HEP from its SIP socket: leave those packets out of the direct capture.
     let ts = tshark(&cap, &format!("udp port {kam} and not udp port {hep}"));
-    let _kamailio = Guard(
-        Command::new("kamailio")
-            .args(["-f"])
-            .arg(&cfg_path)
-            .args(["-DD", "-E", "-m", "64", "-M", "8", "-Y"])
-            .arg(&dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("kamailio is needed (apt-get install kamailio)"),
-    );
-    let _uas = Guard(
-        Command::new("sipp")
-            .args([
-                "-sn",
-                "uas",
-                "-i",
-                "127.0.0.1",
-                "-p",
-                &uas.to_string(),
-                "-nostdin",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("sipp is needed (apt-get install sip-tester)"),
-    );
+    let _kamailio = kamailio(&cfg_path, &dir);
+    let _uas = sipp_uas(uas);
     std::thread::sleep(Duration::from_millis(1500));
-    let st = Command::new("sipp")
-        .args([
-            "-sn",
-            "uac",
-            &format!("127.0.0.1:{kam}"),
-            "-i",
-            "127.0.0.1",
-            "-p",
-            &uac.to_string(),
-        ])
-        .args([
-            "-m",
-            "3",
-            "-r",
-            "5",
-            "-d",
-            "500",
-            "-nostdin",
-            "-timeout",
-            "30s",
-            "-timeout_error",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(st.success(), "sipp uac failed");
+    sipp_uac_calls(kam, uac, 3);
     let calls = wait_calls(http, 3, "/api/v1/calls?limit=100");
     stop_tshark(ts);
 
@@ -1365,5 +1357,103 @@ fn hep_tcp_connections_beyond_the_limit_are_refused_and_counted() {
     let calls = wait_calls(http, 1, "/api/v1/calls");
     assert_eq!(calls[0]["messages"], 7);
     assert_eq!(metric(http, limit), 1);
+    assert!(sigterm(&mut srv.0).success());
+}
+
+/// Kamailio's siptrace sending HEP over TLS (Debian's kamailio-tls-modules) to `serve` with
+/// mutual TLS: Kamailio checks `serve`'s certificate against the test CA and presents its own
+/// client certificate, which `serve` checks. SIPp calls through Kamailio land complete, every
+/// message over TLS, with no handshake refused.
+#[test]
+fn kamailio_siptrace_hep_over_mutual_tls_lands_every_call() {
+    let base = ports(14);
+    let (hep, http, kam, kam_tls, uas, uac, tls) = (
+        base,
+        base + 1,
+        base + 2,
+        base + 3,
+        base + 4,
+        base + 5,
+        base + 6,
+    );
+    let dir = tmp("kamailio-tls");
+    let pki = dir.join("pki");
+    std::fs::create_dir_all(&pki).unwrap();
+    make_pki(&pki);
+    let file = |n: &str| pki.join(n).display().to_string();
+    let tls_cfg = format!(
+        "[server:default]\nmethod = TLSv1.2+\ncertificate = {}\nprivate_key = {}\n\
+         verify_certificate = no\nrequire_certificate = no\n\n\
+         [client:default]\nmethod = TLSv1.2+\ncertificate = {}\nprivate_key = {}\n\
+         ca_list = {}\nverify_certificate = yes\nrequire_certificate = yes\n",
+        file("server.pem"),
+        file("server.key"),
+        file("client.pem"),
+        file("client.key"),
+        file("ca.pem"),
+    );
+    let tls_cfg_path = dir.join("tls.cfg");
+    std::fs::write(&tls_cfg_path, tls_cfg).unwrap();
+    let cfg = std::fs::read_to_string(corpus().join("kamailio.cfg"))
+        .unwrap()
+        .replace("disable_tcp=yes", "enable_tls=yes")
+        .replace(
+            "listen=udp:127.0.0.1:5060",
+            &format!("listen=udp:127.0.0.1:{kam}\nlisten=tls:127.0.0.1:{kam_tls}"),
+        )
+        .replace(
+            "loadmodule \"tm.so\"",
+            &format!(
+                "loadmodule \"tls.so\"\nmodparam(\"tls\", \"config\", \"{}\")\nloadmodule \"tm.so\"",
+                tls_cfg_path.display()
+            ),
+        )
+        .replace(
+            "sip:127.0.0.1:9060",
+            &format!("sip:127.0.0.1:{tls};transport=tls"),
+        )
+        .replace("sip:127.0.0.1:5092", &format!("sip:127.0.0.1:{uas}"));
+    assert!(cfg.contains("transport=tls") && cfg.contains("tls.so"));
+    let cfg_path = dir.join("kamailio.cfg");
+    std::fs::write(&cfg_path, cfg).unwrap();
+    let data = dir.join("data");
+    let env = [
+        ("SIPHON_HEP_TLS_LISTEN", format!("127.0.0.1:{tls}")),
+        ("SIPHON_HEP_TLS_CERT_FILE", file("server.pem")),
+        ("SIPHON_HEP_TLS_KEY_FILE", file("server.key")),
+        ("SIPHON_HEP_TLS_CLIENT_CA_FILE", file("ca.pem")),
+    ];
+    let mut srv = serve_env(&data, hep, http, &[], &env);
+    let _kamailio = kamailio(&cfg_path, &dir);
+    let _uas = sipp_uas(uas);
+    std::thread::sleep(Duration::from_millis(1500));
+    sipp_uac_calls(kam, uac, 3);
+    let calls = wait_calls(http, 3, "/api/v1/calls?limit=100");
+    assert_eq!(calls.len(), 3);
+    for c in &calls {
+        // INVITE, 100, 180, 200, ACK, BYE, 200, each received and relayed by Kamailio (the
+        // 100 Trying is its own).
+        assert_eq!(c["messages"], 13, "{c}");
+        assert_eq!(c["state"], "answered", "{c}");
+    }
+    assert_eq!(
+        metric(http, "siphon_received_packets_total{source=\"hep_tls\"}"),
+        39
+    );
+    assert_eq!(
+        metric(http, "siphon_received_packets_total{source=\"hep_udp\"}"),
+        0
+    );
+    assert_eq!(
+        metric(
+            http,
+            "siphon_malformed_packets_total{reason=\"hep_tls_handshake\"}"
+        ),
+        0
+    );
+    assert_eq!(
+        metric(http, "siphon_hep_connections{source=\"hep_tls\"}"),
+        1
+    );
     assert!(sigterm(&mut srv.0).success());
 }
