@@ -199,6 +199,27 @@ fn reference_example_parses_and_validates() {
 }
 
 #[test]
+fn every_toml_example_of_the_reference_parses_and_validates() {
+    let doc = std::fs::read_to_string(repo().join("docs/config.md")).unwrap();
+    let blocks: Vec<&str> = doc
+        .split("```toml\n")
+        .skip(1)
+        .map(|b| &b[..b.find("```").unwrap()])
+        .collect();
+    assert!(blocks.len() >= 2, "{} examples", blocks.len());
+    for (i, text) in blocks.iter().enumerate() {
+        let f = TempFile::new(&format!("doc-example-{i}"), text);
+        if let Err(e) = Config::load_with_env(Some(&f.0), no_env()) {
+            panic!("example {i} of docs/config.md: {e}\n{text}");
+        }
+    }
+    // The TLS example is among them.
+    assert!(blocks
+        .iter()
+        .any(|b| b.contains("tls_listen = \"0.0.0.0:9061\"")));
+}
+
+#[test]
 fn missing_file_is_a_read_error_naming_it() {
     let path = std::env::temp_dir().join("siphon-config-test-no-such-file.toml");
     let e = Config::load_with_env(Some(&path), no_env()).unwrap_err();
