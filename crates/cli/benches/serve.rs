@@ -1,8 +1,8 @@
 //! Collector benchmark.
 //!
 //! 1. HEP load: `siphon serve` pinned to one core receives HEP v3 (SIP messages of the corpus,
-//!    each copy of the 24 calls with its own Call-IDs, tags and branches) over UDP, then over
-//!    TCP, from a sender pinned to the other core, at rising rates for SIPHON_BENCH_SECONDS (default 10; the
+//!    each copy of the 24 calls with its own Call-IDs, tags and branches) over UDP, then
+//!    TCP, then TLS, from a sender pinned to the other core, at rising rates for SIPHON_BENCH_SECONDS (default 10; the
 //!    issue's figure is 60; SIPHON_BENCH_RATES=a,b,c picks the rates) each; a rate passes when nothing was dropped (queue or kernel) and
 //!    every message was analysed. Printed beside the same run's `siphon import` rate.
 //! 2. Flow latency: a store of SIPHON_BENCH_CALLS calls (default 1,000,000, SIP only) is built
@@ -13,10 +13,13 @@
 //!    for each.
 //!
 //! `cargo bench -p siphon-cli --bench serve`; SIPHON_BENCH_SKIP=ceiling,import,load,flow,export leaves
-//! parts out, SIPHON_BENCH_TRANSPORTS=udp or tcp runs one transport.
+//! parts out, SIPHON_BENCH_TRANSPORTS=udp, tcp or tls (comma-separated) picks transports; HEP over
+//! TLS is mutual TLS with certificates made by `openssl`, the sender on rustls.
 
 #[path = "../tests/support/gen.rs"]
 mod gen;
+#[path = "../tests/support/pki.rs"]
+mod pki;
 
 // The allocator of the `siphon` binary, so the in-process figure matches it.
 #[global_allocator]
@@ -119,6 +122,10 @@ fn steal_ms(core: usize) -> u64 {
 }
 
 fn start_serve(data: &Path, hep: u16, http: u16) -> Guard {
+    start_serve_env(data, hep, http, &[])
+}
+
+fn start_serve_env(data: &Path, hep: u16, http: u16, env: &[(&str, String)]) -> Guard {
     let c = pinned(0, env!("CARGO_BIN_EXE_siphon"))
         .args(["serve", "--data"])
         .arg(data)
@@ -126,6 +133,7 @@ fn start_serve(data: &Path, hep: u16, http: u16) -> Guard {
         .args(["--http-listen", &format!("127.0.0.1:{http}")])
         .env("SIPHON_STORAGE_FSYNC", "flush")
         .env("SIPHON_HEP_RECV_BUFFER_BYTES", "33554432")
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -341,7 +349,39 @@ fn send_udp(t: &Template, to: SocketAddr, rate: u64, secs: u64) -> (u64, Duratio
 
 /// As [`send_udp`]; over TCP the receiver holds the sender back when it reads too slowly.
 fn send_tcp(t: &Template, to: SocketAddr, rate: u64, secs: u64) -> (u64, Duration) {
-    let mut s = TcpStream::connect(to).unwrap();
+    send_stream(TcpStream::connect(to).unwrap(), t, rate, secs)
+}
+
+/// A TLS client of `serve`'s HEP/TLS listener (mutual TLS, the PKI in `pki`), on rustls.
+fn tls_client(pki: &Path, to: SocketAddr) -> impl Write {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+    let certs = |f: &str| -> Vec<CertificateDer<'static>> {
+        CertificateDer::pem_file_iter(pki.join(f))
+            .unwrap()
+            .map(|c| c.unwrap())
+            .collect()
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    for c in certs("ca.pem") {
+        roots.add(c).unwrap();
+    }
+    let key = PrivateKeyDer::from_pem_file(pki.join("client.key")).unwrap();
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let cfg = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_client_auth_cert(certs("client.pem"), key)
+        .unwrap();
+    let name = ServerName::IpAddress(to.ip().into());
+    let conn = rustls::ClientConnection::new(std::sync::Arc::new(cfg), name).unwrap();
+    rustls::StreamOwned::new(conn, TcpStream::connect(to).unwrap())
+}
+
+/// HEP packets back to back on a stream, `rate` per second for `secs` seconds, a millisecond's
+/// worth per write.
+fn send_stream(mut s: impl Write, t: &Template, rate: u64, secs: u64) -> (u64, Duration) {
     let per_ms = rate / 1000;
     let t0 = Instant::now();
     let wall0 = wall_us();
@@ -356,6 +396,7 @@ fn send_tcp(t: &Template, to: SocketAddr, rate: u64, secs: u64) -> (u64, Duratio
             sent += 1;
         }
         s.write_all(&buf).unwrap();
+        s.flush().unwrap();
         let due = Duration::from_millis(ms + 1);
         let el = t0.elapsed();
         if el < due {
@@ -367,9 +408,21 @@ fn send_tcp(t: &Template, to: SocketAddr, rate: u64, secs: u64) -> (u64, Duratio
 
 fn hep_load(corpus: &Path, dir: &Path, secs: u64) {
     let pkts = Template::new(corpus);
-    let mut best = [0u64; 2];
-    let only = std::env::var("SIPHON_BENCH_TRANSPORTS").unwrap_or_else(|_| "udp,tcp".into());
-    for (ti, transport) in ["udp", "tcp"].iter().enumerate() {
+    let mut best = [0u64; 3];
+    let only = std::env::var("SIPHON_BENCH_TRANSPORTS").unwrap_or_else(|_| "udp,tcp,tls".into());
+    // HEP over TLS: mutual TLS with a CA, server and client certificates made by openssl.
+    let pki = dir.join("pki");
+    std::fs::create_dir_all(&pki).unwrap();
+    pki::make_pki(&pki);
+    let file = |n: &str| pki.join(n).display().to_string();
+    let tls_port = 39_062;
+    let tls_env = [
+        ("SIPHON_HEP_TLS_LISTEN", format!("127.0.0.1:{tls_port}")),
+        ("SIPHON_HEP_TLS_CERT_FILE", file("server.pem")),
+        ("SIPHON_HEP_TLS_KEY_FILE", file("server.key")),
+        ("SIPHON_HEP_TLS_CLIENT_CA_FILE", file("ca.pem")),
+    ];
+    for (ti, transport) in ["udp", "tcp", "tls"].iter().enumerate() {
         if !only.split(',').any(|t| t.trim() == *transport) {
             continue;
         }
@@ -380,7 +433,8 @@ fn hep_load(corpus: &Path, dir: &Path, secs: u64) {
         for &rate in &rates {
             let data = dir.join(format!("hep-{transport}-{rate}"));
             let (hep, http) = (39_060, 39_061);
-            let _srv = start_serve(&data, hep, http);
+            let env: &[(&str, String)] = if ti == 2 { &tls_env } else { &[] };
+            let _srv = start_serve_env(&data, hep, http, env);
             let to: SocketAddr = format!("127.0.0.1:{hep}").parse().unwrap();
             // The sender runs on core 1; this process is moved there.
             let _ = Command::new("taskset")
@@ -390,10 +444,13 @@ fn hep_load(corpus: &Path, dir: &Path, secs: u64) {
             let cpu0 = cpu_seconds(_srv.0.id());
             let steal0 = steal_ms(0);
             let t0 = Instant::now();
-            let (sent, took) = if ti == 0 {
-                send_udp(&pkts, to, rate, secs)
-            } else {
-                send_tcp(&pkts, to, rate, secs)
+            let (sent, took) = match ti {
+                0 => send_udp(&pkts, to, rate, secs),
+                1 => send_tcp(&pkts, to, rate, secs),
+                _ => {
+                    let tls_to = SocketAddr::new(to.ip(), tls_port);
+                    send_stream(tls_client(&pki, tls_to), &pkts, rate, secs)
+                }
             };
             std::thread::sleep(Duration::from_secs(2));
             let cpu = cpu_seconds(_srv.0.id()) - cpu0;
@@ -406,7 +463,7 @@ fn hep_load(corpus: &Path, dir: &Path, secs: u64) {
                 .find(|l| l.starts_with("siphon_store_flush_seconds_sum"))
                 .and_then(|l| l.rsplit(' ').next()?.parse().ok())
                 .unwrap_or(0.0);
-            let src = if ti == 0 { "hep_udp" } else { "hep_tcp" };
+            let src = ["hep_udp", "hep_tcp", "hep_tls"][ti];
             let received = metric(
                 http,
                 &format!("siphon_received_packets_total{{source=\"{src}\"}}"),
@@ -450,8 +507,8 @@ fn hep_load(corpus: &Path, dir: &Path, secs: u64) {
         }
     }
     println!(
-        "highest zero-drop SIP message rate on one core: UDP {} msg/s, TCP {} msg/s (target 400,000; Homer publishes ~120,000)",
-        best[0], best[1]
+        "highest zero-drop SIP message rate on one core: UDP {} msg/s, TCP {} msg/s, TLS {} msg/s (target 400,000; Homer publishes ~120,000)",
+        best[0], best[1], best[2]
     );
 }
 
