@@ -349,39 +349,24 @@ fn send_udp(t: &Template, to: SocketAddr, rate: u64, secs: u64) -> (u64, Duratio
 
 /// As [`send_udp`]; over TCP the receiver holds the sender back when it reads too slowly.
 fn send_tcp(t: &Template, to: SocketAddr, rate: u64, secs: u64) -> (u64, Duration) {
-    send_stream(TcpStream::connect(to).unwrap(), t, rate, secs)
+    send_stream(&mut TcpStream::connect(to).unwrap(), t, rate, secs)
 }
 
-/// A TLS client of `serve`'s HEP/TLS listener (mutual TLS, the PKI in `pki`), on rustls.
-fn tls_client(pki: &Path, to: SocketAddr) -> impl Write {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
-    let certs = |f: &str| -> Vec<CertificateDer<'static>> {
-        CertificateDer::pem_file_iter(pki.join(f))
-            .unwrap()
-            .map(|c| c.unwrap())
-            .collect()
-    };
-    let mut roots = rustls::RootCertStore::empty();
-    for c in certs("ca.pem") {
-        roots.add(c).unwrap();
-    }
-    let key = PrivateKeyDer::from_pem_file(pki.join("client.key")).unwrap();
-    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
-    let cfg = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_client_auth_cert(certs("client.pem"), key)
-        .unwrap();
-    let name = ServerName::IpAddress(to.ip().into());
-    let conn = rustls::ClientConnection::new(std::sync::Arc::new(cfg), name).unwrap();
-    rustls::StreamOwned::new(conn, TcpStream::connect(to).unwrap())
+/// HEP over TLS at `rate` for `secs` seconds, closed cleanly (close_notify, then the TCP
+/// connection once `serve` closes its side).
+fn send_tls(t: &Template, pki: &Path, to: SocketAddr, rate: u64, secs: u64) -> (u64, Duration) {
+    let mut s = pki::tls_client(pki, to);
+    let (sent, took) = send_stream(&mut s, t, rate, secs);
+    s.conn.send_close_notify();
+    s.flush().unwrap();
+    let _ = s.sock.shutdown(std::net::Shutdown::Write);
+    let _ = s.sock.read_to_end(&mut Vec::new());
+    (sent, took)
 }
 
 /// HEP packets back to back on a stream, `rate` per second for `secs` seconds, a millisecond's
 /// worth per write.
-fn send_stream(mut s: impl Write, t: &Template, rate: u64, secs: u64) -> (u64, Duration) {
+fn send_stream(s: &mut impl Write, t: &Template, rate: u64, secs: u64) -> (u64, Duration) {
     let per_ms = rate / 1000;
     let t0 = Instant::now();
     let wall0 = wall_us();
@@ -449,10 +434,28 @@ fn hep_load(corpus: &Path, dir: &Path, secs: u64) {
                 1 => send_tcp(&pkts, to, rate, secs),
                 _ => {
                     let tls_to = SocketAddr::new(to.ip(), tls_port);
-                    send_stream(tls_client(&pki, tls_to), &pkts, rate, secs)
+                    send_tls(&pkts, &pki, tls_to, rate, secs)
                 }
             };
             std::thread::sleep(Duration::from_secs(2));
+            // A held-back stream sender may leave data in the socket buffers: wait until
+            // `serve` has read everything (UDP: until the count has not moved for 3 s; a
+            // listener waiting for room in the queue reads nothing meanwhile), up to 60 s.
+            let src = ["hep_udp", "hep_tcp", "hep_tls"][ti];
+            let counter = format!("siphon_received_packets_total{{source=\"{src}\"}}");
+            let mut seen = metric(http, &counter);
+            let (waiting, mut moved) = (Instant::now(), Instant::now());
+            while seen < sent
+                && moved.elapsed() < Duration::from_secs(3)
+                && waiting.elapsed() < Duration::from_secs(60)
+            {
+                std::thread::sleep(Duration::from_millis(250));
+                let now = metric(http, &counter);
+                if now != seen {
+                    moved = Instant::now();
+                }
+                seen = now;
+            }
             let cpu = cpu_seconds(_srv.0.id()) - cpu0;
             let steal = steal_ms(0) - steal0;
             let busy = cpu / t0.elapsed().as_secs_f64();
@@ -463,11 +466,7 @@ fn hep_load(corpus: &Path, dir: &Path, secs: u64) {
                 .find(|l| l.starts_with("siphon_store_flush_seconds_sum"))
                 .and_then(|l| l.rsplit(' ').next()?.parse().ok())
                 .unwrap_or(0.0);
-            let src = ["hep_udp", "hep_tcp", "hep_tls"][ti];
-            let received = metric(
-                http,
-                &format!("siphon_received_packets_total{{source=\"{src}\"}}"),
-            );
+            let received = metric(http, &counter);
             let dropped = metric(http, "siphon_dropped_packets_total");
             // A full queue makes the listeners wait (over TCP, holding the sender back).
             let waited = metric_f64(http, "siphon_queue_wait_seconds_total");

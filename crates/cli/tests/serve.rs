@@ -1372,3 +1372,47 @@ fn kamailio_siptrace_hep_over_mutual_tls_lands_every_call() {
     );
     assert!(sigterm(&mut srv.0).success());
 }
+
+/// An agent that writes HEP over TLS, never reads and closes its socket at once while
+/// `serve` is behind (its pipeline stalled, its queue full, megabytes still in the socket
+/// buffers): `serve` sends it nothing after the handshake (no session tickets), so the close
+/// is a plain FIN, not a reset that would discard what was not yet delivered; every packet
+/// arrives.
+#[test]
+fn hep_over_tls_loses_nothing_when_an_agent_closes_without_reading() {
+    let base = ports(15);
+    let (hep, http, tls) = (base, base + 1, base + 2);
+    let dir = tmp("tls-abrupt");
+    let pki = dir.join("pki");
+    std::fs::create_dir_all(&pki).unwrap();
+    make_pki(&pki);
+    let data = dir.join("data");
+    let file = |n: &str| pki.join(n).display().to_string();
+    let env = [
+        ("SIPHON_HEP_TLS_LISTEN", format!("127.0.0.1:{tls}")),
+        ("SIPHON_HEP_TLS_CERT_FILE", file("server.pem")),
+        ("SIPHON_HEP_TLS_KEY_FILE", file("server.key")),
+        ("SIPHON_HEP_TLS_CLIENT_CA_FILE", file("ca.pem")),
+        ("SIPHON_PIPELINE_QUEUE_PACKETS", "1024".to_string()),
+        ("SIPHON_DEBUG_PIPELINE_STALL_MS", "3000".to_string()),
+    ];
+    let mut srv = serve_env(&data, hep, http, &[], &env);
+    let to: std::net::SocketAddr = format!("127.0.0.1:{tls}").parse().unwrap();
+    let mut agent = support::pki::tls_client(&pki, to);
+    let pkts = hep_packets(&corpus().join("many_calls_24.pcap"), b"");
+    let rounds = 40;
+    for _ in 0..rounds {
+        agent.write_all(&pkts.concat()).unwrap();
+    }
+    agent.flush().unwrap();
+    // Closed at once: no close_notify, nothing read.
+    drop(agent);
+    let sent = (pkts.len() * rounds) as u64;
+    let received = "siphon_received_packets_total{source=\"hep_tls\"}";
+    wait_for("every packet", || metric(http, received) == sent);
+    assert!(
+        metric_f64(http, "siphon_queue_wait_seconds_total{source=\"hep_tls\"}") > 0.0,
+        "the TLS listener never waited: the test did not exercise a backlog"
+    );
+    assert!(sigterm(&mut srv.0).success());
+}

@@ -97,7 +97,7 @@ pub fn server_config(
         }
         None => builder.with_no_client_auth(),
     };
-    let cfg = builder.with_single_cert(chain, private).map_err(|e| {
+    let mut cfg = builder.with_single_cert(chain, private).map_err(|e| {
         let why = match e {
             rustls::Error::InconsistentKeys(_) => {
                 "does not match the certificate of hep.tls_cert_file".to_owned()
@@ -106,5 +106,9 @@ pub fn server_config(
         };
         err("hep.tls_key_file", format!("{}: {why}", key.display()))
     })?;
+    // No TLS 1.3 session tickets: agents hold one long connection, and a ticket is data the
+    // agent never reads. A peer that closes its socket with unread data in it resets the
+    // connection, and the kernel then discards what the collector had not read yet.
+    cfg.send_tls13_tickets = 0;
     Ok(Arc::new(cfg))
 }

@@ -1,4 +1,6 @@
-//! A throw-away PKI for HEP over TLS, made by the `openssl` command (Debian package openssl).
+#![allow(dead_code)] // each test uses part of it
+//! A throw-away PKI for HEP over TLS, made by the `openssl` command (Debian package openssl),
+//! and a rustls client that uses it.
 
 use std::path::Path;
 use std::process::Command;
@@ -88,4 +90,35 @@ pub fn make_pki(dir: &Path) {
             ],
         );
     }
+}
+
+/// A TLS client of `serve`'s HEP/TLS listener at `to` (mutual TLS with the client certificate
+/// of the PKI in `pki`), on rustls.
+pub fn tls_client(
+    pki: &Path,
+    to: std::net::SocketAddr,
+) -> rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+    let certs = |f: &str| -> Vec<CertificateDer<'static>> {
+        CertificateDer::pem_file_iter(pki.join(f))
+            .unwrap()
+            .map(|c| c.unwrap())
+            .collect()
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    for c in certs("ca.pem") {
+        roots.add(c).unwrap();
+    }
+    let key = PrivateKeyDer::from_pem_file(pki.join("client.key")).unwrap();
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let cfg = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_client_auth_cert(certs("client.pem"), key)
+        .unwrap();
+    let name = ServerName::IpAddress(to.ip().into());
+    let conn = rustls::ClientConnection::new(std::sync::Arc::new(cfg), name).unwrap();
+    rustls::StreamOwned::new(conn, std::net::TcpStream::connect(to).unwrap())
 }
