@@ -90,7 +90,7 @@ impl Default for StorageConfig {
         StorageConfig {
             data: PathBuf::from("./data"),
             subdirs: "daily".to_owned(),
-            flush_count: 50_000,
+            flush_count: 150_000,
             flush_interval_secs: 5,
             id_cache_size: 10_000,
             fsync: "flush".to_owned(),
@@ -1359,7 +1359,7 @@ mod tests {
         assert!(valid_node_id(&c.node.id));
         assert_eq!(c.storage.data, PathBuf::from("./data"));
         assert_eq!(c.storage.subdirs, "daily");
-        assert_eq!(c.storage.flush_count, 50_000);
+        assert_eq!(c.storage.flush_count, 150_000);
         assert_eq!(c.storage.flush_interval_secs, 5);
         assert_eq!(c.storage.id_cache_size, 10_000);
         assert_eq!(c.storage.fsync, "flush");
@@ -2071,7 +2071,7 @@ mod tests {
         let d = Config::default().store_config();
         assert_eq!(d.subdirs, siphon_store::Subdirs::Daily);
         assert!(d.fsync);
-        assert_eq!(d.flush_count, 50_000);
+        assert_eq!(d.flush_count, 150_000);
         c.storage.subdirs = "none".into();
         assert_eq!(c.store_config().subdirs, siphon_store::Subdirs::None);
     }
