@@ -397,16 +397,9 @@ fn hep_load(corpus: &Path, dir: &Path, secs: u64) {
     let only = std::env::var("SIPHON_BENCH_TRANSPORTS").unwrap_or_else(|_| "udp,tcp,tls".into());
     // HEP over TLS: mutual TLS with a CA, server and client certificates made by openssl.
     let pki = dir.join("pki");
-    std::fs::create_dir_all(&pki).unwrap();
     pki::make_pki(&pki);
-    let file = |n: &str| pki.join(n).display().to_string();
     let tls_port = 39_062;
-    let tls_env = [
-        ("SIPHON_HEP_TLS_LISTEN", format!("127.0.0.1:{tls_port}")),
-        ("SIPHON_HEP_TLS_CERT_FILE", file("server.pem")),
-        ("SIPHON_HEP_TLS_KEY_FILE", file("server.key")),
-        ("SIPHON_HEP_TLS_CLIENT_CA_FILE", file("ca.pem")),
-    ];
+    let tls_env = pki::serve_tls_env(&pki, tls_port);
     for (ti, transport) in ["udp", "tcp", "tls"].iter().enumerate() {
         if !only.split(',').any(|t| t.trim() == *transport) {
             continue;

@@ -14,7 +14,7 @@ use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use support::pki::make_pki;
+use support::pki::{make_pki, serve_tls_env};
 use support::scratch::Scratch;
 
 use serde_json::Value;
@@ -1143,17 +1143,9 @@ fn hep_over_tls_lands_calls_and_refuses_clients_without_a_trusted_certificate() 
     let (hep, http, tls) = (base, base + 1, base + 2);
     let dir = tmp("tls");
     let pki = dir.join("pki");
-    std::fs::create_dir_all(&pki).unwrap();
     make_pki(&pki);
     let data = dir.join("data");
-    let file = |n: &str| pki.join(n).display().to_string();
-    let env = [
-        ("SIPHON_HEP_TLS_LISTEN", format!("127.0.0.1:{tls}")),
-        ("SIPHON_HEP_TLS_CERT_FILE", file("server.pem")),
-        ("SIPHON_HEP_TLS_KEY_FILE", file("server.key")),
-        ("SIPHON_HEP_TLS_CLIENT_CA_FILE", file("ca.pem")),
-    ];
-    let mut srv = serve_env(&data, hep, http, &[], &env);
+    let mut srv = serve_env(&data, hep, http, &[], &serve_tls_env(&pki, tls));
     let refused = "siphon_malformed_packets_total{reason=\"hep_tls_handshake\"}";
     // A client that connects and never starts its handshake: dropped after 10 s (checked at
     // the end), not holding its connection for ever.
@@ -1293,7 +1285,6 @@ fn kamailio_siptrace_hep_over_mutual_tls_lands_every_call() {
     );
     let dir = tmp("kamailio-tls");
     let pki = dir.join("pki");
-    std::fs::create_dir_all(&pki).unwrap();
     make_pki(&pki);
     let file = |n: &str| pki.join(n).display().to_string();
     let tls_cfg = format!(
@@ -1332,13 +1323,7 @@ fn kamailio_siptrace_hep_over_mutual_tls_lands_every_call() {
     let cfg_path = dir.join("kamailio.cfg");
     std::fs::write(&cfg_path, cfg).unwrap();
     let data = dir.join("data");
-    let env = [
-        ("SIPHON_HEP_TLS_LISTEN", format!("127.0.0.1:{tls}")),
-        ("SIPHON_HEP_TLS_CERT_FILE", file("server.pem")),
-        ("SIPHON_HEP_TLS_KEY_FILE", file("server.key")),
-        ("SIPHON_HEP_TLS_CLIENT_CA_FILE", file("ca.pem")),
-    ];
-    let mut srv = serve_env(&data, hep, http, &[], &env);
+    let mut srv = serve_env(&data, hep, http, &[], &serve_tls_env(&pki, tls));
     let _kamailio = kamailio(&cfg_path, &dir);
     let _uas = sipp_uas(uas);
     std::thread::sleep(Duration::from_millis(1500));
@@ -1384,18 +1369,11 @@ fn hep_over_tls_loses_nothing_when_an_agent_closes_without_reading() {
     let (hep, http, tls) = (base, base + 1, base + 2);
     let dir = tmp("tls-abrupt");
     let pki = dir.join("pki");
-    std::fs::create_dir_all(&pki).unwrap();
     make_pki(&pki);
     let data = dir.join("data");
-    let file = |n: &str| pki.join(n).display().to_string();
-    let env = [
-        ("SIPHON_HEP_TLS_LISTEN", format!("127.0.0.1:{tls}")),
-        ("SIPHON_HEP_TLS_CERT_FILE", file("server.pem")),
-        ("SIPHON_HEP_TLS_KEY_FILE", file("server.key")),
-        ("SIPHON_HEP_TLS_CLIENT_CA_FILE", file("ca.pem")),
-        ("SIPHON_PIPELINE_QUEUE_PACKETS", "1024".to_string()),
-        ("SIPHON_DEBUG_PIPELINE_STALL_MS", "3000".to_string()),
-    ];
+    let mut env = serve_tls_env(&pki, tls);
+    env.push(("SIPHON_PIPELINE_QUEUE_PACKETS", "1024".to_string()));
+    env.push(("SIPHON_DEBUG_PIPELINE_STALL_MS", "3000".to_string()));
     let mut srv = serve_env(&data, hep, http, &[], &env);
     let to: std::net::SocketAddr = format!("127.0.0.1:{tls}").parse().unwrap();
     let mut agent = support::pki::tls_client(&pki, to);

@@ -23,6 +23,7 @@ fn openssl(dir: &Path, args: &[&str]) {
 /// 127.0.0.1 and a client certificate signed by it (`server.pem`/`.key`, `client.pem`/`.key`),
 /// and a self-signed client certificate no one trusts (`stranger.pem`/`.key`).
 pub fn make_pki(dir: &Path) {
+    std::fs::create_dir_all(dir).unwrap();
     let ec = [
         "-newkey",
         "ec",
@@ -121,4 +122,16 @@ pub fn tls_client(
     let name = ServerName::IpAddress(to.ip().into());
     let conn = rustls::ClientConnection::new(std::sync::Arc::new(cfg), name).unwrap();
     rustls::StreamOwned::new(conn, std::net::TcpStream::connect(to).unwrap())
+}
+
+/// The environment that gives `serve` a HEP/TLS listener on 127.0.0.1:`port` with the PKI in
+/// `pki`: the server certificate, and client certificates of the CA required.
+pub fn serve_tls_env(pki: &Path, port: u16) -> Vec<(&'static str, String)> {
+    let file = |n: &str| pki.join(n).display().to_string();
+    vec![
+        ("SIPHON_HEP_TLS_LISTEN", format!("127.0.0.1:{port}")),
+        ("SIPHON_HEP_TLS_CERT_FILE", file("server.pem")),
+        ("SIPHON_HEP_TLS_KEY_FILE", file("server.key")),
+        ("SIPHON_HEP_TLS_CLIENT_CA_FILE", file("ca.pem")),
+    ]
 }
