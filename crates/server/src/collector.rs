@@ -344,7 +344,6 @@ pub fn start(cfg: &Config, metrics: Arc<Metrics>) -> Result<Collector> {
     }
     let mut listeners = Vec::new();
     let mut hep_udp_addr = None;
-    let mut hep_tcp_addr = None;
     let mut udp_ports = Vec::new();
     if let Some(a) = &cfg.hep.udp_listen {
         let addr: SocketAddr = a.parse().with_context(|| format!("hep.udp_listen {a:?}"))?;
@@ -360,33 +359,35 @@ pub fn start(cfg: &Config, metrics: Arc<Metrics>) -> Result<Collector> {
                 .spawn(move || udp_loop(sock, tx, stop, m))?,
         );
     }
-    if let Some(a) = &cfg.hep.tcp_listen {
-        let addr: SocketAddr = a.parse().with_context(|| format!("hep.tcp_listen {a:?}"))?;
-        let l = TcpListener::bind(addr).with_context(|| format!("binding HEP TCP on {addr}"))?;
-        hep_tcp_addr = Some(l.local_addr()?);
+    // HEP over TCP, then over TLS: the same accept loop, TLS with its server configuration.
+    let mut stream_addrs = [None, None];
+    let streams = [
+        ("tcp", cfg.hep.tcp_listen.as_ref(), None),
+        ("tls", cfg.hep.tls_listen.as_ref(), cfg.hep_tls()?),
+    ];
+    for ((kind, listen, tls), bound) in streams.into_iter().zip(stream_addrs.iter_mut()) {
+        let Some(a) = listen else {
+            continue;
+        };
+        if kind == "tls" && tls.is_none() {
+            bail!("hep.tls_listen needs hep.tls_cert_file and hep.tls_key_file");
+        }
+        let addr: SocketAddr = a
+            .parse()
+            .with_context(|| format!("hep.{kind}_listen {a:?}"))?;
+        let l = TcpListener::bind(addr)
+            .with_context(|| format!("binding HEP {} on {addr}", kind.to_uppercase()))?;
+        *bound = Some(l.local_addr()?);
         l.set_nonblocking(true)?;
         let (tx, stop, m) = (tx.clone(), stop.clone(), metrics.clone());
         let max = cfg.hep.max_tcp_connections;
         listeners.push(
             std::thread::Builder::new()
-                .name("hep-tcp".into())
-                .spawn(move || tcp_accept_loop(l, tx, stop, m, max, None))?,
+                .name(format!("hep-{kind}"))
+                .spawn(move || tcp_accept_loop(l, tx, stop, m, max, tls))?,
         );
     }
-    let mut hep_tls_addr = None;
-    if let (Some(a), Some(tls)) = (&cfg.hep.tls_listen, cfg.hep_tls()?) {
-        let addr: SocketAddr = a.parse().with_context(|| format!("hep.tls_listen {a:?}"))?;
-        let l = TcpListener::bind(addr).with_context(|| format!("binding HEP TLS on {addr}"))?;
-        hep_tls_addr = Some(l.local_addr()?);
-        l.set_nonblocking(true)?;
-        let (tx, stop, m) = (tx.clone(), stop.clone(), metrics.clone());
-        let max = cfg.hep.max_tcp_connections;
-        listeners.push(
-            std::thread::Builder::new()
-                .name("hep-tls".into())
-                .spawn(move || tcp_accept_loop(l, tx, stop, m, max, Some(tls)))?,
-        );
-    }
+    let [hep_tcp_addr, hep_tls_addr] = stream_addrs;
     if let Some(dev) = &cfg.capture.interface {
         let cap = open_capture(cfg, dev)?;
         let (tx, stop, m) = (tx.clone(), stop.clone(), metrics.clone());
