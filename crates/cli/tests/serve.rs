@@ -1135,8 +1135,9 @@ fn s_client(dir: &Path, port: u16, extra: &[&str], bytes: &[u8]) -> bool {
 
 /// HEP over TLS with client certificates, from a real TLS peer (`openssl s_client`): a client
 /// with a certificate of the configured CA lands its calls; one without a certificate, one
-/// with a certificate of no trusted CA, one speaking plain HEP over TCP and one silent for 10 s
-/// are refused at the handshake and counted, and none of their packets is analysed.
+/// with a certificate of no trusted CA, one speaking plain HEP over TCP, one silent for 10 s and
+/// one trickling its handshake for 10 s are refused at the handshake and counted, and none of
+/// their packets is analysed.
 #[test]
 fn hep_over_tls_lands_calls_and_refuses_clients_without_a_trusted_certificate() {
     let base = ports(12);
@@ -1151,10 +1152,26 @@ fn hep_over_tls_lands_calls_and_refuses_clients_without_a_trusted_certificate() 
     // the end), not holding its connection for ever.
     let mut idle = TcpStream::connect(("127.0.0.1", tls)).unwrap();
     let idle_since = Instant::now();
-    let open = "siphon_hep_connections{source=\"hep_tls\"}";
-    wait_for("the idle client's connection in the gauge", || {
-        metric(http, open) == 1
+    // ...and one that trickles a handshake record a byte every 50 ms: dropped after 10 s all
+    // the same. The thread returns how long its writes kept succeeding.
+    let trickle = std::thread::spawn(move || {
+        let mut t = TcpStream::connect(("127.0.0.1", tls)).unwrap();
+        let t0 = Instant::now();
+        // A TLS handshake record announcing 16,384 bytes, sent one byte at a time.
+        let record = [[0x16u8, 0x03, 0x01, 0x40, 0x00].as_slice(), &[0u8; 16_384]].concat();
+        for b in record {
+            if t.write_all(&[b]).is_err() || t0.elapsed() > Duration::from_secs(30) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        t0.elapsed()
     });
+    let open = "siphon_hep_connections{source=\"hep_tls\"}";
+    wait_for(
+        "the idle and trickling clients' connections in the gauge",
+        || metric(http, open) == 2,
+    );
     let one = hep_packets(&corpus().join("basic_twoway_g711a.pcap"), b"").concat();
     // No client certificate, then an untrusted one: nothing lands.
     s_client(&pki, tls, &[], &one);
@@ -1183,8 +1200,11 @@ fn hep_over_tls_lands_calls_and_refuses_clients_without_a_trusted_certificate() 
     );
     // The trusted client: one call, then the 24 of another capture on a second connection.
     let client = ["-cert", "client.pem", "-key", "client.key"];
+    // TLS 1.2 for this one (the server then writes the handshake's last flight), TLS 1.3 for
+    // the next.
+    let tls12 = [client.as_slice(), &["-tls1_2"]].concat();
     assert!(
-        s_client(&pki, tls, &client, &one),
+        s_client(&pki, tls, &tls12, &one),
         "the trusted client failed"
     );
     let calls = wait_calls(http, 1, "/api/v1/calls");
@@ -1214,8 +1234,13 @@ fn hep_over_tls_lands_calls_and_refuses_clients_without_a_trusted_certificate() 
         (Duration::from_secs(9)..Duration::from_secs(15)).contains(&waited),
         "the idle client was dropped after {waited:?}"
     );
-    wait_for("the refusal of the idle client", || {
-        metric(http, refused) == 4
+    let trickled = trickle.join().unwrap();
+    assert!(
+        (Duration::from_secs(9)..Duration::from_secs(15)).contains(&trickled),
+        "the trickling client was dropped after {trickled:?}"
+    );
+    wait_for("the refusal of the idle and trickling clients", || {
+        metric(http, refused) == 5
     });
     wait_for("no TLS connection left open", || metric(http, open) == 0);
     let log = std::fs::read_to_string(data.with_file_name("serve.log")).unwrap();

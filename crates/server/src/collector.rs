@@ -714,21 +714,39 @@ fn tls_conn(
         refused();
         return;
     };
+    // The handshake is driven one read at a time (rustls' `complete_io` reads on for as long
+    // as bytes come), so that the deadline holds whatever the client sends: one trickling its
+    // handshake a byte at a time is dropped as surely as a silent one.
     let t0 = Instant::now();
-    while conn.is_handshaking() {
-        match conn.complete_io(&mut s) {
-            Ok((0, 0)) => {
-                // The peer closed before the handshake ended.
+    loop {
+        while conn.wants_write() {
+            if conn.write_tls(&mut s).is_err() {
                 refused();
                 return;
             }
-            Ok(_) => {}
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                if stop.load(Ordering::Relaxed) || t0.elapsed() > TLS_HANDSHAKE_TIMEOUT {
+        }
+        if !conn.is_handshaking() {
+            break;
+        }
+        if stop.load(Ordering::Relaxed) || t0.elapsed() > TLS_HANDSHAKE_TIMEOUT {
+            refused();
+            return;
+        }
+        match conn.read_tls(&mut s) {
+            // The peer closed before the handshake ended.
+            Ok(0) => {
+                refused();
+                return;
+            }
+            Ok(_) => {
+                if conn.process_new_packets().is_err() {
+                    // Tell the client why (the alert rustls queued), then drop it.
+                    let _ = conn.write_tls(&mut s);
                     refused();
                     return;
                 }
             }
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
             Err(_) => {
                 refused();
                 return;
