@@ -359,35 +359,21 @@ pub fn start(cfg: &Config, metrics: Arc<Metrics>) -> Result<Collector> {
                 .spawn(move || udp_loop(sock, tx, stop, m))?,
         );
     }
-    // HEP over TCP, then over TLS: the same accept loop, TLS with its server configuration.
-    let mut stream_addrs = [None, None];
-    let streams = [
-        ("tcp", cfg.hep.tcp_listen.as_ref(), None),
-        ("tls", cfg.hep.tls_listen.as_ref(), cfg.hep_tls()?),
-    ];
-    for ((kind, listen, tls), bound) in streams.into_iter().zip(stream_addrs.iter_mut()) {
-        let Some(a) = listen else {
-            continue;
-        };
-        if kind == "tls" && tls.is_none() {
-            bail!("hep.tls_listen needs hep.tls_cert_file and hep.tls_key_file");
-        }
-        let addr: SocketAddr = a
-            .parse()
-            .with_context(|| format!("hep.{kind}_listen {a:?}"))?;
-        let l = TcpListener::bind(addr)
-            .with_context(|| format!("binding HEP {} on {addr}", kind.to_uppercase()))?;
-        *bound = Some(l.local_addr()?);
-        l.set_nonblocking(true)?;
-        let (tx, stop, m) = (tx.clone(), stop.clone(), metrics.clone());
-        let max = cfg.hep.max_tcp_connections;
-        listeners.push(
-            std::thread::Builder::new()
-                .name(format!("hep-{kind}"))
-                .spawn(move || tcp_accept_loop(l, tx, stop, m, max, tls))?,
-        );
-    }
-    let [hep_tcp_addr, hep_tls_addr] = stream_addrs;
+    let max = cfg.hep.max_tcp_connections;
+    let mut stream = |key: &str, a: &str, tls| -> Result<SocketAddr> {
+        let (addr, h) = stream_listener(key, a, tls, &tx, &stop, &metrics, max)?;
+        listeners.push(h);
+        Ok(addr)
+    };
+    let hep_tcp_addr = match &cfg.hep.tcp_listen {
+        Some(a) => Some(stream("hep.tcp_listen", a, None)?),
+        None => None,
+    };
+    let hep_tls_addr = match (&cfg.hep.tls_listen, cfg.hep_tls()?) {
+        (Some(a), Some(tls)) => Some(stream("hep.tls_listen", a, Some(tls))?),
+        (Some(_), None) => bail!("hep.tls_listen needs hep.tls_cert_file and hep.tls_key_file"),
+        (None, _) => None,
+    };
     if let Some(dev) = &cfg.capture.interface {
         let cap = open_capture(cfg, dev)?;
         let (tx, stop, m) = (tx.clone(), stop.clone(), metrics.clone());
@@ -592,6 +578,30 @@ fn udp_loop(sock: UdpSocket, tx: QueueTx, stop: Arc<AtomicBool>, m: Arc<Metrics>
             std::thread::sleep(idle);
         }
     }
+}
+
+/// Binds the HEP stream listener of configuration key `key` on `a` (TCP, or TLS with `tls`)
+/// and starts its accept thread.
+fn stream_listener(
+    key: &str,
+    a: &str,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    tx: &QueueTx,
+    stop: &Arc<AtomicBool>,
+    metrics: &Arc<Metrics>,
+    max: usize,
+) -> Result<(SocketAddr, JoinHandle<()>)> {
+    let addr: SocketAddr = a.parse().with_context(|| format!("{key} {a:?}"))?;
+    let kind = if tls.is_some() { "tls" } else { "tcp" };
+    let l = TcpListener::bind(addr)
+        .with_context(|| format!("binding HEP {} on {addr}", kind.to_uppercase()))?;
+    let bound = l.local_addr()?;
+    l.set_nonblocking(true)?;
+    let (tx, stop, m) = (tx.clone(), stop.clone(), metrics.clone());
+    let h = std::thread::Builder::new()
+        .name(format!("hep-{kind}"))
+        .spawn(move || tcp_accept_loop(l, tx, stop, m, max, tls))?;
+    Ok((bound, h))
 }
 
 fn tcp_accept_loop(
