@@ -5,7 +5,11 @@ use std::path::Path;
 use std::process::Command;
 
 fn check(text: &str, name: &str) -> std::process::Output {
-    let dir = std::env::temp_dir().join(format!("siphon-config-check-{}", std::process::id()));
+    // Tests run in parallel: each check has its own directory, so one test's clean-up never
+    // removes the directory another is writing to.
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("siphon-config-check-{}-{n}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let p = dir.join(name);
     std::fs::write(&p, text).unwrap();
@@ -15,9 +19,7 @@ fn check(text: &str, name: &str) -> std::process::Output {
         .env_remove("SIPHON_DATA")
         .output()
         .unwrap();
-    // The file has served; the directory goes with the last test's file.
-    let _ = std::fs::remove_file(&p);
-    let _ = std::fs::remove_dir(&dir);
+    let _ = std::fs::remove_dir_all(&dir);
     out
 }
 
