@@ -394,9 +394,18 @@ const WRITE_CACHE_KIB: u32 = 16 << 10;
 /// 400,000 messages/s); now commits take about 4 ms and one in about fifteen checkpoints.
 const WAL_CHECKPOINT_PAGES: i64 = 8192;
 
+/// Page size of a new bucket index, bytes. A flush appends thousands of rows and keys at the
+/// right edges of the B-trees: with 16 KiB pages it splits and logs a quarter as many pages as
+/// with SQLite's 4 KiB. On 4,000,000 messages in one thread (the `serve` bench's pipeline
+/// ceiling, three interleaved pairs), flushes took 1.46–1.51 s against 1.80–1.90 s; a
+/// Call-ID look-up reads larger pages (`/flow` on 1,000,008 calls: p99 1.02 ms against 0.70).
+pub const PAGE_SIZE: i64 = 16 << 10;
+
 /// Opens (creating if needed) a bucket index.
 pub fn open(path: &Path) -> rusqlite::Result<Connection> {
     let conn = Connection::open(path)?;
+    // Before anything is written: the page size of a new index (an existing one keeps its own).
+    conn.pragma_update(None, "page_size", PAGE_SIZE)?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     // A flush writes thousands of rows and keys in one transaction: a page cache that holds
@@ -1401,6 +1410,26 @@ pub(crate) mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         dir.join("index.db")
+    }
+
+    #[test]
+    fn a_new_index_has_large_pages_and_an_existing_one_keeps_its_own() {
+        let page_size = |c: &Connection| -> i64 {
+            c.query_row("PRAGMA page_size", [], |r| r.get(0)).unwrap()
+        };
+        let fresh = temp_db("pages-new");
+        assert_eq!(page_size(&open(&fresh).unwrap()), PAGE_SIZE);
+        // An index made with SQLite's default pages (as earlier versions made them) opens as
+        // it is: its pages are not rewritten.
+        let old = temp_db("pages-old");
+        {
+            let c = Connection::open(&old).unwrap();
+            c.pragma_update(None, "journal_mode", "WAL").unwrap();
+            c.execute_batch(SCHEMA).unwrap();
+        }
+        let c = open(&old).unwrap();
+        assert_eq!(page_size(&c), 4096);
+        assert!(schema_ready(&c).unwrap());
     }
 
     #[test]
