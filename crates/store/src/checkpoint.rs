@@ -18,10 +18,17 @@ use rusqlite::Connection;
 /// A bucket's connection not asked for within this long is closed.
 const IDLE_CLOSE: Duration = Duration::from_secs(60);
 
+/// Tests: the checkpoints asked for, each with the size of its index's log when asked.
+#[cfg(test)]
+pub(crate) type Requests = std::sync::Arc<std::sync::Mutex<Vec<(PathBuf, u64)>>>;
+
 /// The handle the writer keeps; dropping it finishes pending checkpoints and ends the thread.
 pub(crate) struct Checkpointer {
     tx: Option<SyncSender<PathBuf>>,
     thread: Option<JoinHandle<()>>,
+    /// Tests: each request's index and the size of its log when asked, in place of checkpoints.
+    #[cfg(test)]
+    requests: Option<Requests>,
 }
 
 impl Checkpointer {
@@ -40,12 +47,35 @@ impl Checkpointer {
         Some(Checkpointer {
             tx: Some(tx),
             thread: Some(thread),
+            #[cfg(test)]
+            requests: None,
         })
+    }
+
+    /// Tests: a checkpointer that only records what it is asked for (see `requests`).
+    #[cfg(test)]
+    pub(crate) fn recording() -> (Self, Requests) {
+        let requests = std::sync::Arc::default();
+        let c = Checkpointer {
+            tx: None,
+            thread: None,
+            requests: Some(std::sync::Arc::clone(&requests)),
+        };
+        (c, requests)
     }
 
     /// Asks for a checkpoint of the index at `path`. Never waits: with requests already
     /// queued, this one is dropped (the queued ones cover it).
     pub(crate) fn request(&self, path: &Path) {
+        #[cfg(test)]
+        if let Some(r) = &self.requests {
+            let mut wal = path.as_os_str().to_owned();
+            wal.push("-wal");
+            let size = std::fs::metadata(&wal).map_or(0, |m| m.len());
+            if let Ok(mut r) = r.lock() {
+                r.push((path.to_path_buf(), size));
+            }
+        }
         if let Some(tx) = &self.tx {
             match tx.try_send(path.to_path_buf()) {
                 Ok(()) | Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {}

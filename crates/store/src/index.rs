@@ -387,12 +387,14 @@ fn unpack_addrs(buf: &[u8]) -> (String, String, usize) {
 /// about 1.5 % of the pipeline at 300,000 messages/s).
 const WRITE_CACHE_KIB: u32 = 16 << 10;
 
-/// WAL pages after which a commit copies the WAL into the database (SQLite's default is
-/// 1,000). A busy collector's flush writes hundreds of pages, many of them the same pages
-/// again (the B-trees' right edges, the small key runs): with the default, every other
-/// commit checkpointed and copied those pages again (commits of 4 and 20 ms in turn at
-/// 400,000 messages/s); now commits take about 4 ms and one in about fifteen checkpoints.
-const WAL_CHECKPOINT_PAGES: i64 = 8192;
+/// WAL bytes after which a commit copies the WAL into the database itself (SQLite's default
+/// is 1,000 pages). The checkpoint thread copies it every few flushes (see `checkpoint.rs`),
+/// and the next flush starts the log again; this bound is for when that thread falls behind.
+/// A busy collector's flush writes hundreds of pages, many of them the same pages again (the
+/// B-trees' right edges, the small key runs): with SQLite's default, every other commit
+/// checkpointed and copied those pages again (commits of 4 and 20 ms in turn at 400,000
+/// messages/s).
+const WAL_CHECKPOINT_BYTES: i64 = 32 << 20;
 
 /// Page size of a new bucket index, bytes. A flush appends thousands of rows and keys at the
 /// right edges of the B-trees: with 16 KiB pages it splits and logs a quarter as many pages as
@@ -413,7 +415,12 @@ pub fn open(path: &Path) -> rusqlite::Result<Connection> {
     // SQLite from spilling pages mid-transaction, and the statement journal stays in memory.
     conn.pragma_update(None, "cache_size", -(WRITE_CACHE_KIB as i64))?;
     conn.pragma_update(None, "temp_store", "MEMORY")?;
-    conn.pragma_update(None, "wal_autocheckpoint", WAL_CHECKPOINT_PAGES)?;
+    let page: i64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
+    conn.pragma_update(
+        None,
+        "wal_autocheckpoint",
+        WAL_CHECKPOINT_BYTES / page.max(512),
+    )?;
     conn.execute_batch(SCHEMA)?;
     upgrade(&conn)?;
     conn.execute(
@@ -1414,11 +1421,17 @@ pub(crate) mod tests {
 
     #[test]
     fn a_new_index_has_large_pages_and_an_existing_one_keeps_its_own() {
-        let page_size = |c: &Connection| -> i64 {
-            c.query_row("PRAGMA page_size", [], |r| r.get(0)).unwrap()
+        let page_size =
+            |c: &Connection| -> i64 { c.query_row("PRAGMA page_size", [], |r| r.get(0)).unwrap() };
+        // The writer's own checkpoint comes at the same log size whatever the pages.
+        let autocheckpoint = |c: &Connection| -> i64 {
+            c.query_row("PRAGMA wal_autocheckpoint", [], |r| r.get(0))
+                .unwrap()
         };
         let fresh = temp_db("pages-new");
-        assert_eq!(page_size(&open(&fresh).unwrap()), PAGE_SIZE);
+        let c = open(&fresh).unwrap();
+        assert_eq!(page_size(&c), PAGE_SIZE);
+        assert_eq!(autocheckpoint(&c) * PAGE_SIZE, WAL_CHECKPOINT_BYTES);
         // An index made with SQLite's default pages (as earlier versions made them) opens as
         // it is: its pages are not rewritten.
         let old = temp_db("pages-old");
@@ -1429,6 +1442,7 @@ pub(crate) mod tests {
         }
         let c = open(&old).unwrap();
         assert_eq!(page_size(&c), 4096);
+        assert_eq!(autocheckpoint(&c) * 4096, WAL_CHECKPOINT_BYTES);
         assert!(schema_ready(&c).unwrap());
     }
 

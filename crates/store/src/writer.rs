@@ -500,6 +500,8 @@ impl StoreWriter {
                 return Err(e);
             }
         }
+        // Buckets whose index is to be checkpointed after this flush.
+        let mut checkpoint: Vec<usize> = Vec::new();
         for key in 0..self.buckets.len() {
             let mut new_refs: Vec<(CallRef, BlockRef)> = Vec::new();
             let rows = by_bucket
@@ -659,9 +661,7 @@ impl StoreWriter {
             b.commits += 1;
             if b.commits >= CHECKPOINT_EVERY_COMMITS {
                 b.commits = 0;
-                if let Some(ck) = &self.checkpointer {
-                    ck.request(&b.index_path);
-                }
+                checkpoint.push(key);
             }
             self.stats.rows_written += n;
             for &(r, _, _) in &streams_of {
@@ -675,6 +675,18 @@ impl StoreWriter {
             self.calls.remove(&r);
         }
         self.save_recovery_points()?;
+        // Asked for once this flush has made its last commit: a checkpoint that copies the
+        // whole log lets the next flush start the log again from its beginning. Asked for
+        // between two commits of the same flush, the checkpoint ran (on its own thread) before
+        // the second, which then wrote past it: the log was never started again and grew until
+        // the writer's own checkpoint copied it all, in a flush taking several times as long.
+        if let Some(ck) = &self.checkpointer {
+            for key in checkpoint {
+                if let Some(b) = self.buckets.get(key) {
+                    ck.request(&b.index_path);
+                }
+            }
+        }
         self.completed_ids.clear();
         self.since_flush = 0;
         self.changes = 0;
@@ -1067,6 +1079,45 @@ mod tests {
             longest <= 2 * w.calls.len() + 1024 + 200,
             "{longest} queued entries for {} open calls",
             w.calls.len()
+        );
+        let _ = std::fs::remove_dir_all(&root);
+    }
+
+    /// A bucket's index is checkpointed once a flush has made its last commit (the recovery
+    /// point's, after the rows'): a checkpoint that copies the whole log then lets the next
+    /// flush start the log again from its beginning. Asked for between the two, it ran (on
+    /// its own thread) before the second commit, which wrote past it: the log then never
+    /// started again and grew until the writer's own checkpoint copied all of it at once.
+    #[test]
+    fn a_checkpoint_is_asked_for_after_the_flushs_last_commit() {
+        let (root, mut w) = crate::scratch_writer("writer-checkpoint");
+        let (ck, requests) = Checkpointer::recording();
+        w.checkpointer = Some(ck);
+        let mut asked = 0;
+        for batch in 0..(3 * CHECKPOINT_EVERY_COMMITS as u64) {
+            for i in 0..50 {
+                let r = 1 + batch * 50 + i;
+                let s = call(r, 1);
+                w.call_opened(r, &s.call_id, s.start_us);
+                sip(&mut w, r);
+                w.call_completed(s);
+            }
+            w.flush_refs(&[]).unwrap();
+            let requests = requests.lock().unwrap();
+            for (path, wal_then) in requests.get(asked..).unwrap_or_default() {
+                let mut wal = path.as_os_str().to_owned();
+                wal.push("-wal");
+                let wal_now = std::fs::metadata(&wal).unwrap().len();
+                assert_eq!(
+                    wal_now, *wal_then,
+                    "flush {batch} wrote to the log after asking for its checkpoint"
+                );
+            }
+            asked = requests.len();
+        }
+        assert_eq!(
+            asked, 3,
+            "one checkpoint per {CHECKPOINT_EVERY_COMMITS} flushes"
         );
         let _ = std::fs::remove_dir_all(&root);
     }
