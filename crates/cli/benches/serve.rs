@@ -15,6 +15,9 @@
 //! `cargo bench -p siphon-cli --bench serve`; SIPHON_BENCH_SKIP=ceiling,import,load,flow,export leaves
 //! parts out, SIPHON_BENCH_TRANSPORTS=udp, tcp or tls (comma-separated) picks transports; HEP over
 //! TLS is mutual TLS with certificates made by `openssl`, the sender on rustls.
+//! SIPHON_BENCH_WARMUP_SECONDS=W sends each rate for W s more first and judges only the
+//! SIPHON_BENCH_SECONDS after: what `serve` sustains once running (its first seconds, when the
+//! memory for the open calls is first touched, are judged by runs without it).
 
 #[path = "../tests/support/gen.rs"]
 mod gen;
@@ -303,10 +306,30 @@ fn wall_us() -> i64 {
 
 impl Template {}
 
-/// Sends the template's packets at `rate` per second for `secs`; returns how many were sent.
+/// Called once by a sender after `at_ms` milliseconds' worth of packets, with the number sent
+/// so far (the end of a warm-up).
+struct Mark<'a> {
+    at_ms: u64,
+    f: &'a mut dyn FnMut(u64),
+}
+
+impl Mark<'_> {
+    fn check(&mut self, ms: u64, sent: u64) {
+        if ms == self.at_ms && ms > 0 {
+            (self.f)(sent);
+        }
+    }
+}
+
 /// Sends `rate` packets per second for `secs` seconds; returns how many were sent and how long
 /// sending took (longer than `secs` when the receiver held the sender back).
-fn send_udp(t: &Template, to: SocketAddr, rate: u64, secs: u64) -> (u64, Duration) {
+fn send_udp(
+    t: &Template,
+    to: SocketAddr,
+    rate: u64,
+    secs: u64,
+    mark: &mut Mark<'_>,
+) -> (u64, Duration) {
     use nix::sys::socket::{sendmmsg, MsgFlags, MultiHeaders, SockaddrStorage};
     use std::io::IoSlice;
     use std::os::fd::AsRawFd;
@@ -325,6 +348,7 @@ fn send_udp(t: &Template, to: SocketAddr, rate: u64, secs: u64) -> (u64, Duratio
     let mut sent = 0u64;
     let mut pkts: Vec<Vec<u8>> = vec![Vec::new(); PER_CALL];
     for ms in 0..secs * 1000 {
+        mark.check(ms, sent);
         let mut j = 0;
         while j < per_ms {
             let n = (per_ms - j).min(PER_CALL as u64) as usize;
@@ -348,15 +372,28 @@ fn send_udp(t: &Template, to: SocketAddr, rate: u64, secs: u64) -> (u64, Duratio
 }
 
 /// As [`send_udp`]; over TCP the receiver holds the sender back when it reads too slowly.
-fn send_tcp(t: &Template, to: SocketAddr, rate: u64, secs: u64) -> (u64, Duration) {
-    send_stream(&mut TcpStream::connect(to).unwrap(), t, rate, secs)
+fn send_tcp(
+    t: &Template,
+    to: SocketAddr,
+    rate: u64,
+    secs: u64,
+    mark: &mut Mark<'_>,
+) -> (u64, Duration) {
+    send_stream(&mut TcpStream::connect(to).unwrap(), t, rate, secs, mark)
 }
 
 /// HEP over TLS at `rate` for `secs` seconds, closed cleanly (close_notify, then the TCP
 /// connection once `serve` closes its side).
-fn send_tls(t: &Template, pki: &Path, to: SocketAddr, rate: u64, secs: u64) -> (u64, Duration) {
+fn send_tls(
+    t: &Template,
+    pki: &Path,
+    to: SocketAddr,
+    rate: u64,
+    secs: u64,
+    mark: &mut Mark<'_>,
+) -> (u64, Duration) {
     let mut s = pki::tls_client(pki, to);
-    let (sent, took) = send_stream(&mut s, t, rate, secs);
+    let (sent, took) = send_stream(&mut s, t, rate, secs, mark);
     s.conn.send_close_notify();
     s.flush().unwrap();
     let _ = s.sock.shutdown(std::net::Shutdown::Write);
@@ -366,7 +403,13 @@ fn send_tls(t: &Template, pki: &Path, to: SocketAddr, rate: u64, secs: u64) -> (
 
 /// HEP packets back to back on a stream, `rate` per second for `secs` seconds, a millisecond's
 /// worth per write.
-fn send_stream(s: &mut impl Write, t: &Template, rate: u64, secs: u64) -> (u64, Duration) {
+fn send_stream(
+    s: &mut impl Write,
+    t: &Template,
+    rate: u64,
+    secs: u64,
+    mark: &mut Mark<'_>,
+) -> (u64, Duration) {
     let per_ms = rate / 1000;
     let t0 = Instant::now();
     let wall0 = wall_us();
@@ -374,6 +417,7 @@ fn send_stream(s: &mut impl Write, t: &Template, rate: u64, secs: u64) -> (u64, 
     let mut buf = Vec::with_capacity(1 << 20);
     let mut one = Vec::new();
     for ms in 0..secs * 1000 {
+        mark.check(ms, sent);
         buf.clear();
         for j in 0..per_ms {
             let ts = wall0 + (ms * 1000 + j * 1000 / per_ms) as i64;
@@ -391,8 +435,19 @@ fn send_stream(s: &mut impl Write, t: &Template, rate: u64, secs: u64) -> (u64, 
     (sent, t0.elapsed())
 }
 
+/// `serve`'s counters and CPU time at one moment of a load run.
+#[derive(Clone, Copy)]
+struct Counts {
+    sent: u64,
+    received: u64,
+    dropped: u64,
+    cpu: f64,
+    at: Instant,
+}
+
 fn hep_load(corpus: &Path, dir: &Path, secs: u64) {
     let pkts = Template::new(corpus);
+    let warm = env_u64("SIPHON_BENCH_WARMUP_SECONDS", 0);
     let mut best = [0u64; 3];
     let only = std::env::var("SIPHON_BENCH_TRANSPORTS").unwrap_or_else(|_| "udp,tcp,tls".into());
     // HEP over TLS: mutual TLS with a CA, server and client certificates made by openssl.
@@ -419,23 +474,41 @@ fn hep_load(corpus: &Path, dir: &Path, secs: u64) {
                 .args(["-p", "-c", "1", &std::process::id().to_string()])
                 .stdout(Stdio::null())
                 .status();
+            let src = ["hep_udp", "hep_tcp", "hep_tls"][ti];
+            let counter = format!("siphon_received_packets_total{{source=\"{src}\"}}");
             let cpu0 = cpu_seconds(_srv.0.id());
             let steal0 = steal_ms(0);
             let t0 = Instant::now();
+            // With a warm-up, the figures count from its end: what `serve` sustains once
+            // running, beside what it does from a cold start (without).
+            let mut at_mark: Option<Counts> = None;
+            let pid = _srv.0.id();
+            let mut take = |sent: u64| {
+                at_mark = Some(Counts {
+                    sent,
+                    received: metric(http, &counter),
+                    dropped: metric(http, "siphon_dropped_packets_total"),
+                    cpu: cpu_seconds(pid),
+                    at: Instant::now(),
+                });
+            };
+            let mut mark = Mark {
+                at_ms: warm * 1000,
+                f: &mut take,
+            };
+            let total = warm + secs;
             let (sent, took) = match ti {
-                0 => send_udp(&pkts, to, rate, secs),
-                1 => send_tcp(&pkts, to, rate, secs),
+                0 => send_udp(&pkts, to, rate, total, &mut mark),
+                1 => send_tcp(&pkts, to, rate, total, &mut mark),
                 _ => {
                     let tls_to = SocketAddr::new(to.ip(), tls_port);
-                    send_tls(&pkts, &pki, tls_to, rate, secs)
+                    send_tls(&pkts, &pki, tls_to, rate, total, &mut mark)
                 }
             };
             std::thread::sleep(Duration::from_secs(2));
             // A held-back stream sender may leave data in the socket buffers: wait until
             // `serve` has read everything (UDP: until the count has not moved for 3 s; a
             // listener waiting for room in the queue reads nothing meanwhile), up to 60 s.
-            let src = ["hep_udp", "hep_tcp", "hep_tls"][ti];
-            let counter = format!("siphon_received_packets_total{{source=\"{src}\"}}");
             let mut seen = metric(http, &counter);
             let (waiting, mut moved) = (Instant::now(), Instant::now());
             while seen < sent
@@ -466,8 +539,22 @@ fn hep_load(corpus: &Path, dir: &Path, secs: u64) {
             let analysed = metric(http, "siphon_packets_total{type=\"sip\"}");
             // The rate counts only if the sender kept it: over TCP a slow reader slows the
             // sender down instead of dropping.
-            let kept = took.as_secs_f64() <= secs as f64 * 1.01 + 0.05;
-            let ok = dropped == 0 && received == sent && analysed == sent && kept;
+            let kept = took.as_secs_f64() <= total as f64 * 1.01 + 0.05;
+            let cpu_end = cpu_seconds(_srv.0.id());
+            // From the end of the warm-up on, if there was one.
+            let from = at_mark.unwrap_or(Counts {
+                sent: 0,
+                received: 0,
+                dropped: 0,
+                cpu: cpu0,
+                at: t0,
+            });
+            let window_dropped = dropped.saturating_sub(from.dropped);
+            let ok = if warm > 0 {
+                at_mark.is_some() && window_dropped == 0 && analysed == received && kept
+            } else {
+                dropped == 0 && received == sent && analysed == sent && kept
+            };
             if dropped > 0 {
                 let (_, body) = http_get(http, "/metrics");
                 for l in String::from_utf8_lossy(&body).lines() {
@@ -478,13 +565,26 @@ fn hep_load(corpus: &Path, dir: &Path, secs: u64) {
                     }
                 }
             }
-            println!(
-                "HEP/{transport} {rate:>7}/s for {secs} s: sent {sent}, received {received}, analysed {analysed}, dropped {dropped} in {:.1} s -> {} (serve used {:.0} % of its core, {:.2} µs of CPU per message received; {flushes} flushes took {flush_s:.1} s; senders held back {waited:.2} s; its core stolen by the hypervisor {steal} ms)",
-                took.as_secs_f64(),
-                if ok { "pass" } else { "FAIL" },
-                busy * 100.0,
-                cpu * 1e6 / received.max(1) as f64
-            );
+            if warm > 0 {
+                let w_cpu = cpu_end - from.cpu;
+                let w_received = received.saturating_sub(from.received);
+                println!(
+                    "HEP/{transport} {rate:>7}/s for {secs} s after a {warm} s warm-up at the same rate: sent {}, received {w_received}, dropped {window_dropped} (in the warm-up: {}) -> {} (serve used {:.0} % of its core, {:.2} µs of CPU per message received; in all {flushes} flushes took {flush_s:.1} s; senders held back {waited:.2} s; its core stolen by the hypervisor {steal} ms)",
+                    sent.saturating_sub(from.sent),
+                    from.dropped,
+                    if ok { "pass" } else { "FAIL" },
+                    w_cpu / from.at.elapsed().as_secs_f64() * 100.0,
+                    w_cpu * 1e6 / w_received.max(1) as f64
+                );
+            } else {
+                println!(
+                    "HEP/{transport} {rate:>7}/s for {secs} s: sent {sent}, received {received}, analysed {analysed}, dropped {dropped} in {:.1} s -> {} (serve used {:.0} % of its core, {:.2} µs of CPU per message received; {flushes} flushes took {flush_s:.1} s; senders held back {waited:.2} s; its core stolen by the hypervisor {steal} ms)",
+                    took.as_secs_f64(),
+                    if ok { "pass" } else { "FAIL" },
+                    busy * 100.0,
+                    cpu * 1e6 / received.max(1) as f64
+                );
+            }
             if !kept {
                 println!(
                     "  the sender kept only {:.0}/s: the rate is not measured",
