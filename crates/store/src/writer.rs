@@ -946,6 +946,16 @@ mod tests {
         });
     }
 
+    /// Calls `first..first + n`, each opened, with one SIP message, and completed.
+    fn short_calls(w: &mut StoreWriter, first: CallRef, n: u64) {
+        for r in first..first + n {
+            let s = call(r, 1);
+            w.call_opened(r, &s.call_id, s.start_us);
+            sip(w, r);
+            w.call_completed(s);
+        }
+    }
+
     /// A bucket whose directory cannot be made (here a file is in the way; in life, a full
     /// disk at the start of a day) loses nothing: its records wait in memory, every flush
     /// fails and says why, and the first flush after the obstacle is gone writes them all.
@@ -1060,13 +1070,7 @@ mod tests {
         w.flush_refs(&[]).unwrap();
         let mut longest = 0;
         for batch in 0..40u64 {
-            for i in 0..200 {
-                let r = 2 + batch * 200 + i;
-                let s = call(r, 1);
-                w.call_opened(r, &s.call_id, s.start_us);
-                sip(&mut w, r);
-                w.call_completed(s);
-            }
+            short_calls(&mut w, 2 + batch * 200, 200);
             w.flush_refs(&[]).unwrap();
             longest = longest.max(w.unindexed.iter().map(VecDeque::len).sum::<usize>());
         }
@@ -1095,13 +1099,7 @@ mod tests {
         w.checkpointer = Some(ck);
         let mut asked = 0;
         for batch in 0..(3 * CHECKPOINT_EVERY_COMMITS as u64) {
-            for i in 0..50 {
-                let r = 1 + batch * 50 + i;
-                let s = call(r, 1);
-                w.call_opened(r, &s.call_id, s.start_us);
-                sip(&mut w, r);
-                w.call_completed(s);
-            }
+            short_calls(&mut w, 1 + batch * 50, 50);
             w.flush_refs(&[]).unwrap();
             let requests = requests.lock().unwrap();
             for (path, wal_then) in requests.get(asked..).unwrap_or_default() {
