@@ -22,6 +22,14 @@ const IDLE_CLOSE: Duration = Duration::from_secs(60);
 #[cfg(test)]
 pub(crate) type Requests = std::sync::Arc<std::sync::Mutex<Vec<(PathBuf, u64)>>>;
 
+/// Tests: the write-ahead log of the index at `path`.
+#[cfg(test)]
+pub(crate) fn wal_of(path: &Path) -> PathBuf {
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    PathBuf::from(wal)
+}
+
 /// The handle the writer keeps; dropping it finishes pending checkpoints and ends the thread.
 pub(crate) struct Checkpointer {
     tx: Option<SyncSender<PathBuf>>,
@@ -69,9 +77,7 @@ impl Checkpointer {
     pub(crate) fn request(&self, path: &Path) {
         #[cfg(test)]
         if let Some(r) = &self.requests {
-            let mut wal = path.as_os_str().to_owned();
-            wal.push("-wal");
-            let size = std::fs::metadata(&wal).map_or(0, |m| m.len());
+            let size = std::fs::metadata(wal_of(path)).map_or(0, |m| m.len());
             if let Ok(mut r) = r.lock() {
                 r.push((path.to_path_buf(), size));
             }

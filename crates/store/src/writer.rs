@@ -1103,9 +1103,9 @@ mod tests {
             w.flush_refs(&[]).unwrap();
             let requests = requests.lock().unwrap();
             for (path, wal_then) in requests.get(asked..).unwrap_or_default() {
-                let mut wal = path.as_os_str().to_owned();
-                wal.push("-wal");
-                let wal_now = std::fs::metadata(&wal).unwrap().len();
+                let wal_now = std::fs::metadata(crate::checkpoint::wal_of(path))
+                    .unwrap()
+                    .len();
                 assert_eq!(
                     wal_now, *wal_then,
                     "flush {batch} wrote to the log after asking for its checkpoint"
