@@ -462,7 +462,7 @@ impl SegmentWriter {
     }
 
     /// Makes everything appended so far durable.
-    pub fn sync(&mut self) -> io::Result<()> {
+    pub fn sync(&self) -> io::Result<()> {
         self.file.sync_data()
     }
 

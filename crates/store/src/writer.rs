@@ -1,10 +1,13 @@
 //! The write side: receives pipeline output, buffers it in blocks, and at each flush makes the
-//! blocks durable first and then commits the index rows that point to them.
+//! blocks durable first and then commits the index rows that point to them (inserted while the
+//! blocks are synced, committed after).
 
 use std::collections::{HashSet, VecDeque};
+use std::io;
 
 type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
@@ -114,6 +117,43 @@ struct Bucket {
     pending: Pending,
 }
 
+/// How a flush syncs a segment before committing the rows that list its blocks.
+type SyncSegment = Arc<dyn Fn(&SegmentWriter) -> io::Result<()> + Send + Sync>;
+
+/// A segment's sync before its rows are committed: on a thread of its own, or done in place
+/// when no thread could be started.
+enum SegmentSync<'scope> {
+    Running(std::thread::ScopedJoinHandle<'scope, io::Result<()>>),
+    Done(io::Result<()>),
+}
+
+impl<'scope> SegmentSync<'scope> {
+    fn start<'env>(
+        scope: &'scope std::thread::Scope<'scope, 'env>,
+        seg: &'scope SegmentWriter,
+        sync: &'scope SyncSegment,
+    ) -> Self {
+        match std::thread::Builder::new()
+            .name("segment-sync".into())
+            .spawn_scoped(scope, || sync(seg))
+        {
+            Ok(h) => SegmentSync::Running(h),
+            Err(_) => SegmentSync::Done(sync(seg)),
+        }
+    }
+
+    /// Waits for the sync, if there is one.
+    fn wait(sync: Option<Self>) -> io::Result<()> {
+        match sync {
+            Some(SegmentSync::Running(h)) => h
+                .join()
+                .unwrap_or_else(|_| Err(io::Error::other("the segment's sync thread panicked"))),
+            Some(SegmentSync::Done(r)) => r,
+            None => Ok(()),
+        }
+    }
+}
+
 struct OpenCall {
     /// Index in `StoreWriter::buckets`.
     bucket: usize,
@@ -161,6 +201,8 @@ pub struct StoreWriter {
     first_ref: CallRef,
     /// Copies the indexes' logs into their files off this thread (see `checkpoint.rs`).
     checkpointer: Option<Checkpointer>,
+    /// Makes a segment's appended blocks durable (tests put a slow or failing one in).
+    sync_segment: SyncSegment,
     /// Held while the writer lives: one writer per store.
     _lock: std::fs::File,
 }
@@ -215,6 +257,7 @@ impl StoreWriter {
             _lock: lock,
             first_ref,
             checkpointer: Checkpointer::start(),
+            sync_segment: Arc::new(SegmentWriter::sync),
         })
     }
 
@@ -563,7 +606,8 @@ impl StoreWriter {
                 cold_at.push(at);
             }
             let mut cold_refs: Vec<BlockRef> = Vec::new();
-            let mut sync_err = None;
+            // Appended, to be synced before any row that lists it is committed.
+            let mut to_sync = false;
             if !b.pending.blocks.is_empty() {
                 if b.seg.is_none() {
                     let n = b.next_seg;
@@ -594,12 +638,8 @@ impl StoreWriter {
                     b.pending.bytes.clear();
                     // Synced once appended and accounted for: should the sync fail, the blocks
                     // are not appended a second time (the next flush's sync covers them), and
-                    // their calls still list them; no index row is written before a sync.
-                    if self.cfg.fsync {
-                        if let Err(e) = seg.sync() {
-                            sync_err = Some(StoreError::io(&b.dir, e));
-                        }
-                    }
+                    // their calls still list them; no index row is committed before a sync.
+                    to_sync = self.cfg.fsync;
                 }
             }
             new_refs.sort_unstable_by_key(|&(_, br)| br);
@@ -620,44 +660,74 @@ impl StoreWriter {
                     }
                 }
             }
-            if let Some(e) = sync_err {
-                return Err(e);
-            }
-            // Index rows, one transaction per bucket, after the data is durable.
-            if rows.is_empty() {
-                continue;
-            }
             let Some(b) = self.buckets.get_mut(key) else {
                 continue;
             };
+            let Bucket {
+                conn,
+                keys: key_writer,
+                seg,
+                dir,
+                ..
+            } = b;
             let calls = &self.calls;
-            let written = (|| -> rusqlite::Result<u64> {
-                let tx = b.conn.unchecked_transaction()?;
-                let mut up = index::Upsert::new(&b.conn)?;
-                let mut n = 0u64;
-                let mut keys: Vec<(i64, i64)> = Vec::new();
-                for &(r, s, block_no) in &streams_of {
-                    let Some(c) = calls.get(&r) else {
-                        continue;
-                    };
-                    let mut blocks = c.blocks.clone();
-                    blocks.sort_unstable();
-                    blocks.dedup();
-                    up.row(s, &blocks, cold_refs.get(block_no).copied())?;
-                    if !c.keyed {
-                        keys.push((index::call_key(&s.call_id), r as i64));
-                    }
-                    n += 1;
+            let sync_segment = &self.sync_segment;
+            // Index rows, one transaction per bucket, committed once the data is durable. The
+            // segment is synced on a thread of its own while this one inserts the rows (not
+            // yet committed: no reader sees them, and a crash leaves none), so the pipeline
+            // does not wait for the disk as long as it has rows to insert.
+            let (synced, written) = std::thread::scope(|scope| {
+                let sync = seg
+                    .as_ref()
+                    .filter(|_| to_sync)
+                    .map(|sg| SegmentSync::start(scope, sg, sync_segment));
+                if rows.is_empty() {
+                    return (SegmentSync::wait(sync), Ok(None));
                 }
-                drop(up);
-                b.keys.add(&b.conn, &mut keys)?;
-                tx.commit()?;
-                Ok(n)
-            })();
-            if written.is_err() {
-                b.keys.reset();
+                let inserted = (|| -> rusqlite::Result<(rusqlite::Transaction<'_>, u64)> {
+                    let tx = conn.unchecked_transaction()?;
+                    let mut up = index::Upsert::new(conn)?;
+                    let mut n = 0u64;
+                    let mut keys: Vec<(i64, i64)> = Vec::new();
+                    for &(r, s, block_no) in &streams_of {
+                        let Some(c) = calls.get(&r) else {
+                            continue;
+                        };
+                        let mut blocks = c.blocks.clone();
+                        blocks.sort_unstable();
+                        blocks.dedup();
+                        up.row(s, &blocks, cold_refs.get(block_no).copied())?;
+                        if !c.keyed {
+                            keys.push((index::call_key(&s.call_id), r as i64));
+                        }
+                        n += 1;
+                    }
+                    drop(up);
+                    key_writer.add(conn, &mut keys)?;
+                    Ok((tx, n))
+                })();
+                // The sync is over before anything else is written to the bucket, whatever
+                // became of the rows; a failed one rolls them back (`tx` dropped uncommitted).
+                let synced = SegmentSync::wait(sync);
+                let written = match (inserted, &synced) {
+                    (Ok((tx, n)), Ok(())) => tx.commit().map(|()| Some(n)),
+                    (Ok(_), Err(_)) => Ok(None),
+                    (Err(e), _) => Err(e),
+                };
+                (synced, written)
+            });
+            if written.is_err() || synced.is_err() {
+                key_writer.reset();
             }
-            let n = written.map_err(|e| StoreError::index(&b.dir, e))?;
+            if let Err(e) = synced {
+                return Err(StoreError::io(dir, e));
+            }
+            if rows.is_empty() {
+                continue;
+            }
+            let n = written
+                .map_err(|e| StoreError::index(dir, e))?
+                .unwrap_or_default();
             b.commits += 1;
             if b.commits >= CHECKPOINT_EVERY_COMMITS {
                 b.commits = 0;
@@ -1117,6 +1187,67 @@ mod tests {
             asked, 3,
             "one checkpoint per {CHECKPOINT_EVERY_COMMITS} flushes"
         );
+        let _ = std::fs::remove_dir_all(&root);
+    }
+
+    /// Rows of the calls in the index file of bucket `key` under `root`, as a reader sees them.
+    fn committed_rows(root: &Path, key: &str) -> i64 {
+        let conn = index::open_read(&root.join(key).join("index.sqlite")).unwrap();
+        conn.query_row("SELECT count(*) FROM calls", [], |r| r.get(0))
+            .unwrap()
+    }
+
+    /// A flush inserts its rows while the segment is synced on another thread, and commits
+    /// them only once the sync is over: a reader looking while the sync runs sees none.
+    #[test]
+    fn rows_are_committed_only_once_their_segment_is_synced() {
+        let (root, mut w) = crate::scratch_writer("writer-sync-order");
+        w.cfg.fsync = true;
+        let key = bucket_key(crate::Subdirs::Daily, call(1, 1).start_us);
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (seen2, root2, key2) = (seen.clone(), root.clone(), key.clone());
+        w.sync_segment = Arc::new(move |seg: &SegmentWriter| {
+            // Long enough for the flush's thread to have inserted its 500 rows meanwhile.
+            std::thread::sleep(Duration::from_millis(300));
+            seen2.lock().unwrap().push(committed_rows(&root2, &key2));
+            seg.sync()
+        });
+        short_calls(&mut w, 1, 500);
+        w.flush_refs(&[]).unwrap();
+        assert_eq!(
+            *seen.lock().unwrap(),
+            vec![0],
+            "no row before the sync ended"
+        );
+        assert_eq!(committed_rows(&root, &key), 500);
+        let _ = std::fs::remove_dir_all(&root);
+    }
+
+    /// A segment that cannot be synced (an I/O error) fails the flush with the error and
+    /// commits none of its rows; the next flush that can sync writes them all.
+    #[test]
+    fn a_failed_segment_sync_commits_no_row_and_a_later_flush_writes_them() {
+        let (root, mut w) = crate::scratch_writer("writer-sync-fails");
+        w.cfg.fsync = true;
+        let key = bucket_key(crate::Subdirs::Daily, call(1, 1).start_us);
+        w.sync_segment = Arc::new(|_: &SegmentWriter| Err(io::Error::other("disk gone")));
+        short_calls(&mut w, 1, 200);
+        let e = w.flush_refs(&[]).unwrap_err();
+        assert!(e.to_string().contains("disk gone"), "{e}");
+        assert_eq!(committed_rows(&root, &key), 0);
+        assert_eq!(w.unwritten_calls(), 200);
+
+        w.sync_segment = Arc::new(SegmentWriter::sync);
+        w.flush_refs(&[]).unwrap();
+        assert_eq!(committed_rows(&root, &key), 200);
+        assert_eq!(w.unwritten_calls(), 0);
+        w.close(Vec::new()).unwrap();
+        let store = crate::Store::open(&root).unwrap();
+        for r in [1, 200] {
+            let id = String::from_utf8(call(r, 1).call_id).unwrap();
+            let row = store.find(&id).unwrap().expect("the call is stored");
+            assert_eq!(store.sip_records(&row).unwrap().len(), 1, "{id}");
+        }
         let _ = std::fs::remove_dir_all(&root);
     }
 }
