@@ -18,6 +18,19 @@ use siphon_store::{parse_time_us, CallQuery, Store};
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// Turns transparent huge pages off for this process, unless `MIMALLOC_ALLOW_THP` is set (to
+/// 1: keep them). mimalloc asks the kernel for huge pages on the memory it maps; the first
+/// touch of each then zeroes 2 MiB at once, much of which a table of open calls or a queue of
+/// packets never uses. Measured in pairs on a 2-core virtual machine: `serve` over HEP/UDP at
+/// 350,000 and 375,000 messages/s used 2.37–2.55 µs of CPU per message without, against
+/// 2.51–2.72 µs with (5 pairs, each lower without).
+fn huge_pages_off() {
+    if std::env::var_os("MIMALLOC_ALLOW_THP").is_none() {
+        // Linux only; elsewhere, or on an old kernel, nothing changes.
+        let _ = nix::sys::prctl::set_thp_disable(true);
+    }
+}
+
 /// Siphon: SIP and RTP capture, call store, ladders, quality and replay.
 #[derive(Parser)]
 #[command(name = "siphon", version, about, long_about = None)]
@@ -420,6 +433,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
 }
 
 fn main() -> ExitCode {
+    huge_pages_off();
     let cli = Cli::parse();
     match run(cli) {
         Ok(c) => c,

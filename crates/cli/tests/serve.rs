@@ -1419,3 +1419,44 @@ fn hep_over_tls_loses_nothing_when_an_agent_closes_without_reading() {
     );
     assert!(sigterm(&mut srv.0).success());
 }
+
+/// The `THP_enabled` line of a process's status: 0 once transparent huge pages are off for it.
+fn thp_enabled(pid: u32) -> String {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("THP_enabled:"))
+        .expect("the kernel reports THP_enabled")
+        .trim()
+        .to_owned()
+}
+
+/// `siphon` turns transparent huge pages off for itself (the allocator's 2 MiB first touches
+/// cost the collector more than they save), and leaves them on when `MIMALLOC_ALLOW_THP` asks.
+#[test]
+fn serve_runs_without_transparent_huge_pages_unless_asked() {
+    assert_eq!(
+        thp_enabled(std::process::id()),
+        "1",
+        "the test itself runs with them"
+    );
+    for (i, (allow, want)) in [(None, "0"), (Some("1"), "1")].into_iter().enumerate() {
+        let dir = tmp(&format!("thp-{i}"));
+        let base = ports(16) + 3 * i as u16;
+        let mut c = siphon();
+        c.args(["serve", "--data"])
+            .arg(dir.join("data"))
+            .args(["--hep-listen", &format!("127.0.0.1:{base}")])
+            .args(["--http-listen", &format!("127.0.0.1:{}", base + 1)])
+            .env_remove("MIMALLOC_ALLOW_THP")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        if let Some(a) = allow {
+            c.env("MIMALLOC_ALLOW_THP", a);
+        }
+        let mut g = Guard(c.spawn().unwrap());
+        wait_http(base + 1);
+        assert_eq!(thp_enabled(g.0.id()), want, "MIMALLOC_ALLOW_THP={allow:?}");
+        assert!(sigterm(&mut g.0).success());
+    }
+}
