@@ -23,10 +23,10 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// touch of each then zeroes 2 MiB at once, much of which a table of open calls or a queue of
 /// packets never uses. Measured in pairs on a 2-core virtual machine: `serve` over HEP/UDP at
 /// 350,000 and 375,000 messages/s used 2.37–2.55 µs of CPU per message without, against
-/// 2.51–2.72 µs with (5 pairs, each lower without).
+/// 2.51–2.72 µs with (5 pairs, each lower without; `docs/benchmarks.md`, seventh round).
 fn huge_pages_off() {
     if std::env::var_os("MIMALLOC_ALLOW_THP").is_none() {
-        // Linux only; elsewhere, or on an old kernel, nothing changes.
+        // A kernel without the flag (before 3.15) refuses it: nothing changes then.
         let _ = nix::sys::prctl::set_thp_disable(true);
     }
 }
