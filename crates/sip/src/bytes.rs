@@ -19,21 +19,63 @@ pub(crate) fn trim(s: &[u8]) -> &[u8] {
 }
 
 #[inline]
-pub(crate) fn trim_start(s: &[u8]) -> &[u8] {
-    let n = s.iter().take_while(|&&b| is_lws(b)).count();
-    s.get(n..).unwrap_or_default()
+pub(crate) fn trim_start(mut s: &[u8]) -> &[u8] {
+    while let [first, rest @ ..] = s {
+        if !is_lws(*first) {
+            break;
+        }
+        s = rest;
+    }
+    s
 }
 
 #[inline]
-pub(crate) fn trim_end(s: &[u8]) -> &[u8] {
-    let n = s.iter().rev().take_while(|&&b| is_lws(b)).count();
-    s.get(..s.len().saturating_sub(n)).unwrap_or_default()
+pub(crate) fn trim_end(mut s: &[u8]) -> &[u8] {
+    while let [rest @ .., last] = s {
+        if !is_lws(*last) {
+            break;
+        }
+        s = rest;
+    }
+    s
 }
 
 /// Position of the first `needle` byte (SIMD where the CPU has it).
 #[inline]
 pub(crate) fn find_byte(hay: &[u8], needle: u8) -> Option<usize> {
     memchr::memchr(needle, hay)
+}
+
+/// A search for one byte, set up once for many short searches (the lines of a header
+/// section): `memchr`'s free functions choose their implementation through a function
+/// pointer and broadcast the needle on every call, which for a 40-byte line costs about as
+/// much as the search.
+#[derive(Clone, Copy)]
+pub(crate) struct ByteFinder {
+    #[cfg(target_arch = "x86_64")]
+    avx2: Option<memchr::arch::x86_64::avx2::memchr::One>,
+    needle: u8,
+}
+
+impl ByteFinder {
+    #[inline]
+    pub(crate) fn new(needle: u8) -> Self {
+        ByteFinder {
+            #[cfg(target_arch = "x86_64")]
+            avx2: memchr::arch::x86_64::avx2::memchr::One::new(needle),
+            needle,
+        }
+    }
+
+    /// Position of the first `needle` byte in `hay`.
+    #[inline]
+    pub(crate) fn find(&self, hay: &[u8]) -> Option<usize> {
+        #[cfg(target_arch = "x86_64")]
+        if let Some(one) = &self.avx2 {
+            return one.find(hay);
+        }
+        memchr::memchr(self.needle, hay)
+    }
 }
 
 /// Position of the first occurrence of `needle` in `hay`.
@@ -116,17 +158,38 @@ pub(crate) fn param<'a>(params: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
             ),
             None => (rest, None),
         };
-        let item = trim_start(item);
-        if let (false, Some((head, after))) = (item.is_empty(), item.split_at_checked(name.len())) {
-            if head.eq_ignore_ascii_case(name) {
-                match trim_start(after) {
-                    [] => return Some(&[]),
-                    [b'=', value @ ..] => return Some(trim(value)),
-                    _ => {}
-                }
-            }
+        if let Some(v) = param_value(item, name) {
+            return Some(v);
         }
         rest = tail?;
+    }
+}
+
+/// [`param`] for parameters with no `"` in them (checked), where every `;` separates: split
+/// in one pass rather than with a search per parameter. The tags of From and To, read for
+/// every message, are such parameters.
+pub(crate) fn plain_param<'a>(params: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
+    if find_byte(params, b'"').is_some() {
+        return param(params, name);
+    }
+    params
+        .split(|&b| b == b';')
+        .find_map(|item| param_value(item, name))
+}
+
+/// The value of parameter `item` (`name` or `name=value`, blanks around either) if it is
+/// `name`: empty when it has no value.
+#[inline]
+fn param_value<'a>(item: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
+    let item = trim_start(item);
+    let (head, after) = item.split_at_checked(name.len())?;
+    if item.is_empty() || !head.eq_ignore_ascii_case(name) {
+        return None;
+    }
+    match trim_start(after) {
+        [] => Some(&[]),
+        [b'=', value @ ..] => Some(trim(value)),
+        _ => None,
     }
 }
 
@@ -242,6 +305,7 @@ mod tests {
                 .find(|(n, _)| n.eq_ignore_ascii_case(name))
                 .map(|(_, v)| v);
             proptest::prop_assert_eq!(param(&s, name), expected);
+            proptest::prop_assert_eq!(plain_param(&s, name), expected);
         }
     }
 

@@ -1,7 +1,7 @@
 //! Header names, the header-section scanner shared by [`crate::Message::parse`] and
 //! [`crate::frame`], and comma-list splitting.
 
-use crate::bytes::{find_byte, is_wsp, trim_end};
+use crate::bytes::{is_wsp, trim_end, ByteFinder};
 
 /// Header names the parser knows (and keeps a direct slot for). Compact forms map to the same id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,41 +96,63 @@ const BY_LEN: [[u8; PER_LEN]; LONGEST + 1] = {
     t
 };
 
-/// Bytes a name is compared in: the longest known name, rounded up to whole words.
-const KEY_BYTES: usize = 32;
-
-/// A name of at most [`KEY_BYTES`] bytes as two little-endian words, zero-padded.
-struct Folded([u128; 2]);
-
-impl Folded {
-    /// The words of `name`; longer names give words no key matches.
-    #[inline]
-    fn of(name: &[u8]) -> Folded {
-        let mut b = [0u8; KEY_BYTES];
-        match b.get_mut(..name.len()) {
-            Some(dst) => dst.copy_from_slice(name),
-            None => return Folded([u128::MAX; 2]),
-        }
-        let (lo, hi) = b.split_at(16);
-        Folded([
-            u128::from_le_bytes(lo.try_into().unwrap_or_default()),
-            u128::from_le_bytes(hi.try_into().unwrap_or_default()),
-        ])
-    }
-
-    /// Equal to the key ignoring ASCII case: setting bit 5 (`0x20`) where the key has a
-    /// letter makes exactly that letter's two cases equal; every other byte, padding
-    /// included, must be equal as it is.
-    #[inline]
-    fn matches(&self, key: &Key) -> bool {
-        (self.0[0] | key.case[0]) == key.lower[0] && (self.0[1] | key.case[1]) == key.lower[1]
+/// Where the words a name of `len` bytes is compared in start, and their width in bytes:
+/// the first and the last `width` bytes of the name (overlapping when the name is shorter
+/// than two words), and for names longer than 16 bytes the second 8 too. All candidates of
+/// a comparison have the same length (see `BY_LEN`), so the words cover every byte of each
+/// and equal words mean equal names; unused words are 0. Loads of a fixed width from both
+/// ends of the name, unlike a copy of it into a zeroed buffer, need no call to `memcpy`.
+const fn layout(len: usize) -> ([usize; 3], usize) {
+    if len >= 16 {
+        ([0, 8, len - 8], 8)
+    } else if len >= 8 {
+        ([0, len - 8, 0], 8)
+    } else if len >= 4 {
+        ([0, len - 4, 0], 4)
+    } else {
+        ([0, len.saturating_sub(2), 0], 2)
     }
 }
 
-/// A known full name in the form [`Folded::matches`] compares.
+/// How many of the three words of `layout(len)` are used.
+const fn words_used(len: usize) -> usize {
+    if len >= 16 {
+        3
+    } else {
+        2
+    }
+}
+
+/// The 8 bytes of `name` at `at` as a little-endian word (0 if out of range).
+#[inline]
+fn word8(name: &[u8], at: usize) -> u64 {
+    name.get(at..at.saturating_add(8))
+        .and_then(|b| <[u8; 8]>::try_from(b).ok())
+        .map_or(0, u64::from_le_bytes)
+}
+
+/// As [`word8`], 4 bytes.
+#[inline]
+fn word4(name: &[u8], at: usize) -> u64 {
+    name.get(at..at.saturating_add(4))
+        .and_then(|b| <[u8; 4]>::try_from(b).ok())
+        .map_or(0, |b| u64::from(u32::from_le_bytes(b)))
+}
+
+/// As [`word8`], 2 bytes.
+#[inline]
+fn word2(name: &[u8], at: usize) -> u64 {
+    name.get(at..at.saturating_add(2))
+        .and_then(|b| <[u8; 2]>::try_from(b).ok())
+        .map_or(0, |b| u64::from(u16::from_le_bytes(b)))
+}
+
+/// A known full name in the words of [`layout`]: its bytes, and bit 5 (`0x20`) set where it
+/// has a letter. Setting that bit in a name's words makes exactly the letters' two cases
+/// equal; every other byte must be equal as it is.
 struct Key {
-    lower: [u128; 2],
-    case: [u128; 2],
+    lower: [u64; 3],
+    case: [u64; 3],
     id: Hdr,
 }
 
@@ -139,25 +161,30 @@ struct Key {
 const KEYS: [Key; KNOWN] = {
     let mut t = [const {
         Key {
-            lower: [0; 2],
-            case: [0; 2],
+            lower: [0; 3],
+            case: [0; 3],
             id: Hdr::Other,
         }
     }; KNOWN];
     let mut i = 0;
     while i < KNOWN {
         let name = NAMES[i].0;
-        assert!(name.len() <= KEY_BYTES);
-        let mut j = 0;
-        while j < name.len() {
-            let b = name[j];
-            // Stored in lowercase: an uppercase byte here would only match itself.
-            assert!(!b.is_ascii_uppercase());
-            t[i].lower[j / 16] |= (b as u128) << (8 * (j % 16));
-            if b.is_ascii_lowercase() {
-                t[i].case[j / 16] |= 0x20u128 << (8 * (j % 16));
+        assert!(name.len() >= 2 && name.len() <= LONGEST);
+        let (starts, width) = layout(name.len());
+        let mut w = 0;
+        while w < words_used(name.len()) {
+            let mut j = 0;
+            while j < width {
+                let b = name[starts[w] + j];
+                // Stored in lowercase: an uppercase byte here would only match itself.
+                assert!(!b.is_ascii_uppercase());
+                t[i].lower[w] |= (b as u64) << (8 * j);
+                if b.is_ascii_lowercase() {
+                    t[i].case[w] |= 0x20u64 << (8 * j);
+                }
+                j += 1;
             }
-            j += 1;
+            w += 1;
         }
         t[i].id = NAMES[i].2;
         i += 1;
@@ -197,12 +224,25 @@ impl Hdr {
         let Some(candidates) = BY_LEN.get(name.len()) else {
             return Hdr::Other;
         };
-        let word = Folded::of(name);
+        let n = name.len();
+        // As `layout(n)`, spelled out so that each width's loads are fixed.
+        let (a, b, c) = if n >= 16 {
+            (word8(name, 0), word8(name, 8), word8(name, n - 8))
+        } else if n >= 8 {
+            (word8(name, 0), word8(name, n - 8), 0)
+        } else if n >= 4 {
+            (word4(name, 0), word4(name, n - 4), 0)
+        } else {
+            (word2(name, 0), word2(name, n.saturating_sub(2)), 0)
+        };
         for &i in candidates {
             let Some(key) = KEYS.get(usize::from(i)) else {
                 break;
             };
-            if word.matches(key) {
+            if (a | key.case[0]) == key.lower[0]
+                && (b | key.case[1]) == key.lower[1]
+                && (c | key.case[2]) == key.lower[2]
+            {
                 return key.id;
             }
         }
@@ -271,11 +311,12 @@ pub(crate) fn scan(
     mut on_field: impl FnMut(usize, usize, usize, usize),
 ) -> Result<usize, Unterminated> {
     let end_all = pos.saturating_add(limit).min(buf.len());
+    let (newline, colon) = (ByteFinder::new(b'\n'), ByteFinder::new(b':'));
     // Pending field: name start/end, value start/end.
     let mut pending: Option<(usize, usize, usize, usize)> = None;
     loop {
         let window = buf.get(pos..end_all).unwrap_or_default();
-        let Some(nl) = find_byte(window, b'\n') else {
+        let Some(nl) = newline.find(window) else {
             if let Some((a, b, c, d)) = pending {
                 on_field(a, b, c, d);
             }
@@ -287,8 +328,8 @@ pub(crate) fn scan(
                 }
             });
         };
-        let line_end = pos.saturating_add(nl);
-        let next = line_end.saturating_add(1);
+        let line_end = pos + nl;
+        let next = line_end + 1;
         let raw = window.get(..nl).unwrap_or_default();
         let line = match raw {
             [head @ .., b'\r'] => head,
@@ -307,8 +348,8 @@ pub(crate) fn scan(
                 let lead = content.iter().take_while(|&&c| is_wsp(c)).count();
                 if lead < content.len() {
                     if let Some((_, _, vs, ve)) = pending.as_mut() {
-                        let cstart = pos.saturating_add(lead);
-                        let cend = pos.saturating_add(content.len());
+                        let cstart = pos + lead;
+                        let cend = pos + content.len();
                         if *vs == *ve {
                             *vs = cstart;
                         }
@@ -320,21 +361,16 @@ pub(crate) fn scan(
                 if let Some((a, b, c, d)) = pending.take() {
                     on_field(a, b, c, d);
                 }
-                if let Some(colon) = find_byte(line, b':') {
+                if let Some(colon) = colon.find(line) {
                     let name = line.get(..colon).unwrap_or_default();
                     let nlead = name.iter().take_while(|&&c| is_wsp(c)).count();
                     let nlen = trim_end(name).len();
                     if nlen > nlead {
-                        let value = line.get(colon.saturating_add(1)..).unwrap_or_default();
+                        let value = line.get(colon + 1..).unwrap_or_default();
                         let vlead = value.iter().take_while(|&&c| is_wsp(c)).count();
                         let vlen = trim_end(value).len().max(vlead);
-                        let vbase = pos.saturating_add(colon).saturating_add(1);
-                        pending = Some((
-                            pos.saturating_add(nlead),
-                            pos.saturating_add(nlen),
-                            vbase.saturating_add(vlead),
-                            vbase.saturating_add(vlen),
-                        ));
+                        let vbase = pos + colon + 1;
+                        pending = Some((pos + nlead, pos + nlen, vbase + vlead, vbase + vlen));
                     }
                 }
             }

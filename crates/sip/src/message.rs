@@ -138,7 +138,7 @@ pub(crate) fn parse_start_line(line: &[u8]) -> Result<StartLine, ParseError> {
             reason: (rs, line.len()),
         });
     }
-    let Some(last_sp) = line.iter().rposition(|&b| b == b' ') else {
+    let Some(last_sp) = memchr::memrchr(b' ', line) else {
         return Err(ParseError::NotSip);
     };
     let version = line.get(last_sp.saturating_add(1)..).unwrap_or_default();
