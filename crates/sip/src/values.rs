@@ -4,8 +4,8 @@
 use std::net::Ipv6Addr;
 
 use crate::bytes::{
-    find_byte, find_unquoted, param, parse_u16, parse_u32, plain_param, split_digits,
-    starts_with_ci, trim, trim_start, unquote,
+    find_byte, find_unquoted, param, parse_u16, parse_u32, split_digits, starts_with_ci, trim,
+    trim_start, unquote,
 };
 
 /// A `CSeq` header value: sequence number and method.
@@ -72,7 +72,7 @@ impl<'a> NameAddr<'a> {
     /// The `tag` parameter of a header value: `NameAddr::parse(value).tag`, without parsing
     /// the display name and URI (most messages of a call need only the tags).
     pub fn tag_of(value: &'a [u8]) -> Option<&'a [u8]> {
-        plain_param(header_params(trim(value)), b"tag").filter(|t| !t.is_empty())
+        param(header_params(trim(value)), b"tag").filter(|t| !t.is_empty())
     }
 }
 
