@@ -107,17 +107,24 @@ impl<'a> Iterator for Chunks<'a> {
 }
 
 fn split_chunk(b: &[u8]) -> Result<(Chunk<'_>, &[u8]), HepError> {
-    let vendor = be_u16(b, 0).ok_or(HepError::BadChunkLength)?;
-    let kind = be_u16(b, 2).ok_or(HepError::BadChunkLength)?;
-    let len = usize::from(be_u16(b, 4).ok_or(HepError::BadChunkLength)?);
-    if len < CHUNK_HEADER_LEN {
+    // The 6-byte chunk header: vendor, type, length (header included).
+    let [v0, v1, k0, k1, l0, l1, ..] = *b else {
         return Err(HepError::BadChunkLength);
-    }
-    let (whole, tail) = b.split_at_checked(len).ok_or(HepError::BadChunkLength)?;
-    let body = whole
-        .get(CHUNK_HEADER_LEN..)
+    };
+    let len = usize::from(u16::from_be_bytes([l0, l1]));
+    let body_len = len
+        .checked_sub(CHUNK_HEADER_LEN)
         .ok_or(HepError::BadChunkLength)?;
-    Ok((Chunk { vendor, kind, body }, tail))
+    let rest = b.get(CHUNK_HEADER_LEN..).unwrap_or_default();
+    let (body, tail) = rest
+        .split_at_checked(body_len)
+        .ok_or(HepError::BadChunkLength)?;
+    let chunk = Chunk {
+        vendor: u16::from_be_bytes([v0, v1]),
+        kind: u16::from_be_bytes([k0, k1]),
+        body,
+    };
+    Ok((chunk, tail))
 }
 
 /// Check the HEP v3 header and iterate over the packet's chunks.
@@ -189,10 +196,17 @@ struct Fields<'a> {
 
 /// Big-endian unsigned integer of 1..=`width` bytes.
 fn be_uint(body: &[u8], width: usize) -> Result<u32, HepError> {
-    if body.is_empty() || body.len() > width || width > 4 {
+    let v = match *body {
+        [a] => u32::from(a),
+        [a, b] => u32::from(u16::from_be_bytes([a, b])),
+        [a, b, c] => u32::from_be_bytes([0, a, b, c]),
+        [a, b, c, d] => u32::from_be_bytes([a, b, c, d]),
+        _ => return Err(HepError::BadChunkLength),
+    };
+    if body.len() > width {
         return Err(HepError::BadChunkLength);
     }
-    Ok(body.iter().fold(0u32, |acc, &b| (acc << 8) | u32::from(b)))
+    Ok(v)
 }
 
 fn uint8(body: &[u8]) -> Result<u8, HepError> {
