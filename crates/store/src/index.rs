@@ -1074,31 +1074,39 @@ fn write_row(
             .map(|d| d.mos.min)
             .reduce(f64::min)
     });
-    st.execute(params![
-        s.call_ref as i64,
-        s.call_id,
-        (s.method != "INVITE").then_some(s.method.as_str()),
-        s.start_us,
-        s.answer_us.map(|a| a - s.start_us),
-        s.end_us - s.start_us,
-        nz(&s.caller_user),
-        nz(&s.caller_domain),
-        nz(&s.callee_user),
-        nz(&s.callee_domain),
-        s.status,
-        code(&STATES, s.state.as_str()),
-        phase,
-        hangup,
-        s.messages,
-        s.rtp_packets as i64,
-        s.rtcp_packets as i64,
-        pack_blocks(blocks),
-        cold.map(|c| pack_blocks(&[c])),
+    // Each value bound with its own type (no `dyn ToSql` per value): a flush binds 22 per
+    // row, tens of thousands of rows per flush at the highest rates. Every one of the 22 is
+    // bound on every row, so no value of the previous row is left behind.
+    st.raw_bind_parameter(1, s.call_ref as i64)?;
+    st.raw_bind_parameter(2, s.call_id.as_slice())?;
+    st.raw_bind_parameter(3, (s.method != "INVITE").then_some(s.method.as_str()))?;
+    st.raw_bind_parameter(4, s.start_us)?;
+    st.raw_bind_parameter(5, s.answer_us.map(|a| a - s.start_us))?;
+    st.raw_bind_parameter(6, s.end_us - s.start_us)?;
+    st.raw_bind_parameter(7, nz(&s.caller_user))?;
+    st.raw_bind_parameter(8, nz(&s.caller_domain))?;
+    st.raw_bind_parameter(9, nz(&s.callee_user))?;
+    st.raw_bind_parameter(10, nz(&s.callee_domain))?;
+    st.raw_bind_parameter(11, s.status)?;
+    st.raw_bind_parameter(12, code(&STATES, s.state.as_str()))?;
+    st.raw_bind_parameter(13, phase)?;
+    st.raw_bind_parameter(14, hangup)?;
+    st.raw_bind_parameter(15, s.messages)?;
+    st.raw_bind_parameter(16, s.rtp_packets as i64)?;
+    st.raw_bind_parameter(17, s.rtcp_packets as i64)?;
+    st.raw_bind_parameter(18, pack_blocks(blocks))?;
+    st.raw_bind_parameter(19, cold.map(|c| pack_blocks(&[c])))?;
+    st.raw_bind_parameter(
+        20,
         q.and_then(|q| q.mos).map(|m| (m * 100.0).round() as i64),
-        mos_min.map(|m| (m * 100.0).round() as i64),
+    )?;
+    st.raw_bind_parameter(21, mos_min.map(|m| (m * 100.0).round() as i64))?;
+    st.raw_bind_parameter(
+        22,
         q.map(|q| verdict_index(q.verdict))
             .or_else(|| noa.then(no_audio_verdict)),
-    ])?;
+    )?;
+    st.raw_execute()?;
     Ok(())
 }
 
