@@ -6,7 +6,7 @@ use libfuzzer_sys::fuzz_target;
 use siphon_wire::decode::Decoder;
 use siphon_wire::link::LinkType;
 
-const LINKS: [LinkType; 8] = [
+const LINKS: [LinkType; 9] = [
     LinkType::NULL,
     LinkType::ETHERNET,
     LinkType::RAW,
@@ -15,6 +15,7 @@ const LINKS: [LinkType; 8] = [
     LinkType::LINUX_SLL2,
     LinkType::IPV4,
     LinkType::IPV6,
+    LinkType::ADDRESSED,
 ];
 
 fuzz_target!(|data: &[u8]| {

@@ -653,6 +653,38 @@ fn hep_tcp_with_auth_key_survives_sigkill_and_restart() {
     assert_eq!(again["calls"].as_array().unwrap().len(), 25);
     let flow = get_json(http, "/api/v1/calls/1-5790%40127.0.0.1/flow");
     assert_eq!(flow.as_array().unwrap().len(), 7);
+    // Packets from HEP are stored without a frame; the export builds their frames: tshark,
+    // checking them, finds every IP and UDP checksum good (1; 3 would be "not present", 0
+    // bad, and no line at all a frame it could not read).
+    let (st, pcap) = http_get(http, "/api/v1/calls/1-5790%40127.0.0.1/pcap");
+    assert_eq!(st, 200);
+    let file = dir.join("call.pcap");
+    std::fs::write(&file, &pcap).unwrap();
+    let out = Command::new("tshark")
+        .arg("-r")
+        .arg(&file)
+        .args([
+            "-o",
+            "udp.check_checksum:TRUE",
+            "-o",
+            "ip.check_checksum:TRUE",
+        ])
+        .args([
+            "-T",
+            "fields",
+            "-e",
+            "udp.checksum.status",
+            "-e",
+            "ip.checksum.status",
+        ])
+        .output()
+        .expect("tshark is needed (apt-get install tshark)");
+    let status = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(
+        status.lines().collect::<Vec<_>>(),
+        vec!["1\t1"; 7],
+        "{status}"
+    );
     assert!(sigterm(&mut srv.0).success());
 }
 

@@ -20,9 +20,7 @@ use siphon_wire::capture::Frame;
 use siphon_wire::decode::{DecodeError, Decoder, Packet, Transport};
 use siphon_wire::link::LinkType;
 use siphon_wire::tcp::{Framer, Framing, TcpMessage, TcpReassembler};
-use siphon_wire::write::{
-    synth_tcp_frame, synth_tcp_frame_into, synth_udp_frame, synth_udp_frame_into,
-};
+use siphon_wire::write::{addressed_payload_into, synth_tcp_frame, synth_udp_frame};
 
 /// What a stored record holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -448,19 +446,16 @@ impl Inner {
         };
         let node = hep.capture_id.unwrap_or(0);
         let tcp = hep.ip_protocol == 6;
+        // Stored as a payload with its addresses, not as a frame: see `LinkType::ADDRESSED`.
         let mut frame = std::mem::take(&mut self.hep_frame);
-        if tcp {
-            synth_tcp_frame_into(hep.src, hep.dst, 0, payload, &mut frame);
-        } else {
-            synth_udp_frame_into(hep.src, hep.dst, payload, &mut frame);
-        }
+        addressed_payload_into(hep.src, hep.dst, tcp, payload, &mut frame);
         match hep.proto_type {
             1 => self.sip(
                 hep.ts_us,
                 hep.src,
                 hep.dst,
                 payload,
-                LinkType::ETHERNET,
+                LinkType::ADDRESSED,
                 &frame,
                 node,
                 sink,
@@ -471,7 +466,7 @@ impl Inner {
                 hep.src,
                 hep.dst,
                 payload,
-                LinkType::ETHERNET,
+                LinkType::ADDRESSED,
                 &frame,
                 node,
                 sink,
@@ -491,7 +486,7 @@ impl Inner {
                             kind: Kind::Rtcp,
                             call_ref: r,
                             node,
-                            link: LinkType::ETHERNET,
+                            link: LinkType::ADDRESSED,
                             frame: &frame,
                         });
                     }

@@ -115,8 +115,9 @@ pub fn message_json(m: &FlowMessage) -> serde_json::Value {
 }
 
 /// Writes the call's packets, in capture-time order, as pcap; returns how many. Original
-/// frames are written as captured; when link types are mixed or SIP came over TCP (stored one
-/// message per frame), frames are rebuilt as Ethernet/IP with running TCP sequence numbers.
+/// frames are written as captured; when link types are mixed, for packets stored without a
+/// frame (HEP) or when SIP came over TCP (stored one message per frame), frames are rebuilt
+/// as Ethernet/IP (valid checksums) with running TCP sequence numbers.
 /// Packets are read a block at a time, twice (to choose the link type, then to write).
 pub fn write_pcap<W: Write>(store: &Store, row: &CallRow, out: W) -> Result<usize, ExportError> {
     let plan = plan_pcap(store, row)?;
@@ -139,8 +140,11 @@ pub fn plan_pcap(store: &Store, row: &CallRow) -> Result<PcapPlan, StoreError> {
     for r in store.packets(row, true)? {
         let r = r?;
         let link = *first.get_or_insert(r.link);
+        // Frames are rebuilt when link types differ, for TCP (sequence numbers), and for
+        // records stored without a frame (`LinkType::ADDRESSED`, from HEP).
         mixed = mixed
             || r.link != link
+            || r.link == LinkType::ADDRESSED
             || matches!(dec.decode_raw(r.ts_us, r.link, &r.data), Ok(Some(p)) if p.transport == Transport::Tcp);
     }
     let first = first.unwrap_or(LinkType::ETHERNET);

@@ -421,9 +421,63 @@ fn walk_frame(ts_us: i64, link: LinkType, data: &[u8]) -> Result<Step<'_>, Decod
         LinkType::RAW => return walk_ip(data, top(false)),
         LinkType::IPV4 => return walk_v4(data, top(false)),
         LinkType::IPV6 => return walk_v6(data, top(true)),
+        LinkType::ADDRESSED => return walk_addressed(ts_us, data),
         _ => return Err(DecodeError::UnsupportedLink),
     };
     walk_ethertype(ethertype, rest, top(false))
+}
+
+/// A [`LinkType::ADDRESSED`] record (see [`crate::write::addressed_payload_into`]).
+fn walk_addressed(ts_us: i64, data: &[u8]) -> Result<Step<'_>, DecodeError> {
+    let (&kind, rest) = data.split_first().ok_or(DecodeError::TruncatedLink)?;
+    let (src, dst, rest) = match kind & 0x0f {
+        4 => {
+            let (s, rest) = rest
+                .split_first_chunk::<4>()
+                .ok_or(DecodeError::TruncatedIp)?;
+            let (d, rest) = rest
+                .split_first_chunk::<4>()
+                .ok_or(DecodeError::TruncatedIp)?;
+            (IpAddr::from(*s), IpAddr::from(*d), rest)
+        }
+        6 => {
+            let (s, rest) = rest
+                .split_first_chunk::<16>()
+                .ok_or(DecodeError::TruncatedIp)?;
+            let (d, rest) = rest
+                .split_first_chunk::<16>()
+                .ok_or(DecodeError::TruncatedIp)?;
+            (IpAddr::from(*s), IpAddr::from(*d), rest)
+        }
+        _ => return Err(DecodeError::NotIp),
+    };
+    let (ports, payload) = rest
+        .split_first_chunk::<4>()
+        .ok_or(DecodeError::TruncatedUdp)?;
+    let src = SocketAddr::new(src, u16::from_be_bytes([ports[0], ports[1]]));
+    let dst = SocketAddr::new(dst, u16::from_be_bytes([ports[2], ports[3]]));
+    let (transport, tcp) = match kind >> 4 {
+        0 => (Transport::Udp, None),
+        1 => (
+            Transport::Tcp,
+            Some(TcpInfo {
+                seq: 0,
+                syn: false,
+                fin: false,
+                rst: false,
+            }),
+        ),
+        _ => return Err(DecodeError::UnsupportedIpProto),
+    };
+    Ok(Step::Done(Packet {
+        ts_us,
+        src,
+        dst,
+        transport,
+        payload,
+        tcp,
+        reassembled: false,
+    }))
 }
 
 fn walk_ethertype(mut ethertype: u16, mut data: &[u8], at: At) -> Result<Step<'_>, DecodeError> {
@@ -957,7 +1011,7 @@ pub(crate) mod tests {
         let mut d = Decoder::new();
         let cases: Vec<(LinkType, Vec<u8>, DecodeError)> = vec![
             (LinkType::ETHERNET, vec![0; 10], DecodeError::TruncatedLink),
-            (LinkType(147), vec![0; 40], DecodeError::UnsupportedLink),
+            (LinkType(148), vec![0; 40], DecodeError::UnsupportedLink),
             (
                 LinkType::ETHERNET,
                 eth(0x0806, &[0; 28]),

@@ -23,6 +23,11 @@ impl LinkType {
     pub const IPV6: LinkType = LinkType(229);
     /// Linux cooked capture v2 (20-byte header).
     pub const LINUX_SLL2: LinkType = LinkType(276);
+    /// This product's record of a packet that arrived without its frame (HEP): a payload
+    /// with its addresses and transport, in the first of the registry's private-use values
+    /// (`LINKTYPE_USER0`). See [`crate::write::addressed_payload_into`]. Stored only: the
+    /// pcap export turns such records into Ethernet frames.
+    pub const ADDRESSED: LinkType = LinkType(147);
 
     /// Short lowercase name, or `None` for a type this crate does not decode.
     pub fn name(self) -> Option<&'static str> {
@@ -35,6 +40,7 @@ impl LinkType {
             LinkType::IPV4 => "ipv4",
             LinkType::IPV6 => "ipv6",
             LinkType::LINUX_SLL2 => "linux_sll2",
+            LinkType::ADDRESSED => "addressed",
             _ => return None,
         })
     }
@@ -68,6 +74,8 @@ mod tests {
         assert_eq!(LinkType::LINUX_SLL2.0, 276);
         assert_eq!(LinkType::IPV4.0, 228);
         assert_eq!(LinkType::IPV6.0, 229);
+        // LINKTYPE_USER0, reserved for private use.
+        assert_eq!(LinkType::ADDRESSED.0, 147);
     }
 
     #[test]
