@@ -591,6 +591,11 @@ fn hep_load(corpus: &Path, dir: &Path, secs: u64) {
                     sent as f64 / took.as_secs_f64()
                 );
             }
+            println!(
+                "  stored {:.0} bytes per message received (segments and index, {} MB)",
+                dir_bytes(&data) as f64 / received.max(1) as f64,
+                dir_bytes(&data) / 1_000_000
+            );
             let _ = std::fs::remove_dir_all(&data);
             if !ok {
                 break;
@@ -902,4 +907,18 @@ fn main() {
         export_memory(&corpus, &dir, env_u64("SIPHON_BENCH_CALL_MINUTES", 60));
     }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Bytes in the files under `dir` (what a run left in its store).
+fn dir_bytes(dir: &std::path::Path) -> u64 {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    rd.flatten()
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => dir_bytes(&e.path()),
+            Ok(_) => e.metadata().map(|m| m.len()).unwrap_or(0),
+            Err(_) => 0,
+        })
+        .sum()
 }
