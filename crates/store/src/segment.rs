@@ -10,6 +10,9 @@
 //! summary (3: the cold fields of the call rows committed at a flush).
 //! record  := kind:u8 link:varint call_ref:varint ts_delta:zigzag-varint node:varint len:varint bytes
 //! ```
+//! A record's `bytes` are the frame as captured, in the pcap link type `link`, or for packets
+//! that came without a frame (HEP) an addressed record (`LinkType::ADDRESSED`: see
+//! `siphon_wire::write::addressed_payload_into`).
 //! The block CRC32C covers the first 28 header bytes and the payload. `ts_delta` is relative to
 //! the previous record of the block (the first to `first_ts_us`). A segment without a footer was
 //! not closed cleanly: it is read block by block and its torn tail (an incomplete or corrupt
