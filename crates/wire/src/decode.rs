@@ -432,22 +432,12 @@ fn walk_addressed(ts_us: i64, data: &[u8]) -> Result<Step<'_>, DecodeError> {
     let (&kind, rest) = data.split_first().ok_or(DecodeError::TruncatedLink)?;
     let (src, dst, rest) = match kind & 0x0f {
         4 => {
-            let (s, rest) = rest
-                .split_first_chunk::<4>()
-                .ok_or(DecodeError::TruncatedIp)?;
-            let (d, rest) = rest
-                .split_first_chunk::<4>()
-                .ok_or(DecodeError::TruncatedIp)?;
-            (IpAddr::from(*s), IpAddr::from(*d), rest)
+            let (s, d, rest) = addr_pair::<4>(rest)?;
+            (IpAddr::from(s), IpAddr::from(d), rest)
         }
         6 => {
-            let (s, rest) = rest
-                .split_first_chunk::<16>()
-                .ok_or(DecodeError::TruncatedIp)?;
-            let (d, rest) = rest
-                .split_first_chunk::<16>()
-                .ok_or(DecodeError::TruncatedIp)?;
-            (IpAddr::from(*s), IpAddr::from(*d), rest)
+            let (s, d, rest) = addr_pair::<16>(rest)?;
+            (IpAddr::from(s), IpAddr::from(d), rest)
         }
         _ => return Err(DecodeError::NotIp),
     };
@@ -478,6 +468,18 @@ fn walk_addressed(ts_us: i64, data: &[u8]) -> Result<Step<'_>, DecodeError> {
         tcp,
         reassembled: false,
     }))
+}
+
+/// Source and destination addresses of `N` bytes, and the bytes after them.
+type AddrPair<'a, const N: usize> = ([u8; N], [u8; N], &'a [u8]);
+
+/// Two addresses of `N` bytes at the start of `b`, and what follows them.
+fn addr_pair<const N: usize>(b: &[u8]) -> Result<AddrPair<'_, N>, DecodeError> {
+    let (s, rest) = b.split_first_chunk::<N>().ok_or(DecodeError::TruncatedIp)?;
+    let (d, rest) = rest
+        .split_first_chunk::<N>()
+        .ok_or(DecodeError::TruncatedIp)?;
+    Ok((*s, *d, rest))
 }
 
 fn walk_ethertype(mut ethertype: u16, mut data: &[u8], at: At) -> Result<Step<'_>, DecodeError> {
