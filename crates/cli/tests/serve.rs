@@ -891,8 +891,14 @@ fn a_full_disk_degrades_serve_which_writes_everything_once_space_is_back() {
 /// `serve` on a tmpfs of 8 MiB in a mount namespace of its own, run by a shell that outlives
 /// it: the shell writes serve's exit status to `dir/serve.status` and keeps the namespace
 /// (and so the tmpfs) alive, for the store to be read through `/proc/SHELL/root` afterwards.
-/// Returns the shell, serve's pid and the mount point as seen from here.
-fn serve_on_tmpfs(dir: &Path, hep: u16, http: u16, env: &[(&str, &str)]) -> (Guard, u32, PathBuf) {
+/// Returns the shell (with serve: see [`TmpfsServe`]), serve's pid and the mount point as seen
+/// from here.
+fn serve_on_tmpfs(
+    dir: &Path,
+    hep: u16,
+    http: u16,
+    env: &[(&str, &str)],
+) -> (TmpfsServe, u32, PathBuf) {
     let mnt = dir.join("mnt");
     std::fs::create_dir_all(&mnt).unwrap();
     let script = format!(
@@ -924,7 +930,29 @@ fn serve_on_tmpfs(dir: &Path, hep: u16, http: u16, env: &[(&str, &str)]) -> (Gua
     let inside =
         PathBuf::from(format!("/proc/{}/root", shell.0.id())).join(mnt.strip_prefix("/").unwrap());
     assert!(inside.join("data").is_dir(), "serve's data on its tmpfs");
-    (shell, pid, inside)
+    (TmpfsServe { shell, serve: pid }, pid, inside)
+}
+
+/// The shell of [`serve_on_tmpfs`] and the `serve` it started. Stopping the shell does not
+/// stop its child, so a test that fails before it stops `serve` would leave it running: on
+/// drop, `serve` is killed first (if it still runs), then the shell.
+struct TmpfsServe {
+    shell: Guard,
+    serve: u32,
+}
+
+impl Drop for TmpfsServe {
+    fn drop(&mut self) {
+        let children = format!("/proc/{0}/task/{0}/children", self.shell.0.id());
+        let still_child = std::fs::read_to_string(children)
+            .is_ok_and(|c| c.split_whitespace().any(|p| p == self.serve.to_string()));
+        if still_child {
+            // Not `signal`: no assertion in a drop that may run while a test fails.
+            let _ = Command::new("kill")
+                .args(["-KILL", &self.serve.to_string()])
+                .status();
+        }
+    }
 }
 
 fn copy_tree(from: &Path, to: &Path) {
