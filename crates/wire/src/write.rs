@@ -69,13 +69,16 @@ fn ip_step(src: &SocketAddr, dst: &SocketAddr) -> PacketBuilderStep<etherparse::
     let eth = PacketBuilder::ethernet2(SYNTH_SRC_MAC, SYNTH_DST_MAC);
     match (src.ip(), dst.ip()) {
         (IpAddr::V4(s), IpAddr::V4(d)) => eth.ipv4(s.octets(), d.octets(), 64),
-        (s, d) => {
-            let v6 = |a: IpAddr| match a {
-                IpAddr::V4(a) => a.to_ipv6_mapped().octets(),
-                IpAddr::V6(a) => a.octets(),
-            };
-            eth.ipv6(v6(s), v6(d), 64)
-        }
+        (s, d) => eth.ipv6(v6_octets(s), v6_octets(d), 64),
+    }
+}
+
+/// An address as IPv6 (an IPv4 one mapped), for frames and records whose other address is
+/// IPv6.
+fn v6_octets(a: IpAddr) -> [u8; 16] {
+    match a {
+        IpAddr::V4(a) => a.to_ipv6_mapped().octets(),
+        IpAddr::V6(a) => a.octets(),
     }
 }
 
@@ -208,14 +211,10 @@ pub fn addressed_payload_into(
             out.extend_from_slice(&d.ip().octets());
         }
         _ => {
-            let v6 = |a: IpAddr| match a {
-                IpAddr::V4(a) => a.to_ipv6_mapped().octets(),
-                IpAddr::V6(a) => a.octets(),
-            };
             out.reserve(ADDRESSED_V6_HEADER + payload.len());
             out.push(6 | transport);
-            out.extend_from_slice(&v6(src.ip()));
-            out.extend_from_slice(&v6(dst.ip()));
+            out.extend_from_slice(&v6_octets(src.ip()));
+            out.extend_from_slice(&v6_octets(dst.ip()));
         }
     }
     out.extend_from_slice(&src.port().to_be_bytes());
