@@ -255,6 +255,12 @@ impl Pipeline {
         inner.stats.frames += 1;
         inner.stats.bytes += frame.data.len() as u64;
         inner.maybe_expire(frame.ts_us, sink);
+        // The store's own record of a frameless packet is not a link layer a capture file
+        // or an interface carries: one saying so (`LINKTYPE_USER0`) is someone else's format.
+        if frame.link == LinkType::ADDRESSED {
+            inner.stats.bad(DecodeError::UnsupportedLink.reason());
+            return;
+        }
         let pkt = match self.decoder.decode(frame) {
             Ok(Some(p)) => p,
             Ok(None) => return,
@@ -649,6 +655,42 @@ mod tests {
             body.len()
         )
         .into_bytes()
+    }
+
+    /// A capture whose link type is the store's private one (USER0 to everyone else) is not
+    /// read as the store's records: its frames are counted as an unsupported link.
+    #[test]
+    fn frames_of_the_private_link_type_from_outside_are_refused() {
+        let mut p = Pipeline::new(IngestConfig::default(), 1);
+        let mut sink = Collect::default();
+        let mut rec = Vec::new();
+        let (a, b): (SocketAddr, SocketAddr) = (
+            "10.0.0.1:5060".parse().unwrap(),
+            "10.0.0.2:5060".parse().unwrap(),
+        );
+        let msg = sip("INVITE sip:b@y SIP/2.0", "", "1 INVITE", 4000, "10.0.0.1");
+        siphon_wire::write::addressed_payload_into(a, b, false, &msg, &mut rec);
+        let frame = Frame {
+            ts_us: 1_000_000,
+            link: LinkType::ADDRESSED,
+            data: &rec,
+            orig_len: rec.len() as u32,
+            interface: 0,
+        };
+        p.push_frame(&frame, &mut sink);
+        assert_eq!(p.stats().malformed.get("unsupported_link"), Some(&1));
+        assert_eq!(p.stats().sip_messages, 0);
+        assert!(sink.records.is_empty());
+        // The same message as an Ethernet frame is read.
+        let f = synth_udp_frame(a, b, &msg);
+        let frame = Frame {
+            link: LinkType::ETHERNET,
+            data: &f,
+            orig_len: f.len() as u32,
+            ..frame
+        };
+        p.push_frame(&frame, &mut sink);
+        assert_eq!(p.stats().sip_messages, 1);
     }
 
     /// RTCP that Kamailio or rtpengine send as HEP type 5 JSON lands on the stream it reports
