@@ -94,7 +94,8 @@ struct Binding {
 }
 
 struct Call {
-    summary: CallSummary,
+    /// Boxed: a completed call's summary leaves for the store without being copied.
+    summary: Box<CallSummary>,
     initial_cseq: Option<u32>,
     /// The SDP's rtpmap lines: payload type, encoding name, clock rate.
     rtpmap: RtpMaps,
@@ -348,7 +349,7 @@ impl Correlator {
                 self.calls.insert(
                     r,
                     Box::new(Call {
-                        summary,
+                        summary: Box::new(summary),
                         initial_cseq: None,
                         rtpmap: RtpMaps::new(),
                         bound: smallvec::SmallVec::new(),
@@ -906,7 +907,7 @@ impl Correlator {
     /// Completes calls whose timeout or grace period has passed at capture time `now_us`.
     /// Only calls whose queued deadline has passed are looked at, so a live collector can
     /// call this often (small batches of completed calls) at little cost.
-    pub fn expire(&mut self, now_us: i64, out: &mut Vec<CallSummary>) {
+    pub fn expire(&mut self, now_us: i64, out: &mut Vec<Box<CallSummary>>) {
         self.clock_us = self.clock_us.max(now_us);
         let mut done = Vec::new();
         let mut due_now = Vec::new();
@@ -947,14 +948,14 @@ impl Correlator {
 
     /// Completes every open call (end of a capture file or shutdown), with `reason` recorded
     /// on calls that had not ended by SIP.
-    pub fn finish(&mut self, reason: &str, out: &mut Vec<CallSummary>) {
+    pub fn finish(&mut self, reason: &str, out: &mut Vec<Box<CallSummary>>) {
         self.finish_each(reason, &mut |s| out.push(s));
     }
 
     /// [`finish`](Self::finish), handing each summary to `each` as it goes: a collector
     /// stopping with hundreds of thousands of open calls does not gather all their summaries
     /// at once (528 bytes each, beside the strings they own).
-    pub fn finish_each(&mut self, reason: &str, each: &mut dyn FnMut(CallSummary)) {
+    pub fn finish_each(&mut self, reason: &str, each: &mut dyn FnMut(Box<CallSummary>)) {
         self.deadlines.clear();
         let mut refs: Vec<CallRef> = self.calls.keys().collect();
         refs.sort_unstable();
@@ -971,7 +972,9 @@ impl Correlator {
         }
     }
 
-    fn complete(&mut self, r: CallRef, reason: &str, out: &mut Vec<CallSummary>) {
+    // Boxes, not summaries: a summary moves from its call to the store without a copy.
+    #[allow(clippy::vec_box)]
+    fn complete(&mut self, r: CallRef, reason: &str, out: &mut Vec<Box<CallSummary>>) {
         let Some(call) = self.calls.remove(&r) else {
             return;
         };
@@ -1085,7 +1088,7 @@ impl Correlator {
     pub fn take_dirty(&mut self, out: &mut Vec<CallSummary>) {
         for r in self.take_due() {
             if let Some(c) = self.calls.get(&r) {
-                out.push(c.summary.clone());
+                out.push((*c.summary).clone());
             }
         }
     }
@@ -1094,7 +1097,7 @@ impl Correlator {
     pub fn take_dirty_refs(&mut self) -> Vec<&CallSummary> {
         let due = self.take_due();
         due.iter()
-            .filter_map(|r| self.calls.get(r).map(|c| &c.summary))
+            .filter_map(|r| self.calls.get(r).map(|c| &*c.summary))
             .collect()
     }
 

@@ -74,7 +74,7 @@ pub trait Sink {
     /// A call (or dialog) seen for the first time; precedes its first record.
     fn call_opened(&mut self, call_ref: CallRef, call_id: &[u8], ts_us: i64);
     /// A call whose summary is final.
-    fn call_completed(&mut self, summary: CallSummary);
+    fn call_completed(&mut self, summary: Box<CallSummary>);
     /// The stored summary of a Call-ID that is not open, so late messages rejoin it.
     fn resolve(&mut self, call_id: &[u8]) -> Option<CallSummary>;
 }
@@ -195,7 +195,9 @@ struct Inner {
     hep_scratch: Vec<u8>,
     /// The frame synthesised around a HEP-carried packet (reused).
     hep_frame: Vec<u8>,
-    done: Vec<CallSummary>,
+    // Boxes: summaries go to the sink without being copied.
+    #[allow(clippy::vec_box)]
+    done: Vec<Box<CallSummary>>,
 }
 
 /// The pipeline: see the crate documentation.
@@ -613,8 +615,8 @@ mod tests {
             self.records.push((rec.kind, rec.call_ref));
         }
         fn call_opened(&mut self, _: CallRef, _: &[u8], _: i64) {}
-        fn call_completed(&mut self, s: CallSummary) {
-            self.done.push(s);
+        fn call_completed(&mut self, s: Box<CallSummary>) {
+            self.done.push(*s);
         }
         fn resolve(&mut self, _: &[u8]) -> Option<CallSummary> {
             None

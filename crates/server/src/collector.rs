@@ -954,7 +954,7 @@ impl Sink for MeteredSink<'_> {
     fn call_opened(&mut self, call_ref: CallRef, call_id: &[u8], ts_us: i64) {
         self.writer.call_opened(call_ref, call_id, ts_us);
     }
-    fn call_completed(&mut self, summary: CallSummary) {
+    fn call_completed(&mut self, summary: Box<CallSummary>) {
         self.metrics.call_completed(&summary);
         self.writer.call_completed(summary);
     }

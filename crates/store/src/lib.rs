@@ -646,7 +646,7 @@ mod tests {
         use siphon_ingest::Sink;
         let (root, mut w) = crate::scratch_writer("unmade");
         let c = crate::index::tests::call(1, 1);
-        w.call_completed(c.clone());
+        w.call_completed(Box::new(c.clone()));
         w.close(Vec::new()).unwrap();
         let id = String::from_utf8(c.call_id.clone()).unwrap();
         // A newer day whose index file is there, still empty.
@@ -682,8 +682,8 @@ mod tests {
         again.call_id = first.call_id.clone();
         again.start_us += 2 * day;
         again.end_us += 2 * day;
-        w.call_completed(first.clone());
-        w.call_completed(again.clone());
+        w.call_completed(Box::new(first.clone()));
+        w.call_completed(Box::new(again.clone()));
         w.close(Vec::new()).unwrap();
         let id = String::from_utf8(first.call_id.clone()).unwrap();
         let pool = std::sync::Arc::new(ReadPool::new());

@@ -46,7 +46,7 @@ pub(crate) struct Emitter<'a> {
     seg_no: u32,
     zstd: zstd::bulk::Compressor<'static>,
     cold: BlockBuf,
-    rows: Vec<(CallSummary, Vec<BlockRef>)>,
+    rows: Vec<(Box<CallSummary>, Vec<BlockRef>)>,
     keys: index::KeyWriter,
 }
 
@@ -69,7 +69,11 @@ impl<'a> Emitter<'a> {
         })
     }
 
-    pub(crate) fn add(&mut self, s: CallSummary, blocks: Vec<BlockRef>) -> Result<(), StoreError> {
+    pub(crate) fn add(
+        &mut self,
+        s: Box<CallSummary>,
+        blocks: Vec<BlockRef>,
+    ) -> Result<(), StoreError> {
         let streams: Vec<StoredStream> = s.streams.iter().map(StoredStream::from_summary).collect();
         self.cold.push(
             KIND_SUMMARY,
@@ -203,7 +207,7 @@ pub fn reindex(root: &Path, calls: &CallConfig) -> Result<ReindexReport, StoreEr
         let mut corr = Correlator::new(cfg, 1);
         let mut decoder = Decoder::new();
         let mut blocks: HashMap<CallRef, Vec<BlockRef>> = HashMap::new();
-        let mut done: Vec<CallSummary> = Vec::new();
+        let mut done: Vec<Box<CallSummary>> = Vec::new();
         let mut last_expire = i64::MIN;
         for (n, p, scan) in segments {
             rep.segments += 1;

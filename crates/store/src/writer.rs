@@ -943,13 +943,13 @@ impl Sink for StoreWriter {
         }
     }
 
-    fn call_completed(&mut self, summary: CallSummary) {
+    fn call_completed(&mut self, summary: Box<CallSummary>) {
         self.changes += 1;
         let r = summary.call_ref;
         self.completed_ids.insert(summary.call_id.clone(), r);
         match self.call_entry(r, summary.start_us) {
             Ok(e) => {
-                e.summary = Some(Box::new(summary));
+                e.summary = Some(summary);
                 self.completed.push(r);
             }
             Err(e) => self.note_error(e),
@@ -1022,7 +1022,7 @@ mod tests {
             let s = call(r, 1);
             w.call_opened(r, &s.call_id, s.start_us);
             sip(w, r);
-            w.call_completed(s);
+            w.call_completed(Box::new(s));
         }
     }
 
@@ -1037,7 +1037,7 @@ mod tests {
         std::fs::write(root.join(&key), b"in the way").unwrap();
         w.call_opened(1, &c.call_id, c.start_us);
         sip(&mut w, 1);
-        w.call_completed(c.clone());
+        w.call_completed(Box::new(c.clone()));
         let e = w.flush_refs(&[]).unwrap_err();
         assert!(e.to_string().contains(&key), "{e}");
         assert!(w.flush_refs(&[]).is_err(), "still in the way");
@@ -1081,7 +1081,7 @@ mod tests {
         // Call 1 on day 0, complete; call 2 on day 1, still open.
         let (c1, c2) = (on_day(1, 0), on_day(2, 1));
         open(&mut w, &c1);
-        w.call_completed(c1.clone());
+        w.call_completed(Box::new(c1.clone()));
         open(&mut w, &c2);
         w.flush_refs(&[]).unwrap();
         let key0 = bucket_key(crate::Subdirs::Daily, c1.start_us);
@@ -1102,7 +1102,7 @@ mod tests {
         // A late call for day 0 opens its bucket again and is stored there.
         let c3 = on_day(3, 0);
         open(&mut w, &c3);
-        w.call_completed(c3.clone());
+        w.call_completed(Box::new(c3.clone()));
         w.flush_refs(&[]).unwrap();
         let conn = index::open_read(&dir0.join("index.sqlite")).unwrap();
         assert_eq!(
@@ -1119,7 +1119,7 @@ mod tests {
         );
         drop(conn);
         // Once day 1's call completes, its bucket goes too.
-        w.call_completed(c2.clone());
+        w.call_completed(Box::new(c2.clone()));
         w.flush_refs(&[]).unwrap();
         let gone =
             crate::retention_with(&root, Some(2), None, now, &mut |k| w.release_bucket(k)).unwrap();
