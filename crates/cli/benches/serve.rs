@@ -50,7 +50,19 @@ fn env_u64(name: &str, default: u64) -> u64 {
 struct Guard(Child);
 
 impl Drop for Guard {
+    /// Stops `serve` as an operator would (SIGTERM: it flushes and exits), killing it if it
+    /// has not exited within 30 s.
     fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
+        let t0 = Instant::now();
+        while t0.elapsed() < Duration::from_secs(30) {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
