@@ -28,9 +28,9 @@ impl Sink for Checked {
     fn call_opened(&mut self, call_ref: CallRef, _call_id: &[u8], _ts_us: i64) {
         self.opened.insert(call_ref);
     }
-    fn call_completed(&mut self, summary: CallSummary) {
+    fn call_completed(&mut self, summary: Box<CallSummary>) {
         assert!(self.opened.contains(&summary.call_ref));
-        self.completed.insert(summary.call_id.clone(), summary);
+        self.completed.insert(summary.call_id.clone(), *summary);
     }
     fn resolve(&mut self, call_id: &[u8]) -> Option<CallSummary> {
         self.completed.get(call_id).cloned()
