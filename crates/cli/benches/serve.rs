@@ -220,6 +220,35 @@ struct Template {
     digits: Vec<Vec<(usize, u64)>>,
     /// Where each packet's timestamp chunks (seconds, microseconds) hold their value.
     stamps: Vec<(usize, usize)>,
+    /// Where each packet's SDP connection addresses hold their last three octets.
+    media: Vec<Vec<usize>>,
+}
+
+/// The SDP connection line of the corpus's calls, and what the template puts in its place: an
+/// address of 10.100.100.100–10.199.199.199 whose last three octets every copy of a call gets
+/// afresh, so that each call offers media on endpoints of its own (as on a live network, where
+/// the collector then tracks some four endpoints per open call). With
+/// SIPHON_BENCH_SHARED_MEDIA=1 every copy keeps the corpus's endpoints (as before this
+/// version), to compare.
+const MEDIA_LINE: &[u8] = b"c=IN IP4 127.0.0.1";
+const MEDIA_PLACEHOLDER: &[u8] = b"c=IN IP4 10.100.100.100";
+
+/// `msg` with its Content-Length header set to the length of its body.
+fn with_content_length(msg: &[u8]) -> Vec<u8> {
+    let Some(end) = msg.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return msg.to_vec();
+    };
+    let body = msg.len() - (end + 4);
+    let name = b"\r\nContent-Length:";
+    let Some(at) = msg[..end].windows(name.len()).position(|w| w == name) else {
+        return msg.to_vec();
+    };
+    let value = at + name.len();
+    let line_end = value + msg[value..].windows(2).position(|w| w == b"\r\n").unwrap();
+    let mut out = msg[..value].to_vec();
+    out.extend_from_slice(format!(" {body}").as_bytes());
+    out.extend_from_slice(&msg[line_end..]);
+    out
 }
 
 impl Template {
@@ -227,6 +256,8 @@ impl Template {
         let mut r = CaptureReader::open(&corpus.join("many_calls_24.pcap")).unwrap();
         let mut dec = Decoder::new();
         let (mut pkts, mut digits, mut stamps) = (Vec::new(), Vec::new(), Vec::new());
+        let mut media = Vec::new();
+        let shared_media = std::env::var("SIPHON_BENCH_SHARED_MEDIA").is_ok_and(|v| v == "1");
         while let Some(f) = r.next_frame().unwrap() {
             let Ok(Some(p)) = dec.decode(&f) else {
                 continue;
@@ -237,6 +268,18 @@ impl Template {
             let mut payload = p.payload.to_vec();
             for id in &FRESH_IDS {
                 payload = gen::replace_all(&payload, id.at, id.with_placeholder);
+            }
+            if !shared_media {
+                let before = payload.len();
+                payload = gen::replace_all(&payload, MEDIA_LINE, MEDIA_PLACEHOLDER);
+                if payload.len() != before {
+                    payload = with_content_length(&payload);
+                    // The rewritten message still parses, its SDP offering the new address.
+                    let m = siphon_sip::Message::parse(&payload).unwrap();
+                    let sdp = siphon_sip::sdp::Sdp::parse(m.body());
+                    let at = sdp.media.first().and_then(|md| md.connection);
+                    assert_eq!(at, Some("10.100.100.100".parse().unwrap()));
+                }
             }
             let h = siphon_hep::HepPacket {
                 version: 3,
@@ -261,6 +304,14 @@ impl Template {
                     at.push((i + id.offset, kind as u64));
                 }
             }
+            let octets = MEDIA_PLACEHOLDER.len() - b"100.100.100".len();
+            let found = b.windows(MEDIA_PLACEHOLDER.len()).enumerate();
+            media.push(
+                found
+                    .filter(|(_, w)| *w == MEDIA_PLACEHOLDER)
+                    .map(|(i, _)| i + octets)
+                    .collect(),
+            );
             stamps.push(stamp_offsets(&b));
             pkts.push(b);
             digits.push(at);
@@ -269,6 +320,7 @@ impl Template {
             pkts,
             digits,
             stamps,
+            media,
         }
     }
 
@@ -283,6 +335,25 @@ impl Template {
         out.extend_from_slice(&self.pkts[j]);
         for &(at, kind) in &self.digits[j] {
             out[at..at + 8].copy_from_slice(&scrambled(k << 2 | kind));
+        }
+        // 1xx.1yy.1zz from the copy's number: a million copies before an address comes back.
+        let c = k % 1_000_000;
+        let (x, y, z) = ((c / 10_000) as u8, (c / 100 % 100) as u8, (c % 100) as u8);
+        let octets = [
+            b'1',
+            b'0' + x / 10,
+            b'0' + x % 10,
+            b'.',
+            b'1',
+            b'0' + y / 10,
+            b'0' + y % 10,
+            b'.',
+            b'1',
+            b'0' + z / 10,
+            b'0' + z % 10,
+        ];
+        for &at in &self.media[j] {
+            out[at..at + octets.len()].copy_from_slice(&octets);
         }
         let (sec, usec) = self.stamps[j];
         out[sec..sec + 4].copy_from_slice(&(ts_us.div_euclid(1_000_000) as u32).to_be_bytes());
