@@ -132,8 +132,13 @@ pub struct Correlator {
     by_id: hashbrown::HashTable<(u64, CallRef)>,
     id_hash: foldhash::fast::RandomState,
     calls: crate::RefMap<Box<Call>>,
-    /// Calls bound to each media endpoint, most often one (kept inline: no allocation).
+    /// Calls bound to each media endpoint, most often one (kept inline: no allocation). A
+    /// completed call's bindings stay until [`Correlator::sweep_media`] (every look-up skips
+    /// bindings of calls no longer open): with every call on endpoints of its own, taking
+    /// them out one by one at completion cost a cache miss per endpoint.
     media: HashMap<SocketAddr, smallvec::SmallVec<[Binding; 1]>>,
+    /// Bindings of completed calls still in `media` (an upper bound).
+    stale_bindings: usize,
     /// Recently completed calls, for late messages: at most `id_cache_size`, oldest first, and
     /// a table of (hash of the Call-ID, sequence number of the entry) to find them. One copy of
     /// each Call-ID; a Call-ID that completes again (a REGISTER refresh) updates its entry.
@@ -253,6 +258,7 @@ impl Correlator {
             id_hash: Default::default(),
             calls: Default::default(),
             media: HashMap::default(),
+            stale_bindings: 0,
             closed: hashbrown::HashTable::new(),
             closed_order: VecDeque::new(),
             closed_front: 0,
@@ -275,9 +281,13 @@ impl Correlator {
         self.calls.len()
     }
 
-    /// Number of media endpoints currently bound.
+    /// Number of media endpoints currently bound to open calls (counts them: for tests and
+    /// diagnostics).
     pub fn bound_endpoints(&self) -> usize {
-        self.media.len()
+        self.media
+            .values()
+            .filter(|v| v.iter().any(|b| self.calls.contains_key(&b.call_ref)))
+            .count()
     }
 
     /// Feeds one SIP message. `resolve` is asked for the summary of a Call-ID that is neither
@@ -665,17 +675,20 @@ impl Correlator {
     fn pick(&self, src: SocketAddr, dst: SocketAddr) -> Option<(Binding, bool)> {
         let d = self.media.get(&dst);
         let s = self.media.get(&src);
+        // Bindings of completed calls wait for the next sweep.
+        let open = |b: &&Binding| self.calls.contains_key(&b.call_ref);
         if let (Some(d), Some(s)) = (d, s) {
-            for b in d.iter().rev() {
+            for b in d.iter().rev().filter(open) {
                 if s.iter().any(|x| x.call_ref == b.call_ref) {
                     return Some((*b, true));
                 }
             }
         }
-        if let Some(b) = d.and_then(|v| v.last()) {
+        if let Some(b) = d.and_then(|v| v.iter().rev().find(open)) {
             return Some((*b, true));
         }
-        s.and_then(|v| v.last()).map(|b| (*b, false))
+        s.and_then(|v| v.iter().rev().find(open))
+            .map(|b| (*b, false))
     }
 
     /// Accounts a media packet known to belong to `call_ref` (used when rebuilding an index
@@ -978,13 +991,10 @@ impl Correlator {
         let Some(call) = self.calls.remove(&r) else {
             return;
         };
-        for a in &call.bound {
-            if let Some(v) = self.media.get_mut(a) {
-                v.retain(|b| b.call_ref != r);
-                if v.is_empty() {
-                    self.media.remove(a);
-                }
-            }
+        // Its bindings stay in `media` until the next sweep (look-ups skip them).
+        self.stale_bindings += call.bound.len();
+        if self.stale_bindings > self.media.len() / 2 + 4096 {
+            self.sweep_media();
         }
         let mut s = call.summary;
         let h = self.id_hash.hash_one(s.call_id.as_slice());
@@ -1139,7 +1149,20 @@ impl Correlator {
 
     /// True when an address was announced by an open call's SDP.
     pub fn is_bound(&self, addr: &SocketAddr) -> bool {
-        self.media.contains_key(addr)
+        self.media
+            .get(addr)
+            .is_some_and(|v| v.iter().any(|b| self.calls.contains_key(&b.call_ref)))
+    }
+
+    /// Drops the bindings of calls no longer open: one pass over the table once they are
+    /// about half of it, instead of a look-up per endpoint at every completion.
+    fn sweep_media(&mut self) {
+        let calls = &self.calls;
+        self.media.retain(|_, v| {
+            v.retain(|b| calls.contains_key(&b.call_ref));
+            !v.is_empty()
+        });
+        self.stale_bindings = 0;
     }
 }
 
