@@ -1783,6 +1783,73 @@ mod tests {
     }
 
     #[test]
+    fn an_endpoint_shared_with_a_completed_call_stays_with_the_open_one() {
+        let mut c = Correlator::new(CallConfig::default(), 1);
+        let open = setup(&mut c);
+        // A second call offers the caller's endpoint too, later, and ends; its binding is
+        // the endpoint's latest until the table is swept.
+        let inv = String::from_utf8(invite(4000))
+            .unwrap()
+            .replace("Call-ID: c1", "Call-ID: c2");
+        let bye = String::from_utf8(bye_from_callee())
+            .unwrap()
+            .replace("Call-ID: c1", "Call-ID: c2");
+        let other = feed_sip(&mut c, 200_000, A_SIG, B_SIG, inv.as_bytes()).call_ref;
+        feed_sip(&mut c, 300_000, B_SIG, A_SIG, bye.as_bytes());
+        let mut done = Vec::new();
+        c.expire(20_000_000, &mut done);
+        assert_eq!(done.iter().map(|s| s.call_ref).collect::<Vec<_>>(), [other]);
+        // Media to that endpoint from an address no call announced: the open call's.
+        let from = addr("10.0.0.9:7000");
+        assert_eq!(
+            c.on_udp_media(21_000_000, from, addr("10.0.0.1:4000"), &rtp(1, 0, 0xC)),
+            Some(MediaClass::Rtp(open))
+        );
+    }
+
+    #[test]
+    fn completed_calls_media_is_not_theirs_and_the_endpoint_table_stays_bounded() {
+        let mut c = Correlator::new(CallConfig::default(), 1);
+        // 20,000 calls, each offering media on a port of its own (RTP and RTCP bound), all
+        // completed by the same expiry.
+        let n = 20_000u16;
+        for i in 0..n {
+            let id = format!("Call-ID: k{i}");
+            let inv = String::from_utf8(invite(4000 + 2 * i))
+                .unwrap()
+                .replace("Call-ID: c1", &id);
+            let bye = String::from_utf8(bye_from_callee())
+                .unwrap()
+                .replace("Call-ID: c1", &id);
+            let t = i64::from(i) * 1000;
+            feed_sip(&mut c, t, A_SIG, B_SIG, inv.as_bytes());
+            feed_sip(&mut c, t, B_SIG, A_SIG, bye.as_bytes());
+        }
+        let mut done = Vec::new();
+        c.expire(i64::from(n) * 1000 + 60_000_000, &mut done);
+        assert_eq!(done.len(), usize::from(n));
+        assert_eq!(c.bound_endpoints(), 0);
+        // Swept once completed calls' bindings are half the table: never 40,000 entries.
+        assert!(c.media.len() <= 8192, "{} endpoints kept", c.media.len());
+        // The last call's endpoint is still in the table, not yet swept; its media is nobody's.
+        let last = addr(&format!("10.0.0.1:{}", 4000 + 2 * (n - 1)));
+        assert!(c.media.contains_key(&last) && !c.is_bound(&last));
+        let b = addr("10.0.0.2:6000");
+        let t = i64::from(n) * 1000 + 61_000_000;
+        assert_eq!(c.on_udp_media(t, b, last, &rtp(1, 0, 0xB)), None);
+        // A new call offering the same endpoint gets its media.
+        let inv = String::from_utf8(invite(4000 + 2 * (n - 1)))
+            .unwrap()
+            .replace("Call-ID: c1", "Call-ID: again");
+        let r = feed_sip(&mut c, t, A_SIG, B_SIG, inv.as_bytes()).call_ref;
+        assert!(c.is_bound(&last));
+        assert_eq!(
+            c.on_udp_media(t + 1000, b, last, &rtp(2, 160, 0xB)),
+            Some(MediaClass::Rtp(r))
+        );
+    }
+
+    #[test]
     fn reinvite_moves_media_to_the_new_port() {
         let mut c = Correlator::new(CallConfig::default(), 1);
         let r = setup(&mut c);
