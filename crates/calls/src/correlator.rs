@@ -389,6 +389,9 @@ impl Correlator {
             call.next_check = deadline;
             self.deadlines.push(deadline, call_ref);
         }
+        // Endpoints that had a full list of calls when this one bound to them: trimmed once
+        // the call is no longer borrowed, dropping completed calls' bindings first.
+        let mut crowded: smallvec::SmallVec<[SocketAddr; 4]> = smallvec::SmallVec::new();
         if let Some(side) = sdp_side {
             for body in msg.sdp_bodies() {
                 let sdp = Sdp::parse(body);
@@ -423,8 +426,8 @@ impl Correlator {
                     let mut bind = |addr: SocketAddr, is_rtcp: bool| {
                         let v = self.media.entry(addr).or_default();
                         v.retain(|b| b.call_ref != call_ref);
-                        if v.len() >= MAX_CALLS_PER_ENDPOINT {
-                            v.remove(0);
+                        if v.len() >= MAX_CALLS_PER_ENDPOINT && !crowded.contains(&addr) {
+                            crowded.push(addr);
                         }
                         v.push(Binding {
                             call_ref,
@@ -463,6 +466,15 @@ impl Correlator {
                     if !m.rtcp_mux && rtcp != rtp {
                         bind(rtcp, true);
                     }
+                }
+            }
+        }
+        for a in crowded {
+            let calls = &self.calls;
+            if let Some(v) = self.media.get_mut(&a) {
+                v.retain(|b| calls.contains_key(&b.call_ref));
+                while v.len() > MAX_CALLS_PER_ENDPOINT {
+                    v.remove(0);
                 }
             }
         }
@@ -1780,6 +1792,37 @@ mod tests {
         assert!(s.quality.is_some());
         // Bindings are released with the call.
         assert_eq!(c.bound_endpoints(), 0);
+    }
+
+    #[test]
+    fn completed_calls_on_a_shared_endpoint_do_not_crowd_out_an_open_one() {
+        let mut c = Correlator::new(CallConfig::default(), 1);
+        let open = setup(&mut c);
+        // More short calls than an endpoint keeps, one after the other, each offering the
+        // open call's endpoint and completed before the next.
+        let mut t = 1_000_000;
+        for i in 0..2 * MAX_CALLS_PER_ENDPOINT {
+            let id = format!("Call-ID: short{i}");
+            let inv = String::from_utf8(invite(4000))
+                .unwrap()
+                .replace("Call-ID: c1", &id);
+            let bye = String::from_utf8(bye_from_callee())
+                .unwrap()
+                .replace("Call-ID: c1", &id);
+            feed_sip(&mut c, t, A_SIG, B_SIG, inv.as_bytes());
+            feed_sip(&mut c, t, B_SIG, A_SIG, bye.as_bytes());
+            t += 10_000_000;
+            let mut done = Vec::new();
+            c.expire(t, &mut done);
+            assert_eq!(done.len(), 1, "short call {i}");
+        }
+        assert!(c.media.get(&addr("10.0.0.1:4000")).unwrap().len() <= MAX_CALLS_PER_ENDPOINT);
+        // The open call is still bound to it: media from an address nobody announced is its.
+        let from = addr("10.0.0.9:7000");
+        assert_eq!(
+            c.on_udp_media(t, from, addr("10.0.0.1:4000"), &rtp(1, 0, 0xC)),
+            Some(MediaClass::Rtp(open))
+        );
     }
 
     #[test]
