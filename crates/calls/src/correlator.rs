@@ -11,6 +11,7 @@ use siphon_rtp::{
 use siphon_sip::sdp::Sdp;
 use siphon_sip::Message;
 
+use crate::endpoints::{Binding, Endpoints, Side};
 use crate::summary::{
     codec_name, CallState, CallSummary, HangupSide, Phase, StreamDirection, StreamInterval,
     StreamSummary,
@@ -80,19 +81,6 @@ pub enum MediaClass {
     Rtcp(CallRef),
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Side {
-    Caller,
-    Callee,
-}
-
-#[derive(Debug, Clone, Copy)]
-struct Binding {
-    call_ref: CallRef,
-    side: Side,
-    rtcp: bool,
-}
-
 struct Call {
     /// Boxed: a completed call's summary leaves for the store without being copied.
     summary: Box<CallSummary>,
@@ -136,7 +124,7 @@ pub struct Correlator {
     /// completed call's bindings stay until [`Correlator::sweep_media`] (every look-up skips
     /// bindings of calls no longer open): with every call on endpoints of its own, taking
     /// them out one by one at completion cost a cache miss per endpoint.
-    media: HashMap<SocketAddr, smallvec::SmallVec<[Binding; 1]>>,
+    media: Endpoints,
     /// Bindings of completed calls still in `media` (an upper bound).
     stale_bindings: usize,
     /// Recently completed calls, for late messages: at most `id_cache_size`, oldest first, and
@@ -257,7 +245,7 @@ impl Correlator {
             by_id: hashbrown::HashTable::new(),
             id_hash: Default::default(),
             calls: Default::default(),
-            media: HashMap::default(),
+            media: Endpoints::default(),
             stale_bindings: 0,
             closed: hashbrown::HashTable::new(),
             closed_order: VecDeque::new(),
@@ -284,10 +272,7 @@ impl Correlator {
     /// Number of media endpoints currently bound to open calls (counts them: for tests and
     /// diagnostics).
     pub fn bound_endpoints(&self) -> usize {
-        self.media
-            .values()
-            .filter(|v| v.iter().any(|b| self.calls.contains_key(&b.call_ref)))
-            .count()
+        self.media.bound_endpoints(|r| self.calls.contains_key(&r))
     }
 
     /// Feeds one SIP message. `resolve` is asked for the summary of a Call-ID that is neither
@@ -424,25 +409,24 @@ impl Correlator {
                         None => SocketAddr::new(ip, m.port.wrapping_add(1)),
                     };
                     let mut bind = |addr: SocketAddr, is_rtcp: bool| {
-                        let v = self.media.entry(addr).or_default();
-                        v.retain(|b| b.call_ref != call_ref);
-                        if v.len() >= MAX_CALLS_PER_ENDPOINT && !crowded.contains(&addr) {
+                        let others = self.media.bind(
+                            &addr,
+                            Binding {
+                                call_ref,
+                                side,
+                                rtcp: is_rtcp,
+                            },
+                        );
+                        if others >= MAX_CALLS_PER_ENDPOINT && !crowded.contains(&addr) {
                             crowded.push(addr);
                         }
-                        v.push(Binding {
-                            call_ref,
-                            side,
-                            rtcp: is_rtcp,
-                        });
                         if !call.bound.contains(&addr) {
                             if call.bound.len() >= MAX_ENDPOINTS_PER_CALL {
                                 // The oldest endpoint this side offered (the other side's stay
                                 // bound), after any no longer bound to the call at all.
                                 let of_call = |a: &SocketAddr, same_side: bool| {
-                                    self.media.get(a).is_some_and(|v| {
-                                        v.iter().any(|b| {
-                                            b.call_ref == call_ref && (!same_side || b.side == side)
-                                        })
+                                    self.media.get(a).any(|b| {
+                                        b.call_ref == call_ref && (!same_side || b.side == side)
                                     })
                                 };
                                 let at = call
@@ -452,12 +436,7 @@ impl Correlator {
                                     .or_else(|| call.bound.iter().position(|a| of_call(a, true)))
                                     .unwrap_or(0);
                                 let oldest = call.bound.remove(at);
-                                if let Some(v) = self.media.get_mut(&oldest) {
-                                    v.retain(|b| b.call_ref != call_ref);
-                                    if v.is_empty() {
-                                        self.media.remove(&oldest);
-                                    }
-                                }
+                                self.media.unbind(&oldest, call_ref);
                             }
                             call.bound.push(addr);
                         }
@@ -471,12 +450,8 @@ impl Correlator {
         }
         for a in crowded {
             let calls = &self.calls;
-            if let Some(v) = self.media.get_mut(&a) {
-                v.retain(|b| calls.contains_key(&b.call_ref));
-                while v.len() > MAX_CALLS_PER_ENDPOINT {
-                    v.remove(0);
-                }
-            }
+            self.media
+                .trim(&a, |r| calls.contains_key(&r), MAX_CALLS_PER_ENDPOINT);
         }
         Some(SipOutcome { call_ref, opened })
     }
@@ -688,19 +663,19 @@ impl Correlator {
         let d = self.media.get(&dst);
         let s = self.media.get(&src);
         // Bindings of completed calls wait for the next sweep.
-        let open = |b: &&Binding| self.calls.contains_key(&b.call_ref);
-        if let (Some(d), Some(s)) = (d, s) {
-            for b in d.iter().rev().filter(open) {
-                if s.iter().any(|x| x.call_ref == b.call_ref) {
-                    return Some((*b, true));
-                }
-            }
+        let open = |b: &Binding| self.calls.contains_key(&b.call_ref);
+        let both = d
+            .clone()
+            .rev()
+            .filter(open)
+            .find(|b| s.clone().any(|x| x.call_ref == b.call_ref));
+        if let Some(b) = both {
+            return Some((b, true));
         }
-        if let Some(b) = d.and_then(|v| v.iter().rev().find(open)) {
-            return Some((*b, true));
+        if let Some(b) = d.rev().find(open) {
+            return Some((b, true));
         }
-        s.and_then(|v| v.iter().rev().find(open))
-            .map(|b| (*b, false))
+        s.rev().find(open).map(|b| (b, false))
     }
 
     /// Accounts a media packet known to belong to `call_ref` (used when rebuilding an index
@@ -714,11 +689,7 @@ impl Correlator {
         dst: SocketAddr,
         payload: &[u8],
     ) -> Option<MediaClass> {
-        let find = |a: &SocketAddr| {
-            self.media
-                .get(a)
-                .and_then(|v| v.iter().find(|b| b.call_ref == call_ref).copied())
-        };
+        let find = |a: &SocketAddr| self.media.get(a).find(|b| b.call_ref == call_ref);
         let bind = match (find(&dst), find(&src)) {
             (Some(b), _) => Some((b.side, true, b.rtcp)),
             (_, Some(b)) => Some((b.side, false, b.rtcp)),
@@ -1005,7 +976,7 @@ impl Correlator {
         };
         // Its bindings stay in `media` until the next sweep (look-ups skip them).
         self.stale_bindings += call.bound.len();
-        if self.stale_bindings > self.media.len() / 2 + 4096 {
+        if self.stale_bindings > self.media.bindings() / 2 + 4096 {
             self.sweep_media();
         }
         let mut s = call.summary;
@@ -1163,17 +1134,14 @@ impl Correlator {
     pub fn is_bound(&self, addr: &SocketAddr) -> bool {
         self.media
             .get(addr)
-            .is_some_and(|v| v.iter().any(|b| self.calls.contains_key(&b.call_ref)))
+            .any(|b| self.calls.contains_key(&b.call_ref))
     }
 
     /// Drops the bindings of calls no longer open: one pass over the table once they are
     /// about half of it, instead of a look-up per endpoint at every completion.
     fn sweep_media(&mut self) {
         let calls = &self.calls;
-        self.media.retain(|_, v| {
-            v.retain(|b| calls.contains_key(&b.call_ref));
-            !v.is_empty()
-        });
+        self.media.sweep(|r| calls.contains_key(&r));
         self.stale_bindings = 0;
     }
 }
@@ -1816,7 +1784,7 @@ mod tests {
             c.expire(t, &mut done);
             assert_eq!(done.len(), 1, "short call {i}");
         }
-        assert!(c.media.get(&addr("10.0.0.1:4000")).unwrap().len() <= MAX_CALLS_PER_ENDPOINT);
+        assert!(c.media.get(&addr("10.0.0.1:4000")).count() <= MAX_CALLS_PER_ENDPOINT);
         // The open call is still bound to it: media from an address nobody announced is its.
         let from = addr("10.0.0.9:7000");
         assert_eq!(
@@ -1873,10 +1841,11 @@ mod tests {
         assert_eq!(done.len(), usize::from(n));
         assert_eq!(c.bound_endpoints(), 0);
         // Swept once completed calls' bindings are half the table: never 40,000 entries.
-        assert!(c.media.len() <= 8192, "{} endpoints kept", c.media.len());
+        let kept = c.media.bindings();
+        assert!(kept <= 8192, "{kept} bindings kept");
         // The last call's endpoint is still in the table, not yet swept; its media is nobody's.
         let last = addr(&format!("10.0.0.1:{}", 4000 + 2 * (n - 1)));
-        assert!(c.media.contains_key(&last) && !c.is_bound(&last));
+        assert!(c.media.get(&last).next().is_some() && !c.is_bound(&last));
         let b = addr("10.0.0.2:6000");
         let t = i64::from(n) * 1000 + 61_000_000;
         assert_eq!(c.on_udp_media(t, b, last, &rtp(1, 0, 0xB)), None);

@@ -11,6 +11,7 @@
 #![forbid(unsafe_code)]
 
 mod correlator;
+mod endpoints;
 pub mod quality;
 mod refmap;
 mod summary;
