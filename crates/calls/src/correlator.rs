@@ -120,10 +120,11 @@ pub struct Correlator {
     by_id: hashbrown::HashTable<(u64, CallRef)>,
     id_hash: foldhash::fast::RandomState,
     calls: crate::RefMap<Box<Call>>,
-    /// Calls bound to each media endpoint, most often one (kept inline: no allocation). A
-    /// completed call's bindings stay until [`Correlator::sweep_media`] (every look-up skips
-    /// bindings of calls no longer open): with every call on endpoints of its own, taking
-    /// them out one by one at completion cost a cache miss per endpoint.
+    /// Calls bound to each media endpoint (see [`Endpoints`]: binds are logged and applied
+    /// when media is looked up). A completed call's bindings stay until a sweep
+    /// ([`Correlator::tidy_media`]; every look-up skips bindings of calls no longer open):
+    /// with every call on endpoints of its own, taking them out one by one at completion cost
+    /// a cache miss per endpoint.
     media: Endpoints,
     /// Bindings of completed calls still in `media` (an upper bound).
     stale_bindings: usize,
@@ -271,7 +272,8 @@ impl Correlator {
 
     /// Number of media endpoints currently bound to open calls (counts them: for tests and
     /// diagnostics).
-    pub fn bound_endpoints(&self) -> usize {
+    pub fn bound_endpoints(&mut self) -> usize {
+        self.settle_media();
         self.media.bound_endpoints(|r| self.calls.contains_key(&r))
     }
 
@@ -374,10 +376,10 @@ impl Correlator {
             call.next_check = deadline;
             self.deadlines.push(deadline, call_ref);
         }
-        // Endpoints that had a full list of calls when this one bound to them: trimmed once
-        // the call is no longer borrowed, dropping completed calls' bindings first.
-        let mut crowded: smallvec::SmallVec<[SocketAddr; 4]> = smallvec::SmallVec::new();
-        if let Some(side) = sdp_side {
+        // The media endpoints this message's SDP offers, bound once the call is no longer
+        // borrowed.
+        let mut offered: smallvec::SmallVec<[(SocketAddr, bool); 4]> = smallvec::SmallVec::new();
+        if sdp_side.is_some() {
             for body in msg.sdp_bodies() {
                 let sdp = Sdp::parse(body);
                 for m in &sdp.media {
@@ -408,52 +410,92 @@ impl Correlator {
                         Some((p, a)) => SocketAddr::new(a.unwrap_or(ip), p),
                         None => SocketAddr::new(ip, m.port.wrapping_add(1)),
                     };
-                    let mut bind = |addr: SocketAddr, is_rtcp: bool| {
-                        let others = self.media.bind(
-                            &addr,
-                            Binding {
-                                call_ref,
-                                side,
-                                rtcp: is_rtcp,
-                            },
-                        );
-                        if others >= MAX_CALLS_PER_ENDPOINT && !crowded.contains(&addr) {
-                            crowded.push(addr);
-                        }
-                        if !call.bound.contains(&addr) {
-                            if call.bound.len() >= MAX_ENDPOINTS_PER_CALL {
-                                // The oldest endpoint this side offered (the other side's stay
-                                // bound), after any no longer bound to the call at all.
-                                let of_call = |a: &SocketAddr, same_side: bool| {
-                                    self.media.get(a).any(|b| {
-                                        b.call_ref == call_ref && (!same_side || b.side == side)
-                                    })
-                                };
-                                let at = call
-                                    .bound
-                                    .iter()
-                                    .position(|a| !of_call(a, false))
-                                    .or_else(|| call.bound.iter().position(|a| of_call(a, true)))
-                                    .unwrap_or(0);
-                                let oldest = call.bound.remove(at);
-                                self.media.unbind(&oldest, call_ref);
-                            }
-                            call.bound.push(addr);
-                        }
-                    };
-                    bind(rtp, false);
+                    offered.push((rtp, false));
                     if !m.rtcp_mux && rtcp != rtp {
-                        bind(rtcp, true);
+                        offered.push((rtcp, true));
                     }
                 }
             }
         }
-        for a in crowded {
-            let calls = &self.calls;
-            self.media
-                .trim(&a, |r| calls.contains_key(&r), MAX_CALLS_PER_ENDPOINT);
+        if let Some(side) = sdp_side {
+            for &(addr, rtcp) in &offered {
+                self.bind(call_ref, side, addr, rtcp);
+            }
+        }
+        if !offered.is_empty() {
+            self.tidy_media();
         }
         Some(SipOutcome { call_ref, opened })
+    }
+
+    /// Binds a call to a media endpoint its SDP offered (see [`Endpoints`]), and notes the
+    /// endpoint in the call's own list, which holds at most [`MAX_ENDPOINTS_PER_CALL`].
+    fn bind(&mut self, call_ref: CallRef, side: Side, addr: SocketAddr, rtcp: bool) {
+        self.media.bind(
+            &addr,
+            Binding {
+                call_ref,
+                side,
+                rtcp,
+            },
+        );
+        let full = self
+            .calls
+            .get(&call_ref)
+            .is_some_and(|c| !c.bound.contains(&addr) && c.bound.len() >= MAX_ENDPOINTS_PER_CALL);
+        if full {
+            // Which endpoint to let go depends on the table: settle it.
+            self.settle_media();
+        }
+        let Some(call) = self.calls.get_mut(&call_ref) else {
+            return;
+        };
+        if call.bound.contains(&addr) {
+            return;
+        }
+        if call.bound.len() >= MAX_ENDPOINTS_PER_CALL {
+            // The oldest endpoint this side offered (the other side's stay bound), after any
+            // no longer bound to the call at all.
+            let media = &self.media;
+            let of_call = |a: &SocketAddr, same_side: bool| {
+                media
+                    .get(a)
+                    .any(|b| b.call_ref == call_ref && (!same_side || b.side == side))
+            };
+            let at = call
+                .bound
+                .iter()
+                .position(|a| !of_call(a, false))
+                .or_else(|| call.bound.iter().position(|a| of_call(a, true)))
+                .unwrap_or(0);
+            let oldest = call.bound.remove(at);
+            self.media.unbind(&oldest, call_ref);
+        }
+        call.bound.push(addr);
+    }
+
+    /// Applies the endpoint table's logged binds, before it is read.
+    fn settle_media(&mut self) {
+        if self.media.logged() > 0 {
+            let calls = &self.calls;
+            self.media
+                .settle(|r| calls.contains_key(&r), MAX_CALLS_PER_ENDPOINT);
+        }
+    }
+
+    /// Keeps the endpoint table and its log in bounds: completed calls' bindings are swept
+    /// once they may be half of them, and a log that still outgrows the open calls (one
+    /// call renegotiating over and over) is applied.
+    fn tidy_media(&mut self) {
+        let held = self.media.bindings() + self.media.logged();
+        if self.stale_bindings > held / 2 + 4096 {
+            let calls = &self.calls;
+            self.media.sweep(|r| calls.contains_key(&r));
+            self.stale_bindings = 0;
+        }
+        if self.media.logged() > 16 * self.calls.len() + 65_536 {
+            self.settle_media();
+        }
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -645,6 +687,7 @@ impl Correlator {
         dst: SocketAddr,
         payload: &[u8],
     ) -> Option<MediaClass> {
+        self.settle_media();
         let (binding, dst_side) = self.pick(src, dst)?;
         self.account(
             binding.call_ref,
@@ -689,6 +732,7 @@ impl Correlator {
         dst: SocketAddr,
         payload: &[u8],
     ) -> Option<MediaClass> {
+        self.settle_media();
         let find = |a: &SocketAddr| self.media.get(a).find(|b| b.call_ref == call_ref);
         let bind = match (find(&dst), find(&src)) {
             (Some(b), _) => Some((b.side, true, b.rtcp)),
@@ -976,9 +1020,7 @@ impl Correlator {
         };
         // Its bindings stay in `media` until the next sweep (look-ups skip them).
         self.stale_bindings += call.bound.len();
-        if self.stale_bindings > self.media.bindings() / 2 + 4096 {
-            self.sweep_media();
-        }
+        self.tidy_media();
         let mut s = call.summary;
         let h = self.id_hash.hash_one(s.call_id.as_slice());
         if let Ok(e) = self.by_id.find_entry(h, |&(_, x)| x == r) {
@@ -1131,18 +1173,11 @@ impl Correlator {
     }
 
     /// True when an address was announced by an open call's SDP.
-    pub fn is_bound(&self, addr: &SocketAddr) -> bool {
+    pub fn is_bound(&mut self, addr: &SocketAddr) -> bool {
+        self.settle_media();
         self.media
             .get(addr)
             .any(|b| self.calls.contains_key(&b.call_ref))
-    }
-
-    /// Drops the bindings of calls no longer open: one pass over the table once they are
-    /// about half of it, instead of a look-up per endpoint at every completion.
-    fn sweep_media(&mut self) {
-        let calls = &self.calls;
-        self.media.sweep(|r| calls.contains_key(&r));
-        self.stale_bindings = 0;
     }
 }
 
@@ -1472,6 +1507,38 @@ mod tests {
     }
 
     #[test]
+    fn renegotiations_with_no_media_looked_up_keep_the_log_and_the_call_bounded() {
+        let mut c = Correlator::new(CallConfig::default(), 1);
+        let r = setup(&mut c);
+        let at = |port: u16| addr(&format!("10.0.0.1:{port}"));
+        // New ports each time, and nothing reads the endpoint table meanwhile.
+        for i in 0..100u16 {
+            let t = 200_000 + i64::from(i);
+            feed_sip(&mut c, t, A_SIG, B_SIG, reinvite(10_000 + 2 * i).as_bytes());
+        }
+        assert!(c.bound_endpoints() <= MAX_ENDPOINTS_PER_CALL);
+        assert!(!c.is_bound(&at(4000)) && !c.is_bound(&at(10_000)));
+        assert!(c.is_bound(&at(10_198)) && c.is_bound(&at(10_199)));
+        assert!(c.is_bound(&addr("10.0.0.2:6000")));
+        // The same two ports over and over: the log is applied before it outgrows its bound.
+        let mut most = 0;
+        for i in 0..40_000u32 {
+            let port = 20_000 + 2 * (i % 2) as u16;
+            let t = 300_000 + i64::from(i);
+            let out = feed_sip(&mut c, t, A_SIG, B_SIG, reinvite(port).as_bytes());
+            assert_eq!(out.call_ref, r);
+            most = most.max(c.media.logged());
+        }
+        assert!(most <= 65_536 + 16 + 2, "{most} binds logged");
+        assert!(c.bound_endpoints() <= MAX_ENDPOINTS_PER_CALL);
+        let class = c.on_udp_media(400_000, addr("10.0.0.2:6000"), at(20_002), &rtp(1, 0, 0xA));
+        assert!(
+            matches!(class, Some(MediaClass::Rtp(x)) if x == r),
+            "{class:?}"
+        );
+    }
+
+    #[test]
     fn thousands_of_open_calls_are_each_found_by_call_id_until_they_complete() {
         // Enough calls for the Call-ID table to grow many times (each growth places every open
         // call again, by the hash the table keeps for it).
@@ -1784,6 +1851,7 @@ mod tests {
             c.expire(t, &mut done);
             assert_eq!(done.len(), 1, "short call {i}");
         }
+        c.settle_media();
         assert!(c.media.get(&addr("10.0.0.1:4000")).count() <= MAX_CALLS_PER_ENDPOINT);
         // The open call is still bound to it: media from an address nobody announced is its.
         let from = addr("10.0.0.9:7000");
@@ -1839,12 +1907,15 @@ mod tests {
         let mut done = Vec::new();
         c.expire(i64::from(n) * 1000 + 60_000_000, &mut done);
         assert_eq!(done.len(), usize::from(n));
-        assert_eq!(c.bound_endpoints(), 0);
-        // Swept once completed calls' bindings are half the table: never 40,000 entries.
-        let kept = c.media.bindings();
+        // No media was looked up, so the binds were only logged; swept once completed calls'
+        // bindings are half of them: never 40,000.
+        assert_eq!(c.media.bindings(), 0);
+        let kept = c.media.logged();
         assert!(kept <= 8192, "{kept} bindings kept");
+        assert_eq!(c.bound_endpoints(), 0);
         // The last call's endpoint is still in the table, not yet swept; its media is nobody's.
         let last = addr(&format!("10.0.0.1:{}", 4000 + 2 * (n - 1)));
+        c.settle_media();
         assert!(c.media.get(&last).next().is_some() && !c.is_bound(&last));
         let b = addr("10.0.0.2:6000");
         let t = i64::from(n) * 1000 + 61_000_000;

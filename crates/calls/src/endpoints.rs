@@ -83,10 +83,12 @@ impl Rec {
     }
 }
 
-/// Where an address lives: its table's key and which port of the pair it is.
+const UNBIND: u64 = 8;
+
+/// Where an address lives: its table's key (the pair of ports) and which port of the pair.
 enum Key {
     V4(u64),
-    V6(u128, u16),
+    V6((u128, u16)),
 }
 
 fn key(a: &SocketAddr) -> (Key, bool) {
@@ -94,100 +96,53 @@ fn key(a: &SocketAddr) -> (Key, bool) {
     let odd = port & 1 == 1;
     let k = match a.ip() {
         IpAddr::V4(ip) => Key::V4((u64::from(u32::from(ip)) << 15) | u64::from(port >> 1)),
-        IpAddr::V6(ip) => Key::V6(u128::from(ip), port >> 1),
+        IpAddr::V6(ip) => Key::V6((u128::from(ip), port >> 1)),
     };
     (k, odd)
 }
 
 /// The table. See the module documentation.
+///
+/// Binds and unbinds are logged, and applied to the table only when it is read
+/// ([`Endpoints::settle`]): a log entry is one sequential write, a table entry a cache miss or
+/// two. A feed that carries no media (HEP from a SIP proxy) never reads it, and the log
+/// entries of calls that complete meanwhile are dropped unread ([`Endpoints::sweep`]). Binds
+/// and unbinds of different addresses commute, so the two logs (IPv4, IPv6) need no common
+/// order.
 #[derive(Default)]
 pub(crate) struct Endpoints {
     v4: Map<u64>,
     v6: Map<(u128, u16)>,
-    /// Bindings held, all ports.
+    /// Bindings held in the tables, all ports.
     recs: usize,
+    log4: Vec<(u64, Rec)>,
+    log6: Vec<((u128, u16), Rec)>,
 }
 
-impl Endpoints {
-    fn list(&self, a: &SocketAddr) -> (Option<&Recs>, bool) {
-        let (k, odd) = key(a);
-        let l = match k {
-            Key::V4(k) => self.v4.get(&k),
-            Key::V6(ip, p) => self.v6.get(&(ip, p)),
-        };
-        (l, odd)
-    }
-
-    /// Runs `f` on the list of `a`'s pair of ports (created empty if missing; removed if `f`
-    /// leaves it empty), keeping the count of bindings.
-    fn with_list<T>(
-        &mut self,
-        a: &SocketAddr,
-        create: bool,
-        f: impl FnOnce(&mut Recs, bool) -> T,
-    ) -> Option<T> {
-        fn run<K: std::hash::Hash + Eq, T>(
-            m: &mut Map<K>,
-            k: K,
-            create: bool,
-            recs: &mut usize,
-            f: impl FnOnce(&mut Recs) -> T,
-        ) -> Option<T> {
-            use std::collections::hash_map::Entry;
-            let mut e = match m.entry(k) {
-                Entry::Occupied(e) => e,
-                Entry::Vacant(e) if create => e.insert_entry(Recs::new()),
-                Entry::Vacant(_) => return None,
-            };
-            let before = e.get().len();
-            let out = f(e.get_mut());
-            let after = e.get().len();
-            *recs = *recs + after - before;
-            if after == 0 {
-                e.remove();
-            }
-            Some(out)
-        }
-        let (k, odd) = key(a);
-        match k {
-            Key::V4(k) => run(&mut self.v4, k, create, &mut self.recs, |l| f(l, odd)),
-            Key::V6(ip, p) => run(&mut self.v6, (ip, p), create, &mut self.recs, |l| f(l, odd)),
-        }
-    }
-
-    /// The calls bound to `a`, oldest first (bindings of completed calls included, until a
-    /// sweep).
-    pub fn get(&self, a: &SocketAddr) -> impl DoubleEndedIterator<Item = Binding> + Clone + '_ {
-        let (l, odd) = self.list(a);
-        l.map_or(&[][..], |l| l.as_slice())
-            .iter()
-            .filter(move |r| r.odd() == odd)
-            .map(|r| r.binding())
-    }
-
-    /// Binds a call to `a` as its latest binding there (a binding of the same call at `a` is
-    /// replaced). Returns how many other calls' bindings `a` holds.
-    pub fn bind(&mut self, a: &SocketAddr, b: Binding) -> usize {
-        self.with_list(a, true, |l, odd| {
-            l.retain(|r| !(r.odd() == odd && r.call_ref() == b.call_ref));
-            let others = l.iter().filter(|r| r.odd() == odd).count();
-            l.push(Rec::new(b, odd));
-            others
-        })
-        .unwrap_or(0)
-    }
-
-    /// Drops a call's binding to `a`.
-    pub fn unbind(&mut self, a: &SocketAddr, call_ref: CallRef) {
-        self.with_list(a, false, |l, odd| {
-            l.retain(|r| !(r.odd() == odd && r.call_ref() == call_ref));
-        });
-    }
-
-    /// Drops the bindings to `a` of calls that are not `open`, then the oldest until at most
-    /// `max` are left.
-    pub fn trim(&mut self, a: &SocketAddr, open: impl Fn(CallRef) -> bool, max: usize) {
-        self.with_list(a, false, |l, odd| {
+/// Applies one logged bind or unbind to its table. Returns the change in bindings held.
+fn apply<K: std::hash::Hash + Eq>(
+    m: &mut Map<K>,
+    k: K,
+    op: Rec,
+    open: &impl Fn(CallRef) -> bool,
+    max: usize,
+) -> isize {
+    use std::collections::hash_map::Entry;
+    let odd = op.odd();
+    let same = |r: &Rec| r.odd() == odd && r.call_ref() == op.call_ref();
+    let mut e = match m.entry(k) {
+        Entry::Occupied(e) => e,
+        Entry::Vacant(_) if op.0 & UNBIND != 0 => return 0,
+        Entry::Vacant(e) => e.insert_entry(Recs::new()),
+    };
+    let l = e.get_mut();
+    let before = l.len();
+    l.retain(|r| !same(r));
+    if op.0 & UNBIND == 0 {
+        let others = l.iter().filter(|r| r.odd() == odd).count();
+        l.push(Rec(op.0 & !UNBIND));
+        if others >= max {
+            // A full list: completed calls' bindings go first, then the oldest.
             l.retain(|r| r.odd() != odd || open(r.call_ref()));
             let mut n = l.iter().filter(|r| r.odd() == odd).count();
             while n > max {
@@ -196,10 +151,76 @@ impl Endpoints {
                 }
                 n -= 1;
             }
-        });
+        }
+    }
+    let after = l.len();
+    if after == 0 {
+        e.remove();
+    }
+    after as isize - before as isize
+}
+
+impl Endpoints {
+    fn log(&mut self, a: &SocketAddr, rec: Rec) {
+        match key(a).0 {
+            Key::V4(k) => self.log4.push((k, rec)),
+            Key::V6(k) => self.log6.push((k, rec)),
+        }
     }
 
-    /// Drops every binding of calls that are not `open`: one pass over the table.
+    /// Binds a call to `a` as its latest binding there (a binding of the same call at `a` is
+    /// replaced). Where `a` then holds more than `max` calls, completed calls' bindings are
+    /// dropped first, then the oldest. Logged: see [`Endpoints::settle`].
+    pub fn bind(&mut self, a: &SocketAddr, b: Binding) {
+        self.log(a, Rec::new(b, key(a).1));
+    }
+
+    /// Drops a call's binding to `a`. Logged: see [`Endpoints::settle`].
+    pub fn unbind(&mut self, a: &SocketAddr, call_ref: CallRef) {
+        let b = Binding {
+            call_ref,
+            side: Side::Caller,
+            rtcp: false,
+        };
+        let r = Rec::new(b, key(a).1);
+        self.log(a, Rec(r.0 | UNBIND));
+    }
+
+    /// Binds and unbinds logged and not yet applied.
+    pub fn logged(&self) -> usize {
+        self.log4.len() + self.log6.len()
+    }
+
+    /// Applies the logged binds and unbinds, in order, keeping at most `max` calls per
+    /// endpoint (`open` tells which calls are still open). Look-ups read the table only.
+    pub fn settle(&mut self, open: impl Fn(CallRef) -> bool, max: usize) {
+        let mut d = 0isize;
+        for (k, op) in std::mem::take(&mut self.log4) {
+            d += apply(&mut self.v4, k, op, &open, max);
+        }
+        for (k, op) in std::mem::take(&mut self.log6) {
+            d += apply(&mut self.v6, k, op, &open, max);
+        }
+        self.recs = self.recs.saturating_add_signed(d);
+    }
+
+    /// The calls bound to `a`, oldest first (bindings of completed calls included, until a
+    /// sweep). Reads the table: settle first.
+    pub fn get(&self, a: &SocketAddr) -> impl DoubleEndedIterator<Item = Binding> + Clone + '_ {
+        debug_assert_eq!(self.logged(), 0, "endpoint table read before it is settled");
+        let (k, odd) = key(a);
+        let l = match k {
+            Key::V4(k) => self.v4.get(&k),
+            Key::V6(k) => self.v6.get(&k),
+        };
+        l.map_or(&[][..], |l| l.as_slice())
+            .iter()
+            .filter(move |r| r.odd() == odd)
+            .map(|r| r.binding())
+    }
+
+    /// Drops every binding, applied or logged, of calls that are not `open`: one pass over the
+    /// table and the logs.
     pub fn sweep(&mut self, open: impl Fn(CallRef) -> bool) {
         let mut recs = 0;
         let mut keep = |l: &mut Recs| {
@@ -210,15 +231,18 @@ impl Endpoints {
         self.v4.retain(|_, l| keep(l));
         self.v6.retain(|_, l| keep(l));
         self.recs = recs;
+        self.log4.retain(|(_, r)| open(r.call_ref()));
+        self.log6.retain(|(_, r)| open(r.call_ref()));
     }
 
-    /// Bindings held (a call bound to an endpoint counts once per endpoint).
+    /// Bindings held in the table (a call bound to an endpoint counts once per endpoint).
     pub fn bindings(&self) -> usize {
         self.recs
     }
 
-    /// Endpoints with a binding of an `open` call.
+    /// Endpoints with a binding of an `open` call. Reads the table: settle first.
     pub fn bound_endpoints(&self, open: impl Fn(CallRef) -> bool) -> usize {
+        debug_assert_eq!(self.logged(), 0, "endpoint table read before it is settled");
         self.v4
             .values()
             .chain(self.v6.values())
@@ -247,15 +271,21 @@ mod tests {
         }
     }
 
+    const ALL: fn(CallRef) -> bool = |_| true;
+
     #[test]
     fn ports_of_a_pair_keep_their_own_bindings() {
         let mut t = Endpoints::default();
         let rtp = addr("10.0.0.1:4000");
         let rtcp = addr("10.0.0.1:4001");
-        assert_eq!(t.bind(&rtp, b(1, Side::Caller, false)), 0);
-        assert_eq!(t.bind(&rtcp, b(1, Side::Caller, true)), 0);
+        t.bind(&rtp, b(1, Side::Caller, false));
+        t.bind(&rtcp, b(1, Side::Caller, true));
         // Another call on the RTCP port only (RTCP on an odd port of its own).
-        assert_eq!(t.bind(&rtcp, b(2, Side::Callee, true)), 1);
+        t.bind(&rtcp, b(2, Side::Callee, true));
+        assert_eq!(t.logged(), 3);
+        assert_eq!(t.bindings(), 0, "logged, not applied");
+        t.settle(ALL, 8);
+        assert_eq!(t.logged(), 0);
         assert_eq!(t.v4.len(), 1, "one entry for the pair");
         assert_eq!(t.bindings(), 3);
         assert_eq!(t.get(&rtp).collect::<Vec<_>>(), [b(1, Side::Caller, false)]);
@@ -277,18 +307,41 @@ mod tests {
         let a = addr("[2001:db8::1]:5000");
         t.bind(&a, b(1, Side::Caller, false));
         t.bind(&a, b(2, Side::Caller, false));
-        assert_eq!(t.bind(&a, b(1, Side::Callee, false)), 1);
+        t.bind(&a, b(1, Side::Callee, false));
+        t.settle(ALL, 8);
         let refs: Vec<_> = t.get(&a).map(|x| x.call_ref).collect();
         assert_eq!(refs, [2, 1]);
         assert_eq!(t.get(&a).last().unwrap().side, Side::Callee);
         t.unbind(&a, 2);
         t.unbind(&a, 1);
+        // An unbind of an address never bound changes nothing.
+        t.unbind(&addr("[2001:db8::1]:5002"), 1);
+        t.settle(ALL, 8);
         assert_eq!(t.bindings(), 0);
         assert!(t.v6.is_empty(), "an empty entry is removed");
     }
 
     #[test]
-    fn trim_drops_closed_calls_first_then_the_oldest() {
+    fn logged_binds_apply_in_order() {
+        let mut t = Endpoints::default();
+        let a = addr("10.0.0.1:4000");
+        t.bind(&a, b(1, Side::Caller, false));
+        t.unbind(&a, 1);
+        t.bind(&a, b(2, Side::Caller, false));
+        t.bind(&a, b(1, Side::Callee, false));
+        t.settle(ALL, 8);
+        let refs: Vec<_> = t.get(&a).map(|x| x.call_ref).collect();
+        assert_eq!(refs, [2, 1]);
+        t.bind(&a, b(2, Side::Caller, false));
+        t.unbind(&a, 1);
+        t.settle(ALL, 8);
+        let refs: Vec<_> = t.get(&a).map(|x| x.call_ref).collect();
+        assert_eq!(refs, [2]);
+        assert_eq!(t.bindings(), 1);
+    }
+
+    #[test]
+    fn a_full_endpoint_drops_closed_calls_first_then_the_oldest() {
         let mut t = Endpoints::default();
         let a = addr("10.0.0.1:4000");
         let other = addr("10.0.0.1:4001");
@@ -297,15 +350,35 @@ mod tests {
             t.bind(&a, b(r, Side::Caller, false));
         }
         // Calls 2 and 9 are closed; keep at most 3 at `a`.
-        t.trim(&a, |r| r != 2 && r != 9, 3);
+        t.settle(|r| r != 2 && r != 9, 3);
         let refs: Vec<_> = t.get(&a).map(|x| x.call_ref).collect();
         assert_eq!(refs, [4, 5, 6]);
-        // The other port of the pair is untouched by a trim of `a`.
+        // The other port of the pair is not trimmed by `a`'s binds.
         assert_eq!(t.get(&other).count(), 1);
         assert_eq!(t.bindings(), 4);
-        t.sweep(|r| r != 9 && r != 5);
-        assert_eq!(t.bindings(), 2);
-        assert_eq!(t.get(&other).count(), 0);
+    }
+
+    #[test]
+    fn a_sweep_drops_closed_calls_from_the_table_and_the_log() {
+        let mut t = Endpoints::default();
+        let a = addr("10.0.0.1:4000");
+        t.bind(&a, b(1, Side::Caller, false));
+        t.bind(&a, b(2, Side::Caller, false));
+        t.settle(ALL, 8);
+        t.bind(&addr("10.0.0.1:4001"), b(1, Side::Caller, true));
+        t.bind(&addr("[::1]:4001"), b(3, Side::Caller, true));
+        t.bind(&addr("[::1]:4002"), b(2, Side::Caller, true));
+        t.sweep(|r| r == 2);
+        assert_eq!(t.bindings(), 1);
+        assert_eq!(
+            t.logged(),
+            1,
+            "only the open call's bind is left in the log"
+        );
+        t.settle(ALL, 8);
+        assert_eq!(t.get(&a).map(|x| x.call_ref).collect::<Vec<_>>(), [2]);
+        assert_eq!(t.get(&addr("[::1]:4002")).count(), 1);
+        assert_eq!(t.get(&addr("[::1]:4001")).count(), 0);
     }
 
     #[test]
@@ -314,6 +387,7 @@ mod tests {
         let a = addr("10.0.0.1:65535");
         let r = (1 << 56) - 1;
         t.bind(&a, b(r, Side::Callee, true));
+        t.settle(ALL, 8);
         assert_eq!(t.get(&a).next(), Some(b(r, Side::Callee, true)));
     }
 }
