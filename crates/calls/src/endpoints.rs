@@ -128,6 +128,10 @@ fn apply<K: std::hash::Hash + Eq>(
     max: usize,
 ) -> isize {
     use std::collections::hash_map::Entry;
+    // A completed call's binding would only wait there for a sweep.
+    if !open(op.call_ref()) {
+        return 0;
+    }
     let odd = op.odd();
     let same = |r: &Rec| r.odd() == odd && r.call_ref() == op.call_ref();
     let mut e = match m.entry(k) {
@@ -192,7 +196,8 @@ impl Endpoints {
     }
 
     /// Applies the logged binds and unbinds, in order, keeping at most `max` calls per
-    /// endpoint (`open` tells which calls are still open). Look-ups read the table only.
+    /// endpoint (`open` tells which calls are still open; those of calls no longer open are
+    /// dropped). Look-ups read the table only.
     pub fn settle(&mut self, open: impl Fn(CallRef) -> bool, max: usize) {
         let mut d = 0isize;
         for (k, op) in std::mem::take(&mut self.log4) {
@@ -349,13 +354,28 @@ mod tests {
         for r in 1..=6 {
             t.bind(&a, b(r, Side::Caller, false));
         }
-        // Calls 2 and 9 are closed; keep at most 3 at `a`.
-        t.settle(|r| r != 2 && r != 9, 3);
+        t.settle(ALL, 8);
+        // Calls 5 and 9 have completed since; a seventh call binds where at most 3 are kept.
+        t.bind(&a, b(7, Side::Caller, false));
+        t.settle(|r| r != 5 && r != 9, 3);
         let refs: Vec<_> = t.get(&a).map(|x| x.call_ref).collect();
-        assert_eq!(refs, [4, 5, 6]);
+        assert_eq!(refs, [4, 6, 7]);
         // The other port of the pair is not trimmed by `a`'s binds.
         assert_eq!(t.get(&other).count(), 1);
         assert_eq!(t.bindings(), 4);
+    }
+
+    #[test]
+    fn binds_of_calls_completed_before_they_apply_are_dropped() {
+        let mut t = Endpoints::default();
+        let a = addr("10.0.0.1:4000");
+        t.bind(&a, b(1, Side::Caller, false));
+        t.bind(&a, b(2, Side::Caller, false));
+        t.bind(&addr("[::1]:4000"), b(1, Side::Caller, false));
+        t.settle(|r| r == 2, 8);
+        assert_eq!(t.get(&a).map(|x| x.call_ref).collect::<Vec<_>>(), [2]);
+        assert_eq!(t.bindings(), 1);
+        assert!(t.v6.is_empty());
     }
 
     #[test]
