@@ -85,6 +85,9 @@ impl Rec {
 
 const UNBIND: u64 = 8;
 
+/// Room a log keeps once applied (entries).
+const KEPT_LOG_ROOM: usize = 4096;
+
 /// Where an address lives: its table's key (the pair of ports) and which port of the pair.
 enum Key {
     V4(u64),
@@ -200,12 +203,17 @@ impl Endpoints {
     /// dropped). Look-ups read the table only.
     pub fn settle(&mut self, open: impl Fn(CallRef) -> bool, max: usize) {
         let mut d = 0isize;
-        for (k, op) in std::mem::take(&mut self.log4) {
+        // Drained, not taken: a feed with media applies a few binds at a time, into a log
+        // that keeps its room.
+        for (k, op) in self.log4.drain(..) {
             d += apply(&mut self.v4, k, op, &open, max);
         }
-        for (k, op) in std::mem::take(&mut self.log6) {
+        for (k, op) in self.log6.drain(..) {
             d += apply(&mut self.v6, k, op, &open, max);
         }
+        // A log that grew while no media was looked up gives its memory back.
+        self.log4.shrink_to(KEPT_LOG_ROOM);
+        self.log6.shrink_to(KEPT_LOG_ROOM);
         self.recs = self.recs.saturating_add_signed(d);
     }
 
@@ -399,6 +407,19 @@ mod tests {
         assert_eq!(t.get(&a).map(|x| x.call_ref).collect::<Vec<_>>(), [2]);
         assert_eq!(t.get(&addr("[::1]:4002")).count(), 1);
         assert_eq!(t.get(&addr("[::1]:4001")).count(), 0);
+    }
+
+    #[test]
+    fn an_applied_log_gives_its_memory_back() {
+        let mut t = Endpoints::default();
+        for i in 0..100_000u32 {
+            let a = SocketAddr::from(([10, 1, (i >> 8) as u8, i as u8], 4000));
+            t.bind(&a, b(CallRef::from(i) + 1, Side::Caller, false));
+        }
+        assert!(t.log4.capacity() >= 100_000);
+        t.settle(ALL, 8);
+        assert_eq!(t.bindings(), 100_000);
+        assert!(t.log4.capacity() <= KEPT_LOG_ROOM, "{}", t.log4.capacity());
     }
 
     #[test]
