@@ -9,7 +9,8 @@
 //! - a binding is one integer: the call ref, the side, RTP or RTCP, and which port of the
 //!   pair (two inline per entry, no allocation).
 //!
-//! Per port it behaves as a list of bindings, oldest first, one per call.
+//! Per port it behaves as a list of bindings, oldest first, one per call. Binds are logged and
+//! applied when the table is read: see [`Endpoints`].
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -45,6 +46,8 @@ struct Rec(u64);
 const ODD: u64 = 1;
 const CALLEE: u64 = 2;
 const RTCP: u64 = 4;
+/// In a log entry: an unbind, not a bind.
+const UNBIND: u64 = 8;
 
 impl Rec {
     fn new(b: Binding, odd: bool) -> Rec {
@@ -82,8 +85,6 @@ impl Rec {
         }
     }
 }
-
-const UNBIND: u64 = 8;
 
 /// Room a log keeps once applied (entries).
 const KEPT_LOG_ROOM: usize = 4096;
