@@ -1837,15 +1837,7 @@ mod tests {
         // open call's endpoint and completed before the next.
         let mut t = 1_000_000;
         for i in 0..2 * MAX_CALLS_PER_ENDPOINT {
-            let id = format!("Call-ID: short{i}");
-            let inv = String::from_utf8(invite(4000))
-                .unwrap()
-                .replace("Call-ID: c1", &id);
-            let bye = String::from_utf8(bye_from_callee())
-                .unwrap()
-                .replace("Call-ID: c1", &id);
-            feed_sip(&mut c, t, A_SIG, B_SIG, inv.as_bytes());
-            feed_sip(&mut c, t, B_SIG, A_SIG, bye.as_bytes());
+            short_call(&mut c, t, &format!("short{i}"));
             t += 10_000_000;
             let mut done = Vec::new();
             c.expire(t, &mut done);
