@@ -287,6 +287,11 @@ mod tests {
 
     const ALL: fn(CallRef) -> bool = |_| true;
 
+    /// The calls bound to `a`, oldest first.
+    fn refs(t: &Endpoints, a: &SocketAddr) -> Vec<CallRef> {
+        t.get(a).map(|x| x.call_ref).collect()
+    }
+
     #[test]
     fn ports_of_a_pair_keep_their_own_bindings() {
         let mut t = Endpoints::default();
@@ -323,8 +328,7 @@ mod tests {
         t.bind(&a, b(2, Side::Caller, false));
         t.bind(&a, b(1, Side::Callee, false));
         t.settle(ALL, 8);
-        let refs: Vec<_> = t.get(&a).map(|x| x.call_ref).collect();
-        assert_eq!(refs, [2, 1]);
+        assert_eq!(refs(&t, &a), [2, 1]);
         assert_eq!(t.get(&a).last().unwrap().side, Side::Callee);
         t.unbind(&a, 2);
         t.unbind(&a, 1);
@@ -344,13 +348,11 @@ mod tests {
         t.bind(&a, b(2, Side::Caller, false));
         t.bind(&a, b(1, Side::Callee, false));
         t.settle(ALL, 8);
-        let refs: Vec<_> = t.get(&a).map(|x| x.call_ref).collect();
-        assert_eq!(refs, [2, 1]);
+        assert_eq!(refs(&t, &a), [2, 1]);
         t.bind(&a, b(2, Side::Caller, false));
         t.unbind(&a, 1);
         t.settle(ALL, 8);
-        let refs: Vec<_> = t.get(&a).map(|x| x.call_ref).collect();
-        assert_eq!(refs, [2]);
+        assert_eq!(refs(&t, &a), [2]);
         assert_eq!(t.bindings(), 1);
     }
 
@@ -367,8 +369,7 @@ mod tests {
         // Calls 5 and 9 have completed since; a seventh call binds where at most 3 are kept.
         t.bind(&a, b(7, Side::Caller, false));
         t.settle(|r| r != 5 && r != 9, 3);
-        let refs: Vec<_> = t.get(&a).map(|x| x.call_ref).collect();
-        assert_eq!(refs, [4, 6, 7]);
+        assert_eq!(refs(&t, &a), [4, 6, 7]);
         // The other port of the pair is not trimmed by `a`'s binds.
         assert_eq!(t.get(&other).count(), 1);
         assert_eq!(t.bindings(), 4);
@@ -382,7 +383,7 @@ mod tests {
         t.bind(&a, b(2, Side::Caller, false));
         t.bind(&addr("[::1]:4000"), b(1, Side::Caller, false));
         t.settle(|r| r == 2, 8);
-        assert_eq!(t.get(&a).map(|x| x.call_ref).collect::<Vec<_>>(), [2]);
+        assert_eq!(refs(&t, &a), [2]);
         assert_eq!(t.bindings(), 1);
         assert!(t.v6.is_empty());
     }
@@ -405,7 +406,7 @@ mod tests {
             "only the open call's bind is left in the log"
         );
         t.settle(ALL, 8);
-        assert_eq!(t.get(&a).map(|x| x.call_ref).collect::<Vec<_>>(), [2]);
+        assert_eq!(refs(&t, &a), [2]);
         assert_eq!(t.get(&addr("[::1]:4002")).count(), 1);
         assert_eq!(t.get(&addr("[::1]:4001")).count(), 0);
     }
