@@ -265,9 +265,11 @@ fn wait_calls(http: u16, n: usize, path: &str) -> Vec<Value> {
     }
 }
 
-/// Kamailio with configuration `cfg`, in the foreground, its pid file in `dir`.
-fn kamailio(cfg: &Path, dir: &Path) -> Guard {
-    Guard(
+/// Kamailio with the configuration `cfg`, in the foreground, its pid file in `dir`, once it
+/// has bound its SIP port `port`: a request sent before is never read (SIPp resends it, and a
+/// direct capture of `lo` then holds both copies while the HEP feed holds one).
+fn kamailio(cfg: &Path, dir: &Path, port: u16) -> Guard {
+    let g = Guard(
         Command::new("kamailio")
             .args(["-f"])
             .arg(cfg)
@@ -277,15 +279,16 @@ fn kamailio(cfg: &Path, dir: &Path) -> Guard {
             .stderr(Stdio::null())
             .spawn()
             .expect("kamailio is needed (apt-get install kamailio)"),
-    )
+    );
+    wait_udp_bound(port, "Kamailio");
+    g
 }
 
-/// SIPp's built-in UAS on 127.0.0.1:`port`. Its retransmissions are off (`-nr`), as the
-/// UAC's: on a loaded machine a late answer makes SIPp resend a request or response, and the
-/// tests that compare HEP with a direct capture then depend on timing (once, a resent INVITE
-/// was in the direct capture and not in the HEP feed; its cause was not established).
+/// SIPp's built-in UAS on 127.0.0.1:`port`, once it has bound the port. Its retransmissions
+/// are off (`-nr`), as the UAC's, so that a late answer on a loaded machine does not change
+/// what a call's messages are from one run to the next.
 fn sipp_uas(port: u16) -> Guard {
-    Guard(
+    let g = Guard(
         Command::new("sipp")
             .args(["-sn", "uas", "-i", "127.0.0.1", "-p", &port.to_string()])
             .args(["-nr", "-nostdin"])
@@ -293,7 +296,35 @@ fn sipp_uas(port: u16) -> Guard {
             .stderr(Stdio::null())
             .spawn()
             .expect("sipp is needed (apt-get install sip-tester)"),
-    )
+    );
+    wait_udp_bound(port, "SIPp's UAS");
+    g
+}
+
+/// Waits until some socket is bound to UDP port `port` (as `/proc/net/udp` and `udp6` list
+/// them). A peer started a fixed time before its first packet is sent may not be listening yet
+/// on a loaded machine: a request sent to it then is in a direct capture of `lo`, but the peer
+/// never read it (so, behind Kamailio, it is not in the HEP feed either).
+fn wait_udp_bound(port: u16, what: &str) {
+    let want = format!(":{port:04X}");
+    let bound = || {
+        ["/proc/net/udp", "/proc/net/udp6"].iter().any(|p| {
+            std::fs::read_to_string(p).is_ok_and(|t| {
+                t.lines()
+                    .skip(1)
+                    .filter_map(|l| l.split_whitespace().nth(1))
+                    .any(|local| local.ends_with(&want))
+            })
+        })
+    };
+    let t0 = Instant::now();
+    while !bound() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "{what} did not bind UDP port {port} within 30 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// `calls` calls of SIPp's built-in UAC from 127.0.0.1:`uac` through the proxy on
@@ -320,6 +351,68 @@ fn sipp_uac_calls(proxy: u16, uac: u16, calls: u32) {
     assert!(st.success(), "sipp uac failed");
 }
 
+/// Checks the calls `serve` stored from Kamailio's HEP feed (`calls`, from its API on port
+/// `http`) against a direct capture of the same SIP traffic (`cap`, imported under `dir`):
+/// the same calls, each with the same messages, answered, and each message's time within
+/// `slack_us` of the capture's. Returns the number of SIP messages in the capture.
+fn assert_hep_matches_capture(
+    http: u16,
+    calls: &[Value],
+    cap: &Path,
+    dir: &Path,
+    slack_us: i64,
+) -> usize {
+    let direct = dir.join("direct-data");
+    import(&direct, cap);
+    let want = cli_json(&["calls", "--json", "--limit", "0"], &direct);
+    let mut want_ids: Vec<&str> = want
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["call_id"].as_str().unwrap())
+        .collect();
+    let mut got_ids: Vec<&str> = calls
+        .iter()
+        .map(|c| c["call_id"].as_str().unwrap())
+        .collect();
+    want_ids.sort();
+    got_ids.sort();
+    assert_eq!(got_ids, want_ids);
+    assert_eq!(got_ids.len(), 3);
+    let mut total = 0;
+    for id in got_ids {
+        let enc: String = id.replace('@', "%40");
+        let got = get_json(http, &format!("/api/v1/calls/{enc}/flow"));
+        let want = cli_json(&["flow", "--json", id], &direct);
+        // The same messages; each HEP message carries Kamailio's own timestamp, not the
+        // capture's (so two messages microseconds apart may swap places).
+        let (mut g, mut w) = (msgs(&got), msgs(&want));
+        g.sort();
+        w.sort();
+        assert_eq!(g, w, "messages of {id}");
+        total += w.len();
+        let ts = |v: &Value| -> Vec<(Msg, i64)> {
+            let mut out: Vec<(Msg, i64)> = msgs(v)
+                .into_iter()
+                .zip(v.as_array().unwrap())
+                .map(|(m, x)| (m, us(x["ts"].as_str().unwrap())))
+                .collect();
+            out.sort();
+            out
+        };
+        for ((gm, gt), (wm, wt)) in ts(&got).iter().zip(ts(&want).iter()) {
+            assert_eq!(gm, wm);
+            assert!(
+                (gt - wt).abs() < slack_us,
+                "{id} {gm:?}: HEP {gt} vs capture {wt}"
+            );
+        }
+        let c = get_json(http, &format!("/api/v1/calls/{enc}"));
+        assert_eq!(c["state"], "answered");
+    }
+    total
+}
+
 #[test]
 fn kamailio_siptrace_hep_gives_the_same_calls_as_a_direct_capture() {
     let base = ports(0);
@@ -340,59 +433,16 @@ fn kamailio_siptrace_hep_gives_the_same_calls_as_a_direct_capture() {
     let cap = dir.join("direct.pcap");
     // Kamailio sends HEP from its SIP socket: leave those packets out of the direct capture.
     let ts = tshark(&cap, &format!("udp port {kam} and not udp port {hep}"));
-    let _kamailio = kamailio(&cfg_path, &dir);
+    let _kamailio = kamailio(&cfg_path, &dir, kam);
     let _uas = sipp_uas(uas);
-    std::thread::sleep(Duration::from_millis(1500));
     sipp_uac_calls(kam, uac, 3);
     let calls = wait_calls(http, 3, "/api/v1/calls?limit=100");
     stop_tshark(ts);
 
-    let direct = dir.join("direct-data");
-    import(&direct, &cap);
-    let want = cli_json(&["calls", "--json", "--limit", "0"], &direct);
-    let mut want_ids: Vec<&str> = want
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["call_id"].as_str().unwrap())
-        .collect();
-    let mut got_ids: Vec<&str> = calls
-        .iter()
-        .map(|c| c["call_id"].as_str().unwrap())
-        .collect();
-    want_ids.sort();
-    got_ids.sort();
-    assert_eq!(got_ids, want_ids);
-    assert_eq!(got_ids.len(), 3);
-    for id in got_ids {
-        let enc: String = id.replace('@', "%40");
-        let got = get_json(http, &format!("/api/v1/calls/{enc}/flow"));
-        let want = cli_json(&["flow", "--json", id], &direct);
-        // The same messages; each HEP message carries Kamailio's own timestamp, within 5 ms of
-        // the capture time (so two messages microseconds apart may swap places).
-        let (mut g, mut w) = (msgs(&got), msgs(&want));
-        g.sort();
-        w.sort();
-        assert_eq!(g, w, "messages of {id}");
-        let ts = |v: &Value| -> Vec<(Msg, i64)> {
-            let mut out: Vec<(Msg, i64)> = msgs(v)
-                .into_iter()
-                .zip(v.as_array().unwrap())
-                .map(|(m, x)| (m, us(x["ts"].as_str().unwrap())))
-                .collect();
-            out.sort();
-            out
-        };
-        for ((gm, gt), (wm, wt)) in ts(&got).iter().zip(ts(&want).iter()) {
-            assert_eq!(gm, wm);
-            assert!(
-                (gt - wt).abs() < 5_000,
-                "{id} {gm:?}: HEP {gt} vs capture {wt}"
-            );
-        }
-        let c = get_json(http, &format!("/api/v1/calls/{enc}"));
-        assert_eq!(c["state"], "answered");
-    }
+    // Kamailio stamps a HEP packet about when it reads or sends the message: a few ms from
+    // when the capture saw it on a loaded machine (5.4 ms with two CPU-bound processes
+    // running beside the test).
+    assert_hep_matches_capture(http, &calls, &cap, &dir, 50_000);
     // Metrics saw the HEP traffic.
     let (st, m) = http_get(http, "/metrics");
     assert_eq!(st, 200);
@@ -486,7 +536,7 @@ fn live_capture_on_lo_equals_importing_the_same_traffic() {
             .spawn()
             .unwrap(),
     );
-    std::thread::sleep(Duration::from_millis(800));
+    wait_udp_bound(uas, "SIPp's UAS");
     let st = Command::new("sipp")
         .args([
             "-sn",
@@ -1426,21 +1476,25 @@ fn kamailio_siptrace_hep_over_mutual_tls_lands_every_call() {
     std::fs::write(&cfg_path, cfg).unwrap();
     let data = dir.join("data");
     let mut srv = serve_env(&data, hep, http, &[], &serve_tls_env(&pki, tls));
-    let _kamailio = kamailio(&cfg_path, &dir);
+    let cap = dir.join("direct.pcap");
+    let ts = tshark(&cap, &format!("udp port {kam}"));
+    let _kamailio = kamailio(&cfg_path, &dir, kam);
     let _uas = sipp_uas(uas);
-    std::thread::sleep(Duration::from_millis(1500));
     sipp_uac_calls(kam, uac, 3);
     let calls = wait_calls(http, 3, "/api/v1/calls?limit=100");
-    assert_eq!(calls.len(), 3);
-    for c in &calls {
-        // INVITE, 100, 180, 200, ACK, BYE, 200, each received and relayed by Kamailio (the
-        // 100 Trying is its own).
-        assert_eq!(c["messages"], 13, "{c}");
-        assert_eq!(c["state"], "answered", "{c}");
-    }
+    stop_tshark(ts);
+    // Every SIP message Kamailio read or sent is in the feed, and nothing else. That is
+    // mostly 13 per call (INVITE, 100, 180, 200, ACK, BYE, 200, each received and relayed,
+    // the 100 Trying its own), but under CPU load Kamailio now and then does not relay a 180
+    // at all (the capture of `lo` lacks it too; its two workers likely took the 180 and the
+    // 200 right behind it out of order, and a provisional reply is not relayed after the
+    // final one). So the capture, not a fixed count, is the reference. Kamailio stamps a HEP
+    // packet as it sends it, and its first waits for the TLS handshake with `serve` (the first
+    // INVITE's stamp was 54–155 ms after the capture's in loaded runs): up to 2 s.
+    let sent = assert_hep_matches_capture(http, &calls, &cap, &dir, 2_000_000);
     assert_eq!(
         metric(http, "siphon_received_packets_total{source=\"hep_tls\"}"),
-        39
+        sent as u64
     );
     assert_eq!(
         metric(http, "siphon_received_packets_total{source=\"hep_udp\"}"),
