@@ -442,7 +442,11 @@ fn kamailio_siptrace_hep_gives_the_same_calls_as_a_direct_capture() {
     // Kamailio stamps a HEP packet about when it reads or sends the message: a few ms from
     // when the capture saw it on a loaded machine (5.4 ms with two CPU-bound processes
     // running beside the test).
-    assert_hep_matches_capture(http, &calls, &cap, &dir, 50_000);
+    let sent = assert_hep_matches_capture(http, &calls, &cap, &dir, 50_000);
+    assert_eq!(
+        metric(http, "siphon_received_packets_total{source=\"hep_udp\"}"),
+        sent as u64
+    );
     // Metrics saw the HEP traffic.
     let (st, m) = http_get(http, "/metrics");
     assert_eq!(st, 200);
