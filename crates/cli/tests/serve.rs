@@ -328,9 +328,11 @@ fn wait_udp_bound(port: u16, what: &str) {
 }
 
 /// `calls` calls of SIPp's built-in UAC from 127.0.0.1:`uac` through the proxy on
-/// 127.0.0.1:`proxy`, 500 ms each; they must all succeed.
-fn sipp_uac_calls(proxy: u16, uac: u16, calls: u32) {
-    let st = Command::new("sipp")
+/// 127.0.0.1:`proxy`, 500 ms each; they must all succeed. SIPp's errors and the messages it
+/// did not expect go to files in `dir`, shown if it fails.
+fn sipp_uac_calls(proxy: u16, uac: u16, calls: u32, dir: &Path) {
+    let errors = dir.join("sipp-uac-errors.log");
+    let out = Command::new("sipp")
         .args(["-sn", "uac", &format!("127.0.0.1:{proxy}")])
         .args(["-i", "127.0.0.1", "-p", &uac.to_string()])
         .args([
@@ -343,12 +345,45 @@ fn sipp_uac_calls(proxy: u16, uac: u16, calls: u32) {
             "-nr",
             "-nostdin",
         ])
-        .args(["-timeout", "30s", "-timeout_error"])
+        .args([
+            "-timeout",
+            "30s",
+            "-timeout_error",
+            "-trace_err",
+            "-error_file",
+        ])
+        .arg(&errors)
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
+        .output()
         .unwrap();
-    assert!(st.success(), "sipp uac failed");
+    assert!(
+        out.status.success(),
+        "sipp uac failed ({}): {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr),
+        std::fs::read_to_string(&errors).unwrap_or_default()
+    );
+}
+
+/// Three calls of SIPp's UAC through Kamailio (configuration `cfg`, SIP port `kam`) to SIPp's
+/// UAS, while tshark captures `filter` on `lo`: the calls `serve` (HTTP port `http`) then
+/// lists, all complete, the capture's path, and Kamailio and the UAS, still running (a TLS
+/// client stays connected).
+fn calls_through_kamailio(
+    cfg: &Path,
+    dir: &Path,
+    filter: &str,
+    (kam, uas, uac): (u16, u16, u16),
+    http: u16,
+) -> (Vec<Value>, PathBuf, [Guard; 2]) {
+    let cap = dir.join("direct.pcap");
+    let ts = tshark(&cap, filter);
+    let kamailio = kamailio(cfg, dir, kam);
+    let uas = sipp_uas(uas);
+    sipp_uac_calls(kam, uac, 3, dir);
+    let calls = wait_calls(http, 3, "/api/v1/calls?limit=100");
+    stop_tshark(ts);
+    (calls, cap, [kamailio, uas])
 }
 
 /// Checks the calls `serve` stored from Kamailio's HEP feed (`calls`, from its API on port
@@ -430,15 +465,10 @@ fn kamailio_siptrace_hep_gives_the_same_calls_as_a_direct_capture() {
     std::fs::write(&cfg_path, cfg).unwrap();
     let data = dir.join("data");
     let mut srv = serve(&data, hep, http, &[]);
-    let cap = dir.join("direct.pcap");
     // Kamailio sends HEP from its SIP socket: leave those packets out of the direct capture.
-    let ts = tshark(&cap, &format!("udp port {kam} and not udp port {hep}"));
-    let _kamailio = kamailio(&cfg_path, &dir, kam);
-    let _uas = sipp_uas(uas);
-    sipp_uac_calls(kam, uac, 3);
-    let calls = wait_calls(http, 3, "/api/v1/calls?limit=100");
-    stop_tshark(ts);
-
+    let filter = format!("udp port {kam} and not udp port {hep}");
+    let (calls, cap, _peers) =
+        calls_through_kamailio(&cfg_path, &dir, &filter, (kam, uas, uac), http);
     // Kamailio stamps a HEP packet about when it reads or sends the message: a few ms from
     // when the capture saw it on a loaded machine (5.4 ms with two CPU-bound processes
     // running beside the test).
@@ -1480,13 +1510,9 @@ fn kamailio_siptrace_hep_over_mutual_tls_lands_every_call() {
     std::fs::write(&cfg_path, cfg).unwrap();
     let data = dir.join("data");
     let mut srv = serve_env(&data, hep, http, &[], &serve_tls_env(&pki, tls));
-    let cap = dir.join("direct.pcap");
-    let ts = tshark(&cap, &format!("udp port {kam}"));
-    let _kamailio = kamailio(&cfg_path, &dir, kam);
-    let _uas = sipp_uas(uas);
-    sipp_uac_calls(kam, uac, 3);
-    let calls = wait_calls(http, 3, "/api/v1/calls?limit=100");
-    stop_tshark(ts);
+    let filter = format!("udp port {kam}");
+    let (calls, cap, _peers) =
+        calls_through_kamailio(&cfg_path, &dir, &filter, (kam, uas, uac), http);
     // Every SIP message Kamailio read or sent is in the feed, and nothing else. That is
     // mostly 13 per call (INVITE, 100, 180, 200, ACK, BYE, 200, each received and relayed,
     // the 100 Trying its own), but under CPU load Kamailio now and then does not relay a 180
