@@ -317,14 +317,7 @@ fn wait_udp_bound(port: u16, what: &str) {
             })
         })
     };
-    let t0 = Instant::now();
-    while !bound() {
-        assert!(
-            t0.elapsed() < Duration::from_secs(30),
-            "{what} did not bind UDP port {port} within 30 s"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for(&format!("{what} to bind UDP port {port}"), bound);
 }
 
 /// `calls` calls of SIPp's built-in UAC from 127.0.0.1:`uac` through the proxy on
