@@ -536,7 +536,9 @@ fn hep_load(corpus: &Path, dir: &Path, secs: u64) {
     // HEP over TLS: mutual TLS with a CA, server and client certificates made by openssl.
     let pki = dir.join("pki");
     pki::make_pki(&pki);
-    let tls_port = 39_062;
+    // The bench's ports (19060–19081) lie below Linux's ephemeral range, so no client socket
+    // can hold one when `serve` binds it.
+    let tls_port = 19_062;
     let tls_env = pki::serve_tls_env(&pki, tls_port);
     for (ti, transport) in ["udp", "tcp", "tls"].iter().enumerate() {
         if !only.split(',').any(|t| t.trim() == *transport) {
@@ -548,7 +550,7 @@ fn hep_load(corpus: &Path, dir: &Path, secs: u64) {
             .unwrap_or_else(|| vec![100_000, 200_000, 300_000, 400_000, 500_000, 600_000]);
         for &rate in &rates {
             let data = dir.join(format!("hep-{transport}-{rate}"));
-            let (hep, http) = (39_060, 39_061);
+            let (hep, http) = (19_060, 19_061);
             let env: &[(&str, String)] = if ti == 2 { &tls_env } else { &[] };
             let _srv = start_serve_env(&data, hep, http, env);
             let to: SocketAddr = format!("127.0.0.1:{hep}").parse().unwrap();
@@ -819,8 +821,8 @@ fn flow_latency(corpus: &Path, dir: &Path, calls: u64) {
         calls.div_ceil(24) * 24,
         t0.elapsed().as_secs_f64()
     );
-    let http = 39_071;
-    let _srv = start_serve(&data, 39_070, http);
+    let http = 19_071;
+    let _srv = start_serve(&data, 19_070, http);
     let mut lat = Vec::new();
     for i in 0..2000 {
         let id = &ids[(i * 7919) % ids.len()];
@@ -932,13 +934,13 @@ fn peak_rss(pid: u32) -> u64 {
 fn export_memory(corpus: &Path, dir: &Path, minutes: u64) {
     let data = dir.join("long-call");
     let (id, packets) = build_long_call(corpus, &data, minutes);
-    let http = 39_081;
+    let http = 19_081;
     let path = |what: &str| format!("/api/v1/calls/{}/{what}", id.replace('@', "%40"));
     let mb = |b: u64| b as f64 / 1e6;
     let mut line = format!("exports of a {minutes}-minute call ({packets} packets):");
     // A fresh `serve` for each, so that one's peak does not hide the other's.
     for what in ["flow", "pcap", "wav"] {
-        let srv = start_serve(&data, 39_080, http);
+        let srv = start_serve(&data, 19_080, http);
         let pid = srv.0.id();
         let (st, row) = http_get(http, path("").trim_end_matches('/'));
         assert_eq!(st, 200, "{}", String::from_utf8_lossy(&row));

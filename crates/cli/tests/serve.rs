@@ -27,9 +27,11 @@ fn siphon() -> Command {
     Command::new(env!("CARGO_BIN_EXE_siphon"))
 }
 
-/// A port base unique to this test process and test, on loopback.
+/// A port base unique to this test process and test, on loopback. All of them lie below
+/// Linux's ephemeral range (32768–60999 by default), so no client socket of this or another
+/// test (SIPp, Kamailio, an HTTP request) can hold one when `serve` binds it.
 fn ports(slot: u16) -> u16 {
-    20_000 + (std::process::id() % 400) as u16 * 100 + slot * 10
+    20_000 + (std::process::id() % 120) as u16 * 100 + slot * 10
 }
 
 fn tmp(name: &str) -> Scratch {
@@ -120,11 +122,28 @@ fn get_json(port: u16, path: &str) -> Value {
 }
 
 fn wait_http(port: u16) {
+    wait_started(port, None);
+}
+
+/// Waits for `serve`'s HTTP port to accept; if `serve` (`c`) exits first or does not start in
+/// 30 s, fails with what it wrote to its log (`log`), such as a port it could not bind.
+fn wait_started(port: u16, serve: Option<(&mut Child, &Path)>) {
     let t0 = Instant::now();
+    let mut serve = serve;
+    let log = |log: Option<&Path>| {
+        log.and_then(|l| std::fs::read_to_string(l).ok())
+            .unwrap_or_default()
+    };
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if let Some((c, l)) = serve.as_mut() {
+            if let Some(st) = c.try_wait().unwrap() {
+                panic!("serve exited ({st}) before it listened:\n{}", log(Some(l)));
+            }
+        }
         assert!(
             t0.elapsed() < Duration::from_secs(30),
-            "serve did not start"
+            "serve did not start in 30 s:\n{}",
+            log(serve.as_ref().map(|(_, l)| *l))
         );
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -135,7 +154,8 @@ fn serve(data: &Path, hep: u16, http: u16, extra: &[&str]) -> Guard {
 }
 
 fn serve_env(data: &Path, hep: u16, http: u16, extra: &[&str], env: &[(&str, String)]) -> Guard {
-    let c = siphon()
+    let log = data.with_file_name("serve.log");
+    let mut c = siphon()
         .args(["serve", "--data"])
         .arg(data)
         .args(["--hep-listen", &format!("127.0.0.1:{hep}")])
@@ -145,10 +165,10 @@ fn serve_env(data: &Path, hep: u16, http: u16, extra: &[&str], env: &[(&str, Str
         .env("SIPHON_CALLS_CLOSING_GRACE_SECS", "1")
         .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .stdout(Stdio::null())
-        .stderr(std::fs::File::create(data.with_file_name("serve.log")).unwrap())
+        .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .unwrap();
-    wait_http(http);
+    wait_started(http, Some((&mut c, &log)));
     Guard(c)
 }
 
