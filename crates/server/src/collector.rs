@@ -1517,6 +1517,46 @@ mod tests {
     }
 
     #[test]
+    fn udp_datagrams_of_any_length_arrive_whole_and_in_order() {
+        let m = Arc::new(Metrics::new());
+        let (tx, rx) = sync_channel::<Batch>(1000);
+        let q = queue(tx, 1 << 20, 1 << 30);
+        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let to = sock.local_addr().unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let reader = {
+            let (m, stop) = (m.clone(), stop.clone());
+            std::thread::spawn(move || udp_loop(sock, q, stop, m))
+        };
+        // One byte, an Ethernet MTU's worth and one more, a jumbo frame's, the largest datagram
+        // there is, and more than one read's worth of small ones; each with a pattern of its own.
+        let mut sizes = vec![1, 1_472, 1_473, 9_000, 65_507];
+        sizes.extend((0..2 * MMSG).map(|i| 100 + i));
+        let sent: Vec<Vec<u8>> = sizes
+            .iter()
+            .enumerate()
+            .map(|(i, &n)| (0..n).map(|j| (i * 7 + j * 13) as u8).collect())
+            .collect();
+        let out = UdpSocket::bind("127.0.0.1:0").unwrap();
+        for d in &sent {
+            out.send_to(d, to).unwrap();
+        }
+        let mut got: Vec<Vec<u8>> = Vec::new();
+        let t0 = Instant::now();
+        while got.len() < sent.len() && t0.elapsed() < Duration::from_secs(10) {
+            if let Ok(b) = rx.recv_timeout(Duration::from_millis(100)) {
+                got.extend(b.items.iter().map(|&(_, at, n)| b.buf[at..at + n].to_vec()));
+            }
+        }
+        stop.store(true, Ordering::SeqCst);
+        reader.join().unwrap();
+        assert_eq!(got.len(), sent.len());
+        for (i, (g, s)) in got.iter().zip(&sent).enumerate() {
+            assert!(g == s, "datagram {i}: {} bytes read, {} sent", g.len(), s.len());
+        }
+    }
+
+    #[test]
     fn a_batch_grown_for_large_packets_is_not_kept_for_reuse() {
         let pool = std::sync::Mutex::new(Pool::default());
         recycle(&pool, batch(3));
