@@ -27,9 +27,10 @@ fn siphon() -> Command {
     Command::new(env!("CARGO_BIN_EXE_siphon"))
 }
 
-/// A port base unique to this test process and test, on loopback. All of them lie below
-/// Linux's ephemeral range (32768–60999 by default), so no client socket of this or another
-/// test (SIPp, Kamailio, an HTTP request) can hold one when `serve` binds it.
+/// A port base unique to this test process and test, on loopback: each slot owns the ten
+/// ports from it, and no two tests share a slot (the highest in use is 18). All of them lie
+/// below Linux's ephemeral range (32768–60999 by default), so no client socket of this or
+/// another test (SIPp, Kamailio, an HTTP request) can hold one when `serve` binds it.
 fn ports(slot: u16) -> u16 {
     20_000 + (std::process::id() % 120) as u16 * 100 + slot * 10
 }
@@ -547,7 +548,8 @@ fn live_capture_on_lo_equals_importing_the_same_traffic() {
     let data = dir.join("data");
     // The default capture filter takes the SIP ports and UDP 10000-60000 (RTP): SIPp's
     // signalling ports here are in that range too, and SIP is recognised by content.
-    let (mp_uas, mp_uac) = (base + 50, base + 70);
+    // SIPp's media ports get slots of their own: ten ports from each, none another test's.
+    let (mp_uas, mp_uac) = (ports(17), ports(18));
     // Tests run in parallel: capture only this test's ports, in the collector as in tshark.
     let filter = format!(
         "udp port {uas} or udp port {uac} or udp portrange {mp_uas}-{}",

@@ -1552,7 +1552,12 @@ mod tests {
         reader.join().unwrap();
         assert_eq!(got.len(), sent.len());
         for (i, (g, s)) in got.iter().zip(&sent).enumerate() {
-            assert!(g == s, "datagram {i}: {} bytes read, {} sent", g.len(), s.len());
+            assert!(
+                g == s,
+                "datagram {i}: {} bytes read, {} sent",
+                g.len(),
+                s.len()
+            );
         }
     }
 
