@@ -421,12 +421,18 @@ pub fn open(path: &Path) -> rusqlite::Result<Connection> {
         "wal_autocheckpoint",
         WAL_CHECKPOINT_BYTES / page.max(512),
     )?;
-    conn.execute_batch(SCHEMA)?;
+    // The tables and the version of a new index in one transaction: a reader sees all of
+    // them or none (see `schema_ready`). An existing index keeps its version for `upgrade`.
+    {
+        let tx = conn.unchecked_transaction()?;
+        tx.execute_batch(SCHEMA)?;
+        tx.execute(
+            "INSERT OR IGNORE INTO meta(key, value) VALUES ('version', ?1)",
+            params![INDEX_VERSION],
+        )?;
+        tx.commit()?;
+    }
     upgrade(&conn)?;
-    conn.execute(
-        "INSERT OR IGNORE INTO meta(key, value) VALUES ('version', ?1)",
-        params![INDEX_VERSION],
-    )?;
     Ok(conn)
 }
 

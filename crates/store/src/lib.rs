@@ -383,16 +383,22 @@ fn recover_if_unlocked(root: &Path) {
     }
 }
 
-/// `r`, or `empty` when it failed because the index has no tables yet: the writer is making it
-/// (or cannot, on a full disk), and a reader sees no calls there rather than an error.
+/// The result of query `q`, or `empty` when it failed because the index has no tables yet: the
+/// writer is making it (or cannot, on a full disk), and a reader sees no calls there rather
+/// than an error. Should the tables be there once it failed, the writer made them in between:
+/// `q` runs again.
 fn not_made_yet<T>(
     conn: &rusqlite::Connection,
-    r: rusqlite::Result<T>,
+    mut q: impl FnMut() -> rusqlite::Result<T>,
     empty: T,
 ) -> rusqlite::Result<T> {
-    match r {
-        // A damaged file (not a database) stays an error.
-        Err(_) if matches!(index::schema_ready(conn), Ok(false)) => Ok(empty),
+    match q() {
+        Err(e) => match index::schema_ready(conn) {
+            Ok(false) => Ok(empty),
+            Ok(true) => q(),
+            // A damaged file (not a database) stays an error.
+            Err(_) => Err(e),
+        },
         r => r,
     }
 }
@@ -457,7 +463,7 @@ impl Store {
                 continue;
             }
             let mut rows = self.read(&p, |conn| {
-                not_made_yet(conn, index::search(conn, &b.key, q), Vec::new())
+                not_made_yet(conn, || index::search(conn, &b.key, q), Vec::new())
             })?;
             load_cold(&b.dir, &mut rows)?;
             out.extend(rows);
@@ -499,7 +505,7 @@ impl Store {
                 continue;
             }
             if let Some(mut r) = self.read(&p, |conn| {
-                not_made_yet(conn, index::get(conn, &b.key, call_id.as_bytes()), None)
+                not_made_yet(conn, || index::get(conn, &b.key, call_id.as_bytes()), None)
             })? {
                 load_cold(&b.dir, std::slice::from_mut(&mut r))?;
                 return Ok(Some(r));
@@ -667,6 +673,37 @@ mod tests {
             assert!(store.find("nobody").unwrap().is_none());
         }
         let _ = std::fs::remove_dir_all(&root);
+    }
+
+    /// A query that fails because the index has no tables, made by the writer just after it
+    /// failed (before the reader looked at the schema), runs again and sees the new rows: the
+    /// reader gives neither an error nor "no calls".
+    #[test]
+    fn a_query_that_raced_the_making_of_the_index_runs_again() {
+        let dir = std::env::temp_dir().join(format!("siphon-raced-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("index.sqlite");
+        std::fs::write(&path, b"").unwrap();
+        let reader = index::open_read(&path).unwrap();
+        let mut tries = 0;
+        let rows = not_made_yet(
+            &reader,
+            || {
+                tries += 1;
+                let r = index::search(&reader, "b", &CallQuery::default());
+                if tries == 1 {
+                    assert!(r.is_err(), "no tables yet");
+                    let w = index::open(&path).unwrap();
+                    index::upsert(&w, &crate::index::tests::call(1, 1), &[], None).unwrap();
+                }
+                r
+            },
+            Vec::new(),
+        )
+        .unwrap();
+        assert_eq!((tries, rows.len()), (2, 1));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     /// A request whose time range ends at some time looks first in the buckets that begin
