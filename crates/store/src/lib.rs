@@ -706,6 +706,64 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
+    /// Readers that search and look up calls while the writer makes one bucket after another
+    /// (each index made while they read) never get an error, and in the end see every call.
+    #[test]
+    fn reads_while_the_writer_makes_bucket_after_bucket_never_fail() {
+        use siphon_ingest::Sink;
+        let (root, mut w) = crate::scratch_writer("making");
+        let day = 86_400_000_000i64;
+        let pool = std::sync::Arc::new(ReadPool::new());
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let readers: Vec<_> = (0..2)
+            .map(|i| {
+                let (root, pool, done) = (root.clone(), pool.clone(), done.clone());
+                std::thread::spawn(move || {
+                    let store = if i == 0 {
+                        Store::open_pooled(&root, pool).unwrap()
+                    } else {
+                        Store::open(&root).unwrap()
+                    };
+                    let mut errors = Vec::new();
+                    while !done.load(std::sync::atomic::Ordering::SeqCst) {
+                        if let Err(e) = store.search(&CallQuery::default()) {
+                            errors.push(e.to_string());
+                        }
+                        if let Err(e) = store.find("nobody") {
+                            errors.push(e.to_string());
+                        }
+                    }
+                    errors
+                })
+            })
+            .collect();
+        let buckets = 150;
+        for d in 0..buckets {
+            let mut c = crate::index::tests::call(d + 1, 1);
+            c.start_us += d as i64 * day;
+            c.end_us += d as i64 * day;
+            w.call_completed(Box::new(c));
+            w.flush(Vec::new()).unwrap();
+        }
+        done.store(true, std::sync::atomic::Ordering::SeqCst);
+        for r in readers {
+            let errors = r.join().unwrap();
+            assert!(
+                errors.is_empty(),
+                "{} errors, first: {}",
+                errors.len(),
+                errors[0]
+            );
+        }
+        w.close(Vec::new()).unwrap();
+        let rows = Store::open(&root)
+            .unwrap()
+            .search(&CallQuery::default())
+            .unwrap();
+        assert_eq!(rows.len(), buckets as usize);
+        let _ = std::fs::remove_dir_all(&root);
+    }
+
     /// A request whose time range ends at some time looks first in the buckets that begin
     /// before it: with a Call-ID used on two days, the call of the earlier day is found for a
     /// range on that day, the newer one otherwise, and a range before both still finds one.
