@@ -28,7 +28,7 @@ fn siphon() -> Command {
 }
 
 /// A port base unique to this test process and test, on loopback: each slot owns the ten
-/// ports from it, and no two tests share a slot (the highest in use is 18). All of them lie
+/// ports from it, and no two tests share a slot (the highest in use is 19). All of them lie
 /// below Linux's ephemeral range (32768–60999 by default), so no client socket of this or
 /// another test (SIPp, Kamailio, an HTTP request) can hold one when `serve` binds it.
 fn ports(slot: u16) -> u16 {
@@ -504,6 +504,86 @@ fn kamailio_siptrace_hep_gives_the_same_calls_as_a_direct_capture() {
     );
     let status = sigterm(&mut srv.0);
     assert!(status.success(), "serve exited with {status}");
+}
+
+/// `s` percent-encoded for a URL path segment.
+fn path_segment(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// Two clients asking without pause for every kind of read (the call list, each call's
+/// summary, ladder, pcap, WAV and quality, the metrics) while `serve` takes in its first calls,
+/// making the day's bucket and flushing, never get a server error; and the calls all land.
+#[test]
+fn api_requests_while_the_first_calls_arrive_never_fail() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let base = ports(19);
+    let (hep, http) = (base, base + 1);
+    let dir = tmp("api-during-ingest");
+    let _srv = serve(&dir.join("data"), hep, http, &[]);
+    let stop = Arc::new(AtomicBool::new(false));
+    let clients: Vec<_> = (0..2)
+        .map(|_| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let (mut asked, mut failed) = (0u32, Vec::new());
+                let mut ids: Vec<String> = Vec::new();
+                while !stop.load(Ordering::SeqCst) {
+                    let path = match (asked % 7, ids.get(asked as usize % ids.len().max(1))) {
+                        (0, _) | (_, None) => "/api/v1/calls?limit=50".to_string(),
+                        (1, _) => "/metrics".to_string(),
+                        (n, Some(id)) => {
+                            let tail = ["", "/flow", "/pcap", "/wav", "/quality"][n as usize - 2];
+                            format!("/api/v1/calls/{}{tail}", path_segment(id))
+                        }
+                    };
+                    let (status, body) = http_get(http, &path);
+                    asked += 1;
+                    if status >= 500 {
+                        failed.push(format!(
+                            "{path}: {status} {}",
+                            String::from_utf8_lossy(&body)
+                        ));
+                    } else if path.starts_with("/api/v1/calls?") {
+                        let v: Value = serde_json::from_slice(&body).unwrap();
+                        ids = v["calls"]
+                            .as_array()
+                            .unwrap()
+                            .iter()
+                            .filter_map(|c| c["call_id"].as_str().map(str::to_string))
+                            .collect();
+                    }
+                }
+                (asked, failed)
+            })
+        })
+        .collect();
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    for p in hep_packets(&corpus().join("many_calls_24.pcap"), b"") {
+        udp.send_to(&p, ("127.0.0.1", hep)).unwrap();
+    }
+    let calls = wait_calls(http, 24, "/api/v1/calls?limit=100");
+    // A little more with every call stored, so the per-call reads find them too.
+    std::thread::sleep(Duration::from_millis(500));
+    stop.store(true, Ordering::SeqCst);
+    for c in clients {
+        let (asked, failed) = c.join().unwrap();
+        assert!(
+            failed.is_empty(),
+            "{} of {asked} failed: {failed:?}",
+            failed.len()
+        );
+        assert!(asked > 20, "only {asked} requests made");
+    }
+    assert_eq!(calls.len(), 24);
 }
 
 #[test]
