@@ -1263,13 +1263,7 @@ fn pipeline_loop(
                 let due = last_retention.is_none_or(|t| t.elapsed() >= Duration::from_secs(every));
                 if due {
                     last_retention = Some(Instant::now());
-                    let _ = siphon_store::retention_with(
-                        &root,
-                        retention.0,
-                        retention.1,
-                        now_us(),
-                        &mut |key| writer.release_bucket(key),
-                    );
+                    retention_pass(&root, retention, &mut writer);
                 }
             }
         }
@@ -1285,6 +1279,22 @@ fn pipeline_loop(
     publish(&m, &st, &last_stats);
     write_before_stop(&mut writer, &m, &stop_retry, &root, retention)?;
     Ok(writer.close(Vec::new())?)
+}
+
+/// Deletes the buckets that `retention` (days, bytes) no longer keeps; a failure is logged and
+/// the next pass tries again.
+fn retention_pass(
+    root: &std::path::Path,
+    retention: (Option<u32>, Option<u64>),
+    writer: &mut StoreWriter,
+) {
+    if let Err(e) =
+        siphon_store::retention_with(root, retention.0, retention.1, now_us(), &mut |key| {
+            writer.release_bucket(key)
+        })
+    {
+        eprintln!("siphon serve: retention: {e} (tried again at the next pass)");
+    }
 }
 
 /// How a stop treats a store that cannot be written.
@@ -1349,13 +1359,7 @@ fn write_before_stop(
             && last_retention.is_none_or(|t| t.elapsed() >= Duration::from_secs(30))
         {
             last_retention = Some(Instant::now());
-            let _ = siphon_store::retention_with(
-                root,
-                retention.0,
-                retention.1,
-                now_us(),
-                &mut |key| writer.release_bucket(key),
-            );
+            retention_pass(root, retention, writer);
         }
         let pause = Instant::now();
         while pause.elapsed() < Duration::from_secs(1)

@@ -132,6 +132,9 @@ pub enum StoreError {
     /// Anything else.
     #[error("{0}")]
     Invalid(String),
+    /// The bucket holding what was read was deleted (by retention) while it was being read.
+    #[error("{0}: deleted by retention while it was read")]
+    Gone(String),
 }
 
 impl StoreError {
@@ -159,6 +162,16 @@ impl StoreError {
     /// True when retrying may help (I/O trouble such as a full disk), false for damaged data.
     pub fn is_transient(&self) -> bool {
         matches!(self, StoreError::Io { .. } | StoreError::Index { .. })
+    }
+
+    /// `self`, or [`StoreError::Gone`] when bucket directory `dir` is no longer there: a read
+    /// that failed because retention deleted the bucket under it.
+    pub(crate) fn unless_gone(self, dir: &Path) -> Self {
+        if dir.exists() {
+            self
+        } else {
+            StoreError::Gone(dir.display().to_string())
+        }
     }
 }
 
@@ -313,7 +326,7 @@ pub fn load_cold(dir: &Path, rows: &mut [CallRow]) -> Result<(), StoreError> {
             let p = dir.join(format!("{:06}.seg", cold.segment));
             file = Some((
                 cold.segment,
-                std::fs::File::open(&p).map_err(|e| StoreError::io(&p, e))?,
+                std::fs::File::open(&p).map_err(|e| StoreError::io(&p, e).unless_gone(dir))?,
             ));
         }
         let Some((_, f)) = file.as_mut() else {
@@ -462,10 +475,17 @@ impl Store {
             if !p.exists() {
                 continue;
             }
-            let mut rows = self.read(&p, |conn| {
+            // A bucket deleted by retention meanwhile has no calls any more.
+            let mut rows = match self.read(&p, |conn| {
                 not_made_yet(conn, || index::search(conn, &b.key, q), Vec::new())
-            })?;
-            load_cold(&b.dir, &mut rows)?;
+            }) {
+                Err(_) if !b.dir.exists() => continue,
+                r => r?,
+            };
+            match load_cold(&b.dir, &mut rows) {
+                Err(StoreError::Gone(_)) => continue,
+                r => r?,
+            }
             out.extend(rows);
             if q.limit > 0 && out.len() >= q.limit {
                 break;
@@ -504,10 +524,18 @@ impl Store {
             if !p.exists() {
                 continue;
             }
-            if let Some(mut r) = self.read(&p, |conn| {
+            // A bucket deleted by retention meanwhile no longer holds the call.
+            let found = match self.read(&p, |conn| {
                 not_made_yet(conn, || index::get(conn, &b.key, call_id.as_bytes()), None)
-            })? {
-                load_cold(&b.dir, std::slice::from_mut(&mut r))?;
+            }) {
+                Err(_) if !b.dir.exists() => continue,
+                r => r?,
+            };
+            if let Some(mut r) = found {
+                match load_cold(&b.dir, std::slice::from_mut(&mut r)) {
+                    Err(StoreError::Gone(_)) => continue,
+                    r => r?,
+                }
                 return Ok(Some(r));
             }
         }
@@ -560,7 +588,8 @@ impl Store {
         for br in &row.blocks {
             if open.as_ref().map(|o| o.0) != Some(br.segment) {
                 let p = dir.join(format!("{:06}.seg", br.segment));
-                let f = std::fs::File::open(&p).map_err(|e| StoreError::io(&p, e))?;
+                let f =
+                    std::fs::File::open(&p).map_err(|e| StoreError::io(&p, e).unless_gone(&dir))?;
                 open = Some((br.segment, f));
             }
             let Some((_, f)) = open.as_mut() else {
@@ -764,6 +793,128 @@ mod tests {
         let _ = std::fs::remove_dir_all(&root);
     }
 
+    /// Readers that search, look up and read calls while retention deletes the oldest buckets
+    /// (the writer making new ones) never get an error: a bucket deleted under them reads as
+    /// gone, and a call in it as not found.
+    #[test]
+    fn reads_while_retention_deletes_buckets_never_fail() {
+        use siphon_ingest::Sink;
+        let (root, mut w) = crate::scratch_writer("retained");
+        let day = 86_400_000_000i64;
+        let pool = std::sync::Arc::new(ReadPool::new());
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let readers: Vec<_> = (0..2)
+            .map(|i| {
+                let (root, pool, done) = (root.clone(), pool.clone(), done.clone());
+                std::thread::spawn(move || {
+                    let store = if i == 0 {
+                        Store::open_pooled(&root, pool).unwrap()
+                    } else {
+                        Store::open(&root).unwrap()
+                    };
+                    let (mut errors, mut reads) = (Vec::new(), 0);
+                    while !done.load(std::sync::atomic::Ordering::SeqCst) {
+                        match store.search(&CallQuery::default()) {
+                            Err(e) => errors.push(format!("search: {e}")),
+                            Ok(rows) => {
+                                for r in rows.iter().take(3) {
+                                    match store.find(&r.call_id_str()) {
+                                        Err(e) => errors.push(format!("find: {e}")),
+                                        Ok(None) => {}
+                                        // Deleted between the look-up and the read: gone.
+                                        Ok(Some(row)) => match store.records(&row) {
+                                            Ok(_) | Err(StoreError::Gone(_)) => reads += 1,
+                                            Err(e) => errors.push(format!("records: {e}")),
+                                        },
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    (errors, reads)
+                })
+            })
+            .collect();
+        let buckets = 150;
+        let mut deleted = 0;
+        for d in 0..buckets {
+            let mut c = crate::index::tests::call(d + 1, 1);
+            c.start_us += d as i64 * day;
+            c.end_us += d as i64 * day;
+            w.call_completed(Box::new(c.clone()));
+            w.flush(Vec::new()).unwrap();
+            // Keep the newest few: whatever ended more than 3 days before this call.
+            deleted += retention_with(&root, Some(3), None, c.start_us, &mut |k| {
+                w.release_bucket(k)
+            })
+            .unwrap()
+            .len();
+        }
+        done.store(true, std::sync::atomic::Ordering::SeqCst);
+        for r in readers {
+            let (errors, reads) = r.join().unwrap();
+            assert!(
+                errors.is_empty(),
+                "{} errors, first: {}",
+                errors.len(),
+                errors[0]
+            );
+            assert!(reads > 0);
+        }
+        assert!(deleted > 100, "{deleted} buckets deleted");
+        w.close(Vec::new()).unwrap();
+        let _ = std::fs::remove_dir_all(&root);
+    }
+
+    /// Retention renames a bucket aside before it empties it; what a stop in between left is
+    /// deleted by the next pass. A call whose bucket went between its look-up and the reading
+    /// of its packets reads as gone.
+    #[test]
+    fn retention_deletes_what_an_interrupted_pass_left_and_reads_say_gone() {
+        use siphon_ingest::Sink;
+        let (root, mut w) = crate::scratch_writer("aside");
+        let day = 86_400_000_000i64;
+        let c = crate::index::tests::call(1, 1);
+        w.call_opened(1, &c.call_id, c.start_us);
+        w.record(&siphon_ingest::Record {
+            ts_us: c.start_us,
+            kind: siphon_ingest::Kind::Sip,
+            call_ref: 1,
+            node: 0,
+            link: siphon_wire::link::LinkType(1),
+            frame: b"OPTIONS sip:x SIP/2.0\r\n\r\n",
+        });
+        w.call_completed(Box::new(c.clone()));
+        w.flush(Vec::new()).unwrap();
+        let store = Store::open(&root).unwrap();
+        let row = store.find(&c.call_id_str()).unwrap().unwrap();
+        assert_eq!(store.records(&row).unwrap().len(), 1);
+        // Left by an interrupted pass.
+        let left = root.join(format!("{DELETING}20200101"));
+        std::fs::create_dir_all(left.join("x")).unwrap();
+        std::fs::write(left.join("x/000001.seg"), b"old").unwrap();
+        let deleted = retention_with(&root, Some(1), None, c.start_us + 3 * day, &mut |k| {
+            w.release_bucket(k)
+        })
+        .unwrap();
+        assert_eq!(deleted.len(), 1);
+        assert!(!left.exists());
+        let names: Vec<String> = std::fs::read_dir(&root)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with(DELETING) || is_digits(n, 8))
+            .collect();
+        assert!(names.is_empty(), "{names:?}");
+        match store.records(&row) {
+            Err(StoreError::Gone(_)) => {}
+            r => panic!("{:?}", r.map(|v| v.len())),
+        }
+        assert!(store.find(&c.call_id_str()).unwrap().is_none());
+        w.close(Vec::new()).unwrap();
+        let _ = std::fs::remove_dir_all(&root);
+    }
+
     /// A request whose time range ends at some time looks first in the buckets that begin
     /// before it: with a Call-ID used on two days, the call of the earlier day is found for a
     /// range on that day, the newer one otherwise, and a range before both still finds one.
@@ -862,12 +1013,13 @@ pub fn retention_with(
         .filter(|(_, (s, e))| !(*s <= now_us && now_us < *e))
         .collect();
     buckets.sort_by_key(|(_, r)| r.0);
+    remove_left_to_delete(root)?;
     let mut deleted = Vec::new();
     if let Some(days) = max_age_days {
         let cutoff = now_us - i64::from(days) * 86_400_000_000;
         for (b, (_, end)) in &buckets {
             if *end <= cutoff && release(&b.key) {
-                std::fs::remove_dir_all(&b.dir).map_err(|e| StoreError::io(&b.dir, e))?;
+                delete_bucket(root, b)?;
                 deleted.push(b.key.clone());
             }
         }
@@ -883,12 +1035,36 @@ pub fn retention_with(
                 continue;
             }
             let n = size(&b.dir);
-            std::fs::remove_dir_all(&b.dir).map_err(|e| StoreError::io(&b.dir, e))?;
+            delete_bucket(root, b)?;
             total = total.saturating_sub(n);
             deleted.push(b.key.clone());
         }
     }
     Ok(deleted)
+}
+
+/// Prefix of a bucket directory being deleted: retention first renames the bucket out of the
+/// way, in one step, so that readers find it whole or not at all (and SQLite cannot make its
+/// `-shm` file again in a directory being emptied), then deletes it.
+const DELETING: &str = ".deleting-";
+
+fn delete_bucket(root: &Path, b: &BucketDir) -> Result<(), StoreError> {
+    let aside = root.join(format!("{DELETING}{}", b.key.replace('/', "-")));
+    std::fs::rename(&b.dir, &aside).map_err(|e| StoreError::io(&b.dir, e))?;
+    std::fs::remove_dir_all(&aside).map_err(|e| StoreError::io(&aside, e))
+}
+
+/// Deletes what a stop in the middle of a deletion left (see [`DELETING`]).
+fn remove_left_to_delete(root: &Path) -> Result<(), StoreError> {
+    let Ok(rd) = std::fs::read_dir(root) else {
+        return Ok(());
+    };
+    for e in rd.flatten() {
+        if e.file_name().to_string_lossy().starts_with(DELETING) {
+            std::fs::remove_dir_all(e.path()).map_err(|err| StoreError::io(e.path(), err))?;
+        }
+    }
+    Ok(())
 }
 
 /// Formats µs since the epoch as RFC 3339 UTC with microseconds (`2026-11-25T13:42:17.123456Z`).

@@ -81,7 +81,8 @@ impl CallPackets {
             };
             let path = self.dir.join(format!("{:06}.seg", br.segment));
             if self.file.as_ref().map(|f| f.0) != Some(br.segment) {
-                let f = File::open(&path).map_err(|e| StoreError::io(&path, e))?;
+                let f = File::open(&path)
+                    .map_err(|e| StoreError::io(&path, e).unless_gone(&self.dir))?;
                 self.file = Some((br.segment, f));
             }
             let Some((_, f)) = self.file.as_mut() else {

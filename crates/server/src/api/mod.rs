@@ -257,13 +257,20 @@ impl ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
-        ApiError::Internal(format!("store: {e}"))
+        match e {
+            // Retention deleted the call's bucket while it was read: the call is no more.
+            StoreError::Gone(_) => ApiError::NotFound(format!("call {e}")),
+            e => ApiError::Internal(format!("store: {e}")),
+        }
     }
 }
 
 impl From<ExportError> for ApiError {
     fn from(e: ExportError) -> Self {
-        ApiError::Internal(format!("export: {e}"))
+        match e {
+            ExportError::Store(e @ StoreError::Gone(_)) => e.into(),
+            e => ApiError::Internal(format!("export: {e}")),
+        }
     }
 }
 
@@ -1010,6 +1017,12 @@ mod tests {
         let e: ApiError = StoreError::Invalid("broken".into()).into();
         assert_eq!(e.kind(), "internal");
         assert_eq!(e.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let e: ApiError = ExportError::Store(StoreError::Gone("/s/20261101".into())).into();
+        assert_eq!(e.status(), StatusCode::NOT_FOUND);
+        assert_eq!(
+            e.to_string(),
+            "call /s/20261101: deleted by retention while it was read"
+        );
     }
 
     #[test]
