@@ -1013,7 +1013,8 @@ pub fn retention_with(
         .filter(|(_, (s, e))| !(*s <= now_us && now_us < *e))
         .collect();
     buckets.sort_by_key(|(_, r)| r.0);
-    remove_left_to_delete(root)?;
+    // Not in the way of this pass: a leftover that cannot be removed is reported after it.
+    let leftover = remove_left_to_delete(root);
     let mut deleted = Vec::new();
     if let Some(days) = max_age_days {
         let cutoff = now_us - i64::from(days) * 86_400_000_000;
@@ -1040,7 +1041,7 @@ pub fn retention_with(
             deleted.push(b.key.clone());
         }
     }
-    Ok(deleted)
+    leftover.map(|()| deleted)
 }
 
 /// Prefix of a bucket directory being deleted: retention first renames the bucket out of the
@@ -1054,17 +1055,21 @@ fn delete_bucket(root: &Path, b: &BucketDir) -> Result<(), StoreError> {
     std::fs::remove_dir_all(&aside).map_err(|e| StoreError::io(&aside, e))
 }
 
-/// Deletes what a stop in the middle of a deletion left (see [`DELETING`]).
+/// Deletes what a stop in the middle of a deletion left (see [`DELETING`]); the first failure,
+/// if any, once all were tried.
 fn remove_left_to_delete(root: &Path) -> Result<(), StoreError> {
     let Ok(rd) = std::fs::read_dir(root) else {
         return Ok(());
     };
+    let mut first = Ok(());
     for e in rd.flatten() {
         if e.file_name().to_string_lossy().starts_with(DELETING) {
-            std::fs::remove_dir_all(e.path()).map_err(|err| StoreError::io(e.path(), err))?;
+            if let Err(err) = std::fs::remove_dir_all(e.path()) {
+                first = first.and(Err(StoreError::io(e.path(), err)));
+            }
         }
     }
-    Ok(())
+    first
 }
 
 /// Formats µs since the epoch as RFC 3339 UTC with microseconds (`2026-11-25T13:42:17.123456Z`).
