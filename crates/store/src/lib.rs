@@ -1050,7 +1050,12 @@ pub fn retention_with(
 const DELETING: &str = ".deleting-";
 
 fn delete_bucket(root: &Path, b: &BucketDir) -> Result<(), StoreError> {
-    let aside = root.join(format!("{DELETING}{}", b.key.replace('/', "-")));
+    // A name of its own each time: a leftover of the same bucket (made again by late packets
+    // after an earlier deletion that was cut short) is not in the way.
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let aside = root.join(format!("{DELETING}{}.{nanos}", b.key.replace('/', "-")));
     std::fs::rename(&b.dir, &aside).map_err(|e| StoreError::io(&b.dir, e))?;
     std::fs::remove_dir_all(&aside).map_err(|e| StoreError::io(&aside, e))
 }
