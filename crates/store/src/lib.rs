@@ -735,6 +735,57 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
+    /// A reader thread's errors and how many reads it made.
+    type Reader = std::thread::JoinHandle<(Vec<String>, usize)>;
+
+    /// Two readers of the store at `root`, one with a pool of connections and one without,
+    /// each running `read` until `stop_readers`; `read` notes errors and returns how many
+    /// reads it made.
+    fn start_readers(
+        root: &Path,
+        read: fn(&Store, &mut Vec<String>) -> usize,
+    ) -> (std::sync::Arc<std::sync::atomic::AtomicBool>, Vec<Reader>) {
+        let pool = std::sync::Arc::new(ReadPool::new());
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let readers = (0..2)
+            .map(|i| {
+                let (root, pool, done) = (root.to_path_buf(), pool.clone(), done.clone());
+                std::thread::spawn(move || {
+                    let store = if i == 0 {
+                        Store::open_pooled(&root, pool).unwrap()
+                    } else {
+                        Store::open(&root).unwrap()
+                    };
+                    let (mut errors, mut reads) = (Vec::new(), 0);
+                    while !done.load(std::sync::atomic::Ordering::SeqCst) {
+                        reads += read(&store, &mut errors);
+                    }
+                    (errors, reads)
+                })
+            })
+            .collect();
+        (done, readers)
+    }
+
+    /// Stops the readers of [`start_readers`]; fails on any error they met. Returns how many
+    /// reads each made.
+    fn stop_readers(done: &std::sync::atomic::AtomicBool, readers: Vec<Reader>) -> Vec<usize> {
+        done.store(true, std::sync::atomic::Ordering::SeqCst);
+        readers
+            .into_iter()
+            .map(|r| {
+                let (errors, reads) = r.join().unwrap();
+                assert!(
+                    errors.is_empty(),
+                    "{} errors, first: {}",
+                    errors.len(),
+                    errors[0]
+                );
+                reads
+            })
+            .collect()
+    }
+
     /// Readers that search and look up calls while the writer makes one bucket after another
     /// (each index made while they read) never get an error, and in the end see every call.
     #[test]
@@ -742,30 +793,15 @@ mod tests {
         use siphon_ingest::Sink;
         let (root, mut w) = crate::scratch_writer("making");
         let day = 86_400_000_000i64;
-        let pool = std::sync::Arc::new(ReadPool::new());
-        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let readers: Vec<_> = (0..2)
-            .map(|i| {
-                let (root, pool, done) = (root.clone(), pool.clone(), done.clone());
-                std::thread::spawn(move || {
-                    let store = if i == 0 {
-                        Store::open_pooled(&root, pool).unwrap()
-                    } else {
-                        Store::open(&root).unwrap()
-                    };
-                    let mut errors = Vec::new();
-                    while !done.load(std::sync::atomic::Ordering::SeqCst) {
-                        if let Err(e) = store.search(&CallQuery::default()) {
-                            errors.push(e.to_string());
-                        }
-                        if let Err(e) = store.find("nobody") {
-                            errors.push(e.to_string());
-                        }
-                    }
-                    errors
-                })
-            })
-            .collect();
+        let (done, readers) = start_readers(&root, |store, errors| {
+            if let Err(e) = store.search(&CallQuery::default()) {
+                errors.push(format!("search: {e}"));
+            }
+            if let Err(e) = store.find("nobody") {
+                errors.push(format!("find: {e}"));
+            }
+            1
+        });
         let buckets = 150;
         for d in 0..buckets {
             let mut c = crate::index::tests::call(d + 1, 1);
@@ -774,16 +810,7 @@ mod tests {
             w.call_completed(Box::new(c));
             w.flush(Vec::new()).unwrap();
         }
-        done.store(true, std::sync::atomic::Ordering::SeqCst);
-        for r in readers {
-            let errors = r.join().unwrap();
-            assert!(
-                errors.is_empty(),
-                "{} errors, first: {}",
-                errors.len(),
-                errors[0]
-            );
-        }
+        stop_readers(&done, readers);
         w.close(Vec::new()).unwrap();
         let rows = Store::open(&root)
             .unwrap()
@@ -801,40 +828,28 @@ mod tests {
         use siphon_ingest::Sink;
         let (root, mut w) = crate::scratch_writer("retained");
         let day = 86_400_000_000i64;
-        let pool = std::sync::Arc::new(ReadPool::new());
-        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let readers: Vec<_> = (0..2)
-            .map(|i| {
-                let (root, pool, done) = (root.clone(), pool.clone(), done.clone());
-                std::thread::spawn(move || {
-                    let store = if i == 0 {
-                        Store::open_pooled(&root, pool).unwrap()
-                    } else {
-                        Store::open(&root).unwrap()
-                    };
-                    let (mut errors, mut reads) = (Vec::new(), 0);
-                    while !done.load(std::sync::atomic::Ordering::SeqCst) {
-                        match store.search(&CallQuery::default()) {
-                            Err(e) => errors.push(format!("search: {e}")),
-                            Ok(rows) => {
-                                for r in rows.iter().take(3) {
-                                    match store.find(&r.call_id_str()) {
-                                        Err(e) => errors.push(format!("find: {e}")),
-                                        Ok(None) => {}
-                                        // Deleted between the look-up and the read: gone.
-                                        Ok(Some(row)) => match store.records(&row) {
-                                            Ok(_) | Err(StoreError::Gone(_)) => reads += 1,
-                                            Err(e) => errors.push(format!("records: {e}")),
-                                        },
-                                    }
-                                }
-                            }
-                        }
-                    }
-                    (errors, reads)
-                })
-            })
-            .collect();
+        let (done, readers) = start_readers(&root, |store, errors| {
+            let rows = match store.search(&CallQuery::default()) {
+                Ok(rows) => rows,
+                Err(e) => {
+                    errors.push(format!("search: {e}"));
+                    return 0;
+                }
+            };
+            let mut reads = 0;
+            for r in rows.iter().take(3) {
+                match store.find(&r.call_id_str()) {
+                    Err(e) => errors.push(format!("find: {e}")),
+                    Ok(None) => {}
+                    // Deleted between the look-up and the read: gone.
+                    Ok(Some(row)) => match store.records(&row) {
+                        Ok(_) | Err(StoreError::Gone(_)) => reads += 1,
+                        Err(e) => errors.push(format!("records: {e}")),
+                    },
+                }
+            }
+            reads
+        });
         let buckets = 150;
         let mut deleted = 0;
         for d in 0..buckets {
@@ -850,17 +865,8 @@ mod tests {
             .unwrap()
             .len();
         }
-        done.store(true, std::sync::atomic::Ordering::SeqCst);
-        for r in readers {
-            let (errors, reads) = r.join().unwrap();
-            assert!(
-                errors.is_empty(),
-                "{} errors, first: {}",
-                errors.len(),
-                errors[0]
-            );
-            assert!(reads > 0);
-        }
+        let reads = stop_readers(&done, readers);
+        assert!(reads.iter().all(|&n| n > 0), "{reads:?}");
         assert!(deleted > 100, "{deleted} buckets deleted");
         w.close(Vec::new()).unwrap();
         let _ = std::fs::remove_dir_all(&root);
