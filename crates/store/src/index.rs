@@ -1458,6 +1458,9 @@ pub(crate) mod tests {
         assert_eq!(page_size(&c), 4096);
         assert_eq!(autocheckpoint(&c) * 4096, WAL_CHECKPOINT_BYTES);
         assert!(schema_ready(&c).unwrap());
+        for p in [fresh, old] {
+            let _ = std::fs::remove_dir_all(p.parent().unwrap());
+        }
     }
 
     #[test]
