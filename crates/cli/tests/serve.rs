@@ -522,7 +522,7 @@ fn path_segment(s: &str) -> String {
 /// summary, ladder, pcap, WAV and quality, the metrics) while `serve` takes in its first calls,
 /// making the day's bucket and flushing, never get a server error; and the calls all land.
 #[test]
-fn api_requests_while_the_first_calls_arrive_never_fail() {
+fn api_requests_while_the_first_calls_arrive_never_get_a_server_error() {
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;
     let base = ports(19);

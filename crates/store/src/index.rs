@@ -1426,7 +1426,8 @@ pub(crate) mod tests {
         }
     }
 
-    fn temp_db(name: &str) -> std::path::PathBuf {
+    /// `index.db` in a fresh scratch directory of its own, for tests.
+    pub(crate) fn temp_db(name: &str) -> std::path::PathBuf {
         let dir = std::env::temp_dir().join(format!("siphon-index-{}-{name}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();

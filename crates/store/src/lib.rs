@@ -709,10 +709,7 @@ mod tests {
     /// reader gives neither an error nor "no calls".
     #[test]
     fn a_query_that_raced_the_making_of_the_index_runs_again() {
-        let dir = std::env::temp_dir().join(format!("siphon-raced-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("index.sqlite");
+        let path = crate::index::tests::temp_db("raced");
         std::fs::write(&path, b"").unwrap();
         let reader = index::open_read(&path).unwrap();
         let mut tries = 0;
@@ -732,7 +729,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!((tries, rows.len()), (2, 1));
-        let _ = std::fs::remove_dir_all(&dir);
+        let _ = std::fs::remove_dir_all(path.parent().unwrap());
     }
 
     /// A reader thread's errors and how many reads it made.
