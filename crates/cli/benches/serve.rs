@@ -18,6 +18,10 @@
 //! SIPHON_BENCH_WARMUP_SECONDS=W sends each rate for W s more first and judges only the
 //! SIPHON_BENCH_SECONDS after: what `serve` sustains once running (its first seconds, when the
 //! memory for the open calls is first touched, are judged by runs without it).
+//! Over UDP every packet is padded to one length with a vendor chunk (which `serve` skips), so
+//! the sender can hand the kernel 64 at a time as one buffer to cut into datagrams (UDP
+//! segmentation offload): with one `sendmmsg` per 64 it could not offer much more than
+//! 330,000/s. SIPHON_BENCH_UDP_GSO=0 sends the packets unpadded, that way.
 
 #[path = "../tests/support/gen.rs"]
 mod gen;
@@ -387,8 +391,6 @@ fn wall_us() -> i64 {
         .as_micros() as i64
 }
 
-impl Template {}
-
 /// Called once by a sender after `at_ms` milliseconds' worth of packets, with the number sent
 /// so far (the end of a warm-up).
 struct Mark<'a> {
@@ -404,16 +406,69 @@ impl Mark<'_> {
     }
 }
 
+/// Vendor id and type of the chunk that pads a HEP packet for [`send_udp`] (vendor chunks are
+/// skipped by every HEP reader, `serve`'s included).
+const PAD_VENDOR: u16 = 0xffff;
+const PAD_TYPE: u16 = 0x0001;
+
+impl Template {
+    /// A copy whose packets all have one length (the longest's plus a chunk header), each
+    /// padded with a vendor chunk: the kernel can then cut one buffer into many datagrams (UDP
+    /// segmentation offload), see [`send_udp`].
+    fn padded(&self) -> Template {
+        let chunk = siphon_hep::CHUNK_HEADER_LEN;
+        // Every packet gets a pad chunk (at least its 6-byte header), so all can end equal.
+        let len = self.pkts.iter().map(Vec::len).max().unwrap_or(0) + chunk;
+        let pkts: Vec<Vec<u8>> = self
+            .pkts
+            .iter()
+            .map(|p| {
+                let pad = len - p.len();
+                let mut p = p.clone();
+                p.extend_from_slice(&PAD_VENDOR.to_be_bytes());
+                p.extend_from_slice(&PAD_TYPE.to_be_bytes());
+                p.extend_from_slice(&(pad as u16).to_be_bytes());
+                p.resize(len, 0);
+                p[4..6].copy_from_slice(&(len as u16).to_be_bytes());
+                p
+            })
+            .collect();
+        for (p, q) in self.pkts.iter().zip(&pkts) {
+            // The padded packet says what the unpadded one said.
+            let (a, b) = (
+                siphon_hep::decode_v3(p).unwrap().0,
+                siphon_hep::decode_v3(q).unwrap().0,
+            );
+            assert_eq!(format!("{a:?}"), format!("{b:?}"));
+        }
+        Template {
+            pkts,
+            digits: self.digits.clone(),
+            stamps: self.stamps.clone(),
+            media: self.media.clone(),
+        }
+    }
+}
+
 /// Sends `rate` packets per second for `secs` seconds; returns how many were sent and how long
 /// sending took (longer than `secs` when the receiver held the sender back).
+///
+/// With `gso` (all of `t`'s packets of one length, see [`Template::padded`]) each system
+/// call hands the kernel one buffer that it cuts into datagrams (UDP segmentation offload):
+/// on loopback the sending core also delivers every datagram to the receiver, and one
+/// `sendmmsg` per 64 datagrams left it unable to offer much more than 330,000/s. The
+/// receiver still gets one datagram per packet, as from any other sender.
 fn send_udp(
     t: &Template,
     to: SocketAddr,
     rate: u64,
     secs: u64,
+    gso: bool,
     mark: &mut Mark<'_>,
 ) -> (u64, Duration) {
-    use nix::sys::socket::{sendmmsg, MsgFlags, MultiHeaders, SockaddrStorage};
+    use nix::sys::socket::{
+        sendmmsg, sendmsg, ControlMessage, MsgFlags, MultiHeaders, SockaddrStorage,
+    };
     use std::io::IoSlice;
     use std::os::fd::AsRawFd;
     // Many datagrams per system call: one `send_to` each kept the sender below the rates
@@ -425,23 +480,52 @@ fn send_udp(
     let fd = s.as_raw_fd();
     let addrs: Vec<Option<SockaddrStorage>> = vec![None; PER_CALL];
     let mut headers = MultiHeaders::<SockaddrStorage>::preallocate(PER_CALL, None);
+    // One segmented send carries at most 64 KiB less the IP and UDP headers.
+    let longest = t.pkts.iter().map(Vec::len).max().unwrap_or(1);
+    let per_gso = if gso {
+        PER_CALL.min(65_507 / longest)
+    } else {
+        PER_CALL
+    };
     let per_ms = rate / 1000;
     let t0 = Instant::now();
     let wall0 = wall_us();
     let mut sent = 0u64;
     let mut pkts: Vec<Vec<u8>> = vec![Vec::new(); PER_CALL];
+    let mut joined = Vec::with_capacity(longest * per_gso);
     for ms in 0..secs * 1000 {
         mark.check(ms, sent);
         let mut j = 0;
         while j < per_ms {
-            let n = (per_ms - j).min(PER_CALL as u64) as usize;
+            let n = (per_ms - j).min(per_gso as u64) as usize;
             for (k, p) in pkts.iter_mut().take(n).enumerate() {
                 let ts = wall0 + (ms * 1000 + (j + k as u64) * 1000 / per_ms) as i64;
                 t.packet(sent + k as u64, ts, p);
             }
-            let iovs: Vec<[IoSlice<'_>; 1]> = pkts[..n].iter().map(|p| [IoSlice::new(p)]).collect();
             // Loopback does not drop on send; a short count would only mean a full buffer.
-            let _ = sendmmsg(fd, &mut headers, &iovs, &addrs[..n], [], MsgFlags::empty());
+            if gso {
+                // One segmented send per run of packets of one length.
+                let mut a = 0;
+                while a < n {
+                    let len = pkts[a].len();
+                    let b = a + pkts[a..n].iter().take_while(|p| p.len() == len).count();
+                    joined.clear();
+                    for p in &pkts[a..b] {
+                        joined.extend_from_slice(p);
+                    }
+                    let iov = [IoSlice::new(&joined)];
+                    let seg = len as u16;
+                    let cmsg = [ControlMessage::UdpGsoSegments(&seg)];
+                    if let Err(e) = sendmsg::<()>(fd, &iov, &cmsg, MsgFlags::empty(), None) {
+                        panic!("UDP segmentation offload refused ({e}): SIPHON_BENCH_UDP_GSO=0 sends without it");
+                    }
+                    a = b;
+                }
+            } else {
+                let iovs: Vec<[IoSlice<'_>; 1]> =
+                    pkts[..n].iter().map(|p| [IoSlice::new(p)]).collect();
+                let _ = sendmmsg(fd, &mut headers, &iovs, &addrs[..n], [], MsgFlags::empty());
+            }
             sent += n as u64;
             j += n as u64;
         }
@@ -530,6 +614,20 @@ struct Counts {
 
 fn hep_load(corpus: &Path, dir: &Path, secs: u64) {
     let pkts = Template::new(corpus);
+    // Over UDP, segmentation offload unless SIPHON_BENCH_UDP_GSO=0 (see `send_udp`).
+    let gso = std::env::var("SIPHON_BENCH_UDP_GSO").map_or(true, |v| v != "0");
+    let padded = pkts.padded();
+    let udp_pkts = if gso { &padded } else { &pkts };
+    if gso {
+        let lens = pkts.pkts.iter().map(Vec::len);
+        println!(
+            "HEP/UDP: every packet padded to {} bytes with a vendor chunk (unpadded {} to {}, {} on average), and sent with UDP segmentation offload; SIPHON_BENCH_UDP_GSO=0 sends them unpadded, 64 to a sendmmsg",
+            padded.pkts[0].len(),
+            lens.clone().min().unwrap_or(0),
+            lens.clone().max().unwrap_or(0),
+            lens.sum::<usize>() / pkts.pkts.len().max(1)
+        );
+    }
     let warm = env_u64("SIPHON_BENCH_WARMUP_SECONDS", 0);
     let mut best = [0u64; 3];
     let only = std::env::var("SIPHON_BENCH_TRANSPORTS").unwrap_or_else(|_| "udp,tcp,tls".into());
@@ -583,7 +681,7 @@ fn hep_load(corpus: &Path, dir: &Path, secs: u64) {
             };
             let total = warm + secs;
             let (sent, took) = match ti {
-                0 => send_udp(&pkts, to, rate, total, &mut mark),
+                0 => send_udp(udp_pkts, to, rate, total, gso, &mut mark),
                 1 => send_tcp(&pkts, to, rate, total, &mut mark),
                 _ => {
                     let tls_to = SocketAddr::new(to.ip(), tls_port);
