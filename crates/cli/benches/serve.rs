@@ -481,49 +481,46 @@ fn send_udp(
     let addrs: Vec<Option<SockaddrStorage>> = vec![None; PER_CALL];
     let mut headers = MultiHeaders::<SockaddrStorage>::preallocate(PER_CALL, None);
     // One segmented send carries at most 64 KiB less the IP and UDP headers.
-    let longest = t.pkts.iter().map(Vec::len).max().unwrap_or(1);
-    let per_gso = if gso {
-        PER_CALL.min(65_507 / longest)
+    let seg = t.pkts[0].len();
+    assert!(
+        !gso || t.pkts.iter().all(|p| p.len() == seg),
+        "segmentation offload needs packets of one length"
+    );
+    let per_call = if gso {
+        PER_CALL.min(65_507 / seg)
     } else {
         PER_CALL
     };
+    let seg16 = seg as u16;
     let per_ms = rate / 1000;
     let t0 = Instant::now();
     let wall0 = wall_us();
     let mut sent = 0u64;
     let mut pkts: Vec<Vec<u8>> = vec![Vec::new(); PER_CALL];
-    let mut joined = Vec::with_capacity(longest * per_gso);
+    let mut joined = Vec::with_capacity(seg * per_call);
     for ms in 0..secs * 1000 {
         mark.check(ms, sent);
         let mut j = 0;
         while j < per_ms {
-            let n = (per_ms - j).min(per_gso as u64) as usize;
-            for (k, p) in pkts.iter_mut().take(n).enumerate() {
-                let ts = wall0 + (ms * 1000 + (j + k as u64) * 1000 / per_ms) as i64;
-                t.packet(sent + k as u64, ts, p);
-            }
-            // Loopback does not drop on send; a short count would only mean a full buffer.
+            let n = (per_ms - j).min(per_call as u64) as usize;
+            let ts = |k: usize| wall0 + (ms * 1000 + (j + k as u64) * 1000 / per_ms) as i64;
             if gso {
-                // One segmented send per run of packets of one length.
-                let mut a = 0;
-                while a < n {
-                    let len = pkts[a].len();
-                    let b = a + pkts[a..n].iter().take_while(|p| p.len() == len).count();
-                    joined.clear();
-                    for p in &pkts[a..b] {
-                        joined.extend_from_slice(p);
-                    }
-                    let iov = [IoSlice::new(&joined)];
-                    let seg = len as u16;
-                    let cmsg = [ControlMessage::UdpGsoSegments(&seg)];
-                    if let Err(e) = sendmsg::<()>(fd, &iov, &cmsg, MsgFlags::empty(), None) {
-                        panic!("UDP segmentation offload refused ({e}): SIPHON_BENCH_UDP_GSO=0 sends without it");
-                    }
-                    a = b;
+                joined.clear();
+                for k in 0..n {
+                    joined.extend_from_slice(t.packet(sent + k as u64, ts(k), &mut pkts[0]));
+                }
+                let iov = [IoSlice::new(&joined)];
+                let cmsg = [ControlMessage::UdpGsoSegments(&seg16)];
+                if let Err(e) = sendmsg::<()>(fd, &iov, &cmsg, MsgFlags::empty(), None) {
+                    panic!("UDP segmentation offload refused ({e}): SIPHON_BENCH_UDP_GSO=0 sends without it");
                 }
             } else {
+                for (k, p) in pkts.iter_mut().take(n).enumerate() {
+                    t.packet(sent + k as u64, ts(k), p);
+                }
                 let iovs: Vec<[IoSlice<'_>; 1]> =
                     pkts[..n].iter().map(|p| [IoSlice::new(p)]).collect();
+                // Loopback does not drop on send; a short count would only mean a full buffer.
                 let _ = sendmmsg(fd, &mut headers, &iovs, &addrs[..n], [], MsgFlags::empty());
             }
             sent += n as u64;
