@@ -20,7 +20,7 @@ use siphon_wire::capture::Frame;
 use siphon_wire::decode::{DecodeError, Decoder, Packet, Transport};
 use siphon_wire::link::LinkType;
 use siphon_wire::tcp::{Framer, Framing, TcpMessage, TcpReassembler};
-use siphon_wire::write::{addressed_payload_into, synth_tcp_frame, synth_udp_frame};
+use siphon_wire::write::{addressed_header_into, synth_tcp_frame, synth_udp_frame};
 
 /// What a stored record holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -61,9 +61,13 @@ pub struct Record<'a> {
     pub call_ref: CallRef,
     /// Capture node (HEP capture id; 0 for local captures).
     pub node: u32,
-    /// Link type of `frame`.
+    /// Link type of the stored bytes, `head` then `frame`.
     pub link: LinkType,
-    /// The frame.
+    /// What is stored before `frame`: the header of a [`LinkType::ADDRESSED`] record (a
+    /// HEP-carried packet, see `siphon_wire::write::addressed_header_into`), whose payload is
+    /// `frame`; empty for a captured frame. The two are stored as one.
+    pub head: &'a [u8],
+    /// The frame (or the payload after `head`).
     pub frame: &'a [u8],
 }
 
@@ -193,8 +197,8 @@ struct Inner {
     stats: IngestStats,
     last_expire_us: i64,
     hep_scratch: Vec<u8>,
-    /// The frame synthesised around a HEP-carried packet (reused).
-    hep_frame: Vec<u8>,
+    /// The header stored before a HEP-carried packet's payload (reused).
+    hep_head: Vec<u8>,
     // Boxes: summaries go to the sink without being copied.
     #[allow(clippy::vec_box)]
     done: Vec<Box<CallSummary>>,
@@ -223,7 +227,7 @@ impl Pipeline {
                 stats: IngestStats::default(),
                 last_expire_us: i64::MIN,
                 hep_scratch: Vec::new(),
-                hep_frame: Vec::new(),
+                hep_head: Vec::new(),
                 done: Vec::new(),
             },
         }
@@ -293,7 +297,7 @@ impl Pipeline {
                         m.dst,
                         m.bytes,
                         LinkType::ETHERNET,
-                        &f,
+                        (&[], &f),
                         0,
                         sink,
                     );
@@ -376,12 +380,26 @@ impl Inner {
                 return; // keep-alive
             }
             self.sip(
-                pkt.ts_us, pkt.src, pkt.dst, payload, link, frame, node, sink,
+                pkt.ts_us,
+                pkt.src,
+                pkt.dst,
+                payload,
+                link,
+                (&[], frame),
+                node,
+                sink,
             );
             return;
         }
         self.media(
-            pkt.ts_us, pkt.src, pkt.dst, payload, link, frame, node, sink,
+            pkt.ts_us,
+            pkt.src,
+            pkt.dst,
+            payload,
+            link,
+            (&[], frame),
+            node,
+            sink,
         );
     }
 
@@ -393,7 +411,7 @@ impl Inner {
         dst: SocketAddr,
         payload: &[u8],
         link: LinkType,
-        frame: &[u8],
+        stored: (&[u8], &[u8]),
         node: u32,
         sink: &mut dyn Sink,
     ) {
@@ -421,7 +439,8 @@ impl Inner {
             call_ref,
             node,
             link,
-            frame,
+            head: stored.0,
+            frame: stored.1,
         });
     }
 
@@ -455,8 +474,10 @@ impl Inner {
         let node = hep.capture_id.unwrap_or(0);
         let tcp = hep.ip_protocol == 6;
         // Stored as a payload with its addresses, not as a frame: see `LinkType::ADDRESSED`.
-        let mut frame = std::mem::take(&mut self.hep_frame);
-        addressed_payload_into(hep.src, hep.dst, tcp, payload, &mut frame);
+        // The header is written on its own and the payload stored from where it lies.
+        let mut head = std::mem::take(&mut self.hep_head);
+        let stored = addressed_header_into(hep.src, hep.dst, tcp, payload, &mut head);
+        let parts = (head.as_slice(), stored);
         match hep.proto_type {
             1 => self.sip(
                 hep.ts_us,
@@ -464,7 +485,7 @@ impl Inner {
                 hep.dst,
                 payload,
                 LinkType::ADDRESSED,
-                &frame,
+                parts,
                 node,
                 sink,
             ),
@@ -475,7 +496,7 @@ impl Inner {
                 hep.dst,
                 payload,
                 LinkType::ADDRESSED,
-                &frame,
+                parts,
                 node,
                 sink,
             ),
@@ -495,7 +516,8 @@ impl Inner {
                             call_ref: r,
                             node,
                             link: LinkType::ADDRESSED,
-                            frame: &frame,
+                            head: parts.0,
+                            frame: parts.1,
                         });
                     }
                     _ => self.stats.unmatched += 1,
@@ -503,7 +525,7 @@ impl Inner {
             }
             _ => self.stats.unmatched += 1,
         }
-        self.hep_frame = frame;
+        self.hep_head = head;
         self.hep_scratch = scratch;
     }
 
@@ -515,13 +537,13 @@ impl Inner {
         dst: SocketAddr,
         payload: &[u8],
         link: LinkType,
-        frame: &[u8],
+        stored: (&[u8], &[u8]),
         node: u32,
         sink: &mut dyn Sink,
     ) {
         // Lent, never moved: the parsed message is 1.6 KB.
         Message::parse_with(payload, |parsed| {
-            self.sip_message(ts_us, src, dst, parsed, link, frame, node, sink)
+            self.sip_message(ts_us, src, dst, parsed, link, stored, node, sink)
         });
     }
 
@@ -533,7 +555,7 @@ impl Inner {
         dst: SocketAddr,
         parsed: Result<&Message<'_>, siphon_sip::ParseError>,
         link: LinkType,
-        frame: &[u8],
+        stored: (&[u8], &[u8]),
         node: u32,
         sink: &mut dyn Sink,
     ) {
@@ -594,7 +616,8 @@ impl Inner {
             call_ref: out.call_ref,
             node,
             link,
-            frame,
+            head: stored.0,
+            frame: stored.1,
         });
     }
 }
@@ -607,12 +630,15 @@ mod tests {
     #[derive(Default)]
     struct Collect {
         records: Vec<(Kind, CallRef)>,
+        /// What each record stores: its head, then its frame.
+        stored: Vec<(LinkType, Vec<u8>)>,
         done: Vec<CallSummary>,
     }
 
     impl Sink for Collect {
         fn record(&mut self, rec: &Record<'_>) {
             self.records.push((rec.kind, rec.call_ref));
+            self.stored.push((rec.link, [rec.head, rec.frame].concat()));
         }
         fn call_opened(&mut self, _: CallRef, _: &[u8], _: i64) {}
         fn call_completed(&mut self, s: Box<CallSummary>) {
@@ -693,6 +719,47 @@ mod tests {
         };
         p.push_frame(&frame, &mut sink);
         assert_eq!(p.stats().sip_messages, 1);
+    }
+
+    /// A HEP-carried message is stored as the address record the store reads back (its header
+    /// handed over apart from the payload, which is not copied to join them); a captured
+    /// frame as the frame itself.
+    #[test]
+    fn hep_messages_are_stored_as_address_records_and_frames_as_themselves() {
+        let mut p = Pipeline::new(IngestConfig::default(), 1);
+        let mut sink = Collect::default();
+        let inv = sip("INVITE sip:b@y SIP/2.0", "", "1 INVITE", 4000, "10.0.0.1");
+        for (a, b) in [
+            ("10.0.0.1:5060", "10.0.0.2:5080"),
+            ("[2001:db8::1]:5060", "[2001:db8::2]:5062"),
+        ] {
+            let (a, b): (SocketAddr, SocketAddr) = (a.parse().unwrap(), b.parse().unwrap());
+            sink.stored.clear();
+            p.push_hep(
+                &hep(&a.to_string(), &b.to_string(), 1_000_000, 1, None, &inv),
+                &mut sink,
+            );
+            let mut want = Vec::new();
+            siphon_wire::write::addressed_payload_into(a, b, false, &inv, &mut want);
+            assert_eq!(sink.stored, vec![(LinkType::ADDRESSED, want)]);
+        }
+        sink.stored.clear();
+        let (a, b): (SocketAddr, SocketAddr) = (
+            "10.0.0.1:5060".parse().unwrap(),
+            "10.0.0.2:5060".parse().unwrap(),
+        );
+        let f = synth_udp_frame(a, b, &inv);
+        p.push_frame(
+            &Frame {
+                ts_us: 2_000_000,
+                link: LinkType::ETHERNET,
+                data: &f,
+                orig_len: f.len() as u32,
+                interface: 0,
+            },
+            &mut sink,
+        );
+        assert_eq!(sink.stored, vec![(LinkType::ETHERNET, f)]);
     }
 
     /// RTCP that Kamailio or rtpengine send as HEP type 5 JSON lands on the stream it reports

@@ -885,6 +885,7 @@ mod tests {
             call_ref: 1,
             node: 0,
             link: siphon_wire::link::LinkType(1),
+            head: &[],
             frame: b"OPTIONS sip:x SIP/2.0\r\n\r\n",
         });
         w.call_completed(Box::new(c.clone()));

@@ -890,12 +890,19 @@ impl Sink for StoreWriter {
                 Some(c) => Ok(c.bucket),
                 None => self.bucket_at(rec.ts_us),
             };
-            self.stats.sip_raw_bytes += rec.frame.len() as u64;
+            self.stats.sip_raw_bytes += (rec.head.len() + rec.frame.len()) as u64;
             match key {
                 Ok(key) => {
                     if let Some(b) = self.buckets.get_mut(key) {
-                        b.sip
-                            .push(kind, rec.link, rec.call_ref, rec.ts_us, rec.node, rec.frame);
+                        b.sip.push_parts(
+                            kind,
+                            rec.link,
+                            rec.call_ref,
+                            rec.ts_us,
+                            rec.node,
+                            rec.head,
+                            rec.frame,
+                        );
                         if rec.call_ref != 0 {
                             b.sip_calls.insert(rec.call_ref);
                         }
@@ -908,7 +915,7 @@ impl Sink for StoreWriter {
             }
             return;
         }
-        self.stats.media_raw_bytes += rec.frame.len() as u64;
+        self.stats.media_raw_bytes += (rec.head.len() + rec.frame.len()) as u64;
         // A known call in one look-up (every RTP packet comes here).
         let c = match self.calls.get_mut(&rec.call_ref) {
             Some(c) => c,
@@ -918,8 +925,15 @@ impl Sink for StoreWriter {
             },
         };
         let was_empty = c.media.is_empty();
-        c.media
-            .push(kind, rec.link, rec.call_ref, rec.ts_us, rec.node, rec.frame);
+        c.media.push_parts(
+            kind,
+            rec.link,
+            rec.call_ref,
+            rec.ts_us,
+            rec.node,
+            rec.head,
+            rec.frame,
+        );
         let full = c.media.raw_len() >= MEDIA_BLOCK_MAX;
         if was_empty {
             self.with_media.push(rec.call_ref);
@@ -1012,6 +1026,7 @@ mod tests {
             call_ref: r,
             node: 0,
             link: LinkType(1),
+            head: &[],
             frame: b"OPTIONS sip:x SIP/2.0\r\n\r\n",
         });
     }
@@ -1075,6 +1090,7 @@ mod tests {
                 call_ref: s.call_ref,
                 node: 0,
                 link: LinkType(1),
+                head: &[],
                 frame: b"INVITE sip:x SIP/2.0\r\n\r\n",
             });
         };

@@ -200,18 +200,32 @@ pub fn addressed_payload_into(
     payload: &[u8],
     out: &mut Vec<u8>,
 ) {
+    out.clear();
+    out.reserve(ADDRESSED_V6_HEADER + cap(payload).len());
+    let payload = addressed_header_into(src, dst, tcp, payload, out);
+    out.extend_from_slice(payload);
+}
+
+/// The record of [`addressed_payload_into`] in two parts, for a caller that stores them one
+/// after the other without joining them first: writes its header into `out` (cleared first)
+/// and returns the part of `payload` that follows it.
+pub fn addressed_header_into<'p>(
+    src: SocketAddr,
+    dst: SocketAddr,
+    tcp: bool,
+    payload: &'p [u8],
+    out: &mut Vec<u8>,
+) -> &'p [u8] {
     let payload = cap(payload);
     out.clear();
     let transport = if tcp { 0x10 } else { 0 };
     match (src, dst) {
         (SocketAddr::V4(s), SocketAddr::V4(d)) => {
-            out.reserve(ADDRESSED_V4_HEADER + payload.len());
             out.push(4 | transport);
             out.extend_from_slice(&s.ip().octets());
             out.extend_from_slice(&d.ip().octets());
         }
         _ => {
-            out.reserve(ADDRESSED_V6_HEADER + payload.len());
             out.push(6 | transport);
             out.extend_from_slice(&v6_octets(src.ip()));
             out.extend_from_slice(&v6_octets(dst.ip()));
@@ -219,7 +233,7 @@ pub fn addressed_payload_into(
     }
     out.extend_from_slice(&src.port().to_be_bytes());
     out.extend_from_slice(&dst.port().to_be_bytes());
-    out.extend_from_slice(payload);
+    payload
 }
 
 /// [`synth_udp_frame`] into `out` (cleared first), so a caller can reuse one buffer.
