@@ -374,32 +374,20 @@ impl Inner {
         } else {
             (link, data)
         };
+        // A frame is stored whole: nothing before it.
+        let stored: (&[u8], &[u8]) = (&[], frame);
         if self.is_sip_port(pkt) || (self.cfg.sip_by_content && siphon_sip::looks_like_sip(payload))
         {
             if payload.iter().all(|b| matches!(b, b'\r' | b'\n' | 0)) {
                 return; // keep-alive
             }
             self.sip(
-                pkt.ts_us,
-                pkt.src,
-                pkt.dst,
-                payload,
-                link,
-                (&[], frame),
-                node,
-                sink,
+                pkt.ts_us, pkt.src, pkt.dst, payload, link, stored, node, sink,
             );
             return;
         }
         self.media(
-            pkt.ts_us,
-            pkt.src,
-            pkt.dst,
-            payload,
-            link,
-            (&[], frame),
-            node,
-            sink,
+            pkt.ts_us, pkt.src, pkt.dst, payload, link, stored, node, sink,
         );
     }
 

@@ -880,6 +880,19 @@ impl StoreWriter {
     }
 }
 
+/// Appends a pipeline record to a block: its head, then its frame (see [`Record::head`]).
+fn push_record(buf: &mut BlockBuf, kind: u8, rec: &Record<'_>) {
+    buf.push_parts(
+        kind,
+        rec.link,
+        rec.call_ref,
+        rec.ts_us,
+        rec.node,
+        rec.head,
+        rec.frame,
+    );
+}
+
 impl Sink for StoreWriter {
     fn record(&mut self, rec: &Record<'_>) {
         self.since_flush += 1;
@@ -894,15 +907,7 @@ impl Sink for StoreWriter {
             match key {
                 Ok(key) => {
                     if let Some(b) = self.buckets.get_mut(key) {
-                        b.sip.push_parts(
-                            kind,
-                            rec.link,
-                            rec.call_ref,
-                            rec.ts_us,
-                            rec.node,
-                            rec.head,
-                            rec.frame,
-                        );
+                        push_record(&mut b.sip, kind, rec);
                         if rec.call_ref != 0 {
                             b.sip_calls.insert(rec.call_ref);
                         }
@@ -925,15 +930,7 @@ impl Sink for StoreWriter {
             },
         };
         let was_empty = c.media.is_empty();
-        c.media.push_parts(
-            kind,
-            rec.link,
-            rec.call_ref,
-            rec.ts_us,
-            rec.node,
-            rec.head,
-            rec.frame,
-        );
+        push_record(&mut c.media, kind, rec);
         let full = c.media.raw_len() >= MEDIA_BLOCK_MAX;
         if was_empty {
             self.with_media.push(rec.call_ref);
