@@ -22,6 +22,10 @@
 //! the sender can hand the kernel 64 at a time as one buffer to cut into datagrams (UDP
 //! segmentation offload): with one `sendmmsg` per 64 it could not offer much more than
 //! 330,000/s. SIPHON_BENCH_UDP_GSO=0 sends the packets unpadded, that way.
+//! The pipeline ceiling (pipeline and store in this process, one thread, no sockets) takes the
+//! `SIPHON_*` settings `serve` takes (SIPHON_STORAGE_ZSTD_LEVEL=-1, ...), the spawned `serve`
+//! gets them too, and it prints what the store kept per message; `scripts/ceiling-pair`
+//! compares two builds on it, side by side.
 
 #[path = "../tests/support/gen.rs"]
 mod gen;
@@ -798,8 +802,9 @@ fn hep_load(corpus: &Path, dir: &Path, secs: u64) {
 fn pipeline_ceiling(corpus: &Path, dir: &Path) {
     let t = Template::new(corpus);
     let n = env_u64("SIPHON_BENCH_CEILING_MSGS", 4_000_000);
-    // The collector's defaults (flush every 50,000 records, ...), without fsync.
-    let mut scfg = siphon_server::config::Config::default();
+    // The collector's defaults (flush every 50,000 records, ...) and, as `serve` takes them,
+    // `SIPHON_*` environment overrides; without fsync.
+    let mut scfg = siphon_server::config::Config::load(None).expect("SIPHON_* environment");
     scfg.storage.data = dir.join("ceiling");
     let mut cfg = scfg.store_config();
     cfg.fsync = false;
@@ -829,6 +834,10 @@ fn pipeline_ceiling(corpus: &Path, dir: &Path) {
         ws.rows_written,
         ws.flushes,
         ws.flush_time.as_secs_f64()
+    );
+    println!(
+        "  stored {:.1} bytes per message (segments and index)",
+        dir_bytes(&dir.join("ceiling")) as f64 / n.max(1) as f64
     );
     let _ = std::fs::remove_dir_all(dir.join("ceiling"));
 }
