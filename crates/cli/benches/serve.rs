@@ -802,7 +802,7 @@ fn hep_load(corpus: &Path, dir: &Path, secs: u64) {
 fn pipeline_ceiling(corpus: &Path, dir: &Path) {
     let t = Template::new(corpus);
     let n = env_u64("SIPHON_BENCH_CEILING_MSGS", 4_000_000);
-    // The collector's defaults (flush every 50,000 records, ...) and, as `serve` takes them,
+    // The collector's defaults (flush every 150,000 records, ...) and, as `serve` takes them,
     // `SIPHON_*` environment overrides; without fsync.
     let mut scfg = siphon_server::config::Config::load(None).expect("SIPHON_* environment");
     scfg.storage.data = dir.join("ceiling");
